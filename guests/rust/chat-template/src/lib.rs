@@ -1,0 +1,259 @@
+//! `chat-template`: the adapter for local models, with clembench's semantics.
+//!
+//! Request: the chat template is the one shipped in the model file, unless the
+//! registry entry sets `premade_chat_template: false` and a `custom_chat_template`
+//! (or the model file has none). The host renders it; the adapter picks it.
+//!
+//! Response, in clembench's order: strip whitespace; if `output_split_prefix` is
+//! set and present, keep what follows its last occurrence; if `cot_end_tag` is set
+//! and present, keep what follows its last occurrence (the reasoning is dropped);
+//! then remove every match of the `eos_to_cull` regex.
+//!
+//! Streaming emits only text that no later chunk can change: nothing while a
+//! split prefix or cot tag is configured or the cull regex is unbounded or uses
+//! look-around, otherwise all but the regex's maximum match length.
+
+wit_bindgen::generate!({
+    world: "adapter",
+    path: "../../../wit",
+});
+
+use std::cell::RefCell;
+
+use exports::lmhost::adapter::model_adapter::{
+    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
+};
+use lmhost::adapter::types::Prompt;
+use serde_json::{json, Map, Value};
+
+struct ChatTemplate;
+
+impl Guest for ChatTemplate {
+    type ResponseStream = Stream;
+
+    fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
+        let spec = parse_spec(&model)?;
+        let template = choose_template(&model, &spec)?;
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({ "role": m.role, "content": m.content }))
+            .collect();
+        let context = json!({
+            "messages": messages,
+            "add_generation_prompt": true,
+            "bos_token": model.bos_token.clone().unwrap_or_default(),
+            "eos_token": model.eos_token.clone().unwrap_or_default(),
+        });
+        let text = lmhost::adapter::host::render_template(&template, &context.to_string()).map_err(|e| {
+            AdapterError::InvalidInput(format!("chat template of `{}` failed to render: {e}", model.name))
+        })?;
+        // A template that writes the BOS token itself must not get a second one.
+        let starts_with_bos = model
+            .bos_token
+            .as_deref()
+            .is_some_and(|bos| !bos.is_empty() && text.starts_with(bos));
+        Ok(Request::Prompt(Prompt {
+            text,
+            stop: params.stop,
+            add_bos: model.add_bos && !starts_with_bos,
+        }))
+    }
+
+    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
+        let post = PostProcess::new(&model)?;
+        Ok(completion(post.apply(&raw)))
+    }
+}
+
+fn completion(text: String) -> Completion {
+    Completion {
+        text,
+        prompt_tokens: None,
+        completion_tokens: None,
+        finish_reason: None,
+    }
+}
+
+fn parse_spec(model: &ModelInfo) -> Result<Map<String, Value>, AdapterError> {
+    match serde_json::from_str::<Value>(&model.spec_json) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(AdapterError::InvalidInput(format!(
+            "registry entry of `{}` is not a JSON object",
+            model.name
+        ))),
+    }
+}
+
+fn string_key<'a>(model: &ModelInfo, spec: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, AdapterError> {
+    match spec.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(AdapterError::InvalidInput(format!(
+            "`{key}` of `{}` must be a string, found {other}",
+            model.name
+        ))),
+    }
+}
+
+fn choose_template(model: &ModelInfo, spec: &Map<String, Value>) -> Result<String, AdapterError> {
+    let custom = string_key(model, spec, "custom_chat_template")?;
+    let premade = match spec.get("premade_chat_template") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(AdapterError::InvalidInput(format!(
+                "`premade_chat_template` of `{}` must be true or false, found {other}",
+                model.name
+            )))
+        }
+    };
+    match (premade, custom, model.builtin_template.as_deref()) {
+        (false, Some(custom), _) => Ok(custom.to_string()),
+        (_, _, Some(builtin)) => Ok(builtin.to_string()),
+        (_, Some(custom), None) => Ok(custom.to_string()),
+        (_, None, None) => Err(AdapterError::Unsupported(format!(
+            "`{}` has no chat template: the model file ships none and the registry entry sets no \
+             `custom_chat_template`",
+            model.name
+        ))),
+    }
+}
+
+/// The output rules of one registry entry.
+struct PostProcess {
+    split_prefix: Option<String>,
+    cot_end_tag: Option<String>,
+    cull: Option<regex::Regex>,
+    /// How many trailing bytes of raw output a future chunk can still change;
+    /// `None` when that is unbounded and streaming must wait for the end.
+    holdback: Option<usize>,
+}
+
+impl PostProcess {
+    fn new(model: &ModelInfo) -> Result<Self, AdapterError> {
+        let spec = parse_spec(model)?;
+        let split_prefix = string_key(model, &spec, "output_split_prefix")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let cot_end_tag = string_key(model, &spec, "cot_end_tag")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let pattern = string_key(model, &spec, "eos_to_cull")?.filter(|s| !s.is_empty());
+        let (cull, cull_len) = match pattern {
+            None => (None, Some(0)),
+            Some(p) => {
+                let invalid = |e: &dyn std::fmt::Display| {
+                    AdapterError::InvalidInput(format!(
+                        "`eos_to_cull` of `{}` is not a valid regex `{p}`: {e}",
+                        model.name
+                    ))
+                };
+                let re = regex::Regex::new(p).map_err(|e| invalid(&e))?;
+                let hir = regex_syntax::parse(p).map_err(|e| invalid(&e))?;
+                let props = hir.properties();
+                let bounded = if props.look_set().is_empty() {
+                    props.maximum_len()
+                } else {
+                    None
+                };
+                (Some(re), bounded)
+            }
+        };
+        let holdback = if split_prefix.is_some() || cot_end_tag.is_some() {
+            None
+        } else {
+            cull_len
+        };
+        Ok(Self {
+            split_prefix,
+            cot_end_tag,
+            cull,
+            holdback,
+        })
+    }
+
+    fn apply(&self, raw: &str) -> String {
+        let mut text = raw.trim();
+        if let Some(prefix) = &self.split_prefix {
+            if let Some((_, after)) = text.rsplit_once(prefix.as_str()) {
+                text = after;
+            }
+        }
+        if let Some(tag) = &self.cot_end_tag {
+            if let Some((_, after)) = text.rsplit_once(tag.as_str()) {
+                text = after.trim();
+            }
+        }
+        match &self.cull {
+            Some(re) => re.replace_all(text, "").into_owned(),
+            None => text.to_string(),
+        }
+    }
+
+    /// The part of the final answer already fixed by `raw`, which may still grow.
+    fn stable_prefix(&self, raw: &str) -> String {
+        let Some(holdback) = self.holdback else {
+            return String::new();
+        };
+        let text = raw.trim_start();
+        // Trailing whitespace may yet be stripped, and the last `holdback` bytes
+        // may yet become part of a match.
+        let mut boundary = text.trim_end().len().min(text.len().saturating_sub(holdback));
+        while !text.is_char_boundary(boundary) {
+            boundary -= 1;
+        }
+        let mut out = String::new();
+        let mut last = 0;
+        if let Some(re) = &self.cull {
+            for m in re.find_iter(text) {
+                if m.start() >= boundary {
+                    break;
+                }
+                out.push_str(&text[last..m.start()]);
+                last = m.end();
+            }
+        }
+        if last < boundary {
+            out.push_str(&text[last..boundary]);
+        }
+        out
+    }
+}
+
+/// Streaming state: the raw text so far and how much answer was emitted.
+struct Stream {
+    model: ModelInfo,
+    raw: RefCell<String>,
+    emitted: RefCell<usize>,
+}
+
+impl GuestResponseStream for Stream {
+    fn new(model: ModelInfo) -> Self {
+        Stream {
+            model,
+            raw: RefCell::new(String::new()),
+            emitted: RefCell::new(0),
+        }
+    }
+
+    fn push(&self, chunk: String) -> Result<String, AdapterError> {
+        let post = PostProcess::new(&self.model)?;
+        let mut raw = self.raw.borrow_mut();
+        raw.push_str(&chunk);
+        let stable = post.stable_prefix(&raw);
+        let mut emitted = self.emitted.borrow_mut();
+        if stable.len() <= *emitted {
+            return Ok(String::new());
+        }
+        let piece = stable[*emitted..].to_string();
+        *emitted = stable.len();
+        Ok(piece)
+    }
+
+    fn finish(&self) -> Result<Completion, AdapterError> {
+        let post = PostProcess::new(&self.model)?;
+        Ok(completion(post.apply(&self.raw.borrow())))
+    }
+}
+
+export!(ChatTemplate);

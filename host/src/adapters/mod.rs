@@ -1,0 +1,576 @@
+//! Adapters: untrusted WebAssembly components that hold every per-model quirk.
+//!
+//! This module owns the sandbox. [`AdapterRuntime`] holds one wasmtime engine
+//! (component model, pooling allocator, epoch interruption, a ticker thread) and
+//! compiles each component once (through an on-disk cache). Every call gets a
+//! fresh store and instance from a cached `InstancePre`, with WASI linked
+//! deny-by-default (no preopened dirs, no env, no args, no sockets, no name
+//! lookup), a memory cap, an epoch deadline and an output cap. A trap or a limit
+//! hit becomes an [`AdapterError`] naming the adapter; the instance is dropped and
+//! never reused, so the next call starts clean.
+//!
+//! It must not know about engines or the registry beyond the `model-info` record.
+
+mod builtin;
+mod cache;
+mod template;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub use builtin::{builtin_adapter, default_adapter, BUILTIN_ADAPTERS, GUEST_DIR};
+pub use template::{render_template, TemplateLimits};
+
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "adapter",
+        path: "../wit",
+    });
+}
+
+/// The WIT types, as the host sees them.
+pub mod wit {
+    pub use super::bindings::exports::lmhost::adapter::model_adapter::{
+        AdapterError, Completion, Message, ModelInfo, Params, Request,
+    };
+    pub use super::bindings::lmhost::adapter::types::{HttpRequest, Prompt};
+}
+
+/// How often the epoch ticker advances; deadlines are whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every call into one adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterLimits {
+    /// Wall-clock budget of one call (shape, parse, one stream push).
+    pub deadline: Duration,
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Largest string an adapter may hand back, in bytes.
+    pub output_bytes: usize,
+    /// Budgets of `render-template`.
+    pub template: TemplateLimits,
+}
+
+impl Default for AdapterLimits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(2),
+            memory_bytes: 256 << 20,
+            output_bytes: 16 << 20,
+            template: TemplateLimits::default(),
+        }
+    }
+}
+
+/// The largest memory any adapter may be given (the pool's slot size).
+const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// What went wrong in an adapter. Each variant names the adapter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdapterError {
+    /// The component could not be read, compiled or linked.
+    #[error("adapter `{adapter}` cannot be loaded: {message}")]
+    Load {
+        /// Adapter name.
+        adapter: String,
+        /// Why.
+        message: String,
+    },
+    /// A call ran past its deadline and was interrupted.
+    #[error("adapter `{adapter}` timed out: a call ran past its deadline of {deadline:?}")]
+    Timeout {
+        /// Adapter name.
+        adapter: String,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// The instance tried to grow its memory past the cap.
+    #[error("adapter `{adapter}` hit its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// Adapter name.
+        adapter: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// The adapter returned more text than allowed.
+    #[error("adapter `{adapter}` returned {size} bytes, over its output limit of {limit} bytes")]
+    OutputLimit {
+        /// Adapter name.
+        adapter: String,
+        /// What it returned.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The adapter trapped (a panic, an illegal operation, a host-denied call).
+    #[error("adapter `{adapter}` crashed: {message}")]
+    Crashed {
+        /// Adapter name.
+        adapter: String,
+        /// The trap, first lines.
+        message: String,
+    },
+    /// The adapter answered with an error value.
+    #[error("adapter `{adapter}` refused: {kind}: {message}")]
+    Refused {
+        /// Adapter name.
+        adapter: String,
+        /// `invalid input`, `unsupported` or `upstream`.
+        kind: &'static str,
+        /// Its message.
+        message: String,
+    },
+    /// The adapter broke the contract (e.g. streamed text the final text contradicts).
+    #[error("adapter `{adapter}` broke the adapter contract: {message}")]
+    Contract {
+        /// Adapter name.
+        adapter: String,
+        /// What it did.
+        message: String,
+    },
+}
+
+/// Per-call state of one instance.
+struct AdapterState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    adapter: Arc<str>,
+    template: TemplateLimits,
+}
+
+impl WasiView for AdapterState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::lmhost::adapter::types::Host for AdapterState {}
+
+impl bindings::lmhost::adapter::host::Host for AdapterState {
+    fn render_template(&mut self, template: String, context_json: String) -> Result<String, String> {
+        render_template(&template, &context_json, &self.template)
+    }
+
+    fn log(&mut self, level: bindings::lmhost::adapter::host::LogLevel, message: String) {
+        use bindings::lmhost::adapter::host::LogLevel;
+        let message: String = message.chars().take(4096).collect();
+        let adapter = &*self.adapter;
+        match level {
+            LogLevel::Trace => tracing::trace!(adapter, "{message}"),
+            LogLevel::Debug => tracing::debug!(adapter, "{message}"),
+            LogLevel::Info => tracing::info!(adapter, "{message}"),
+            LogLevel::Warn => tracing::warn!(adapter, "{message}"),
+            LogLevel::Error => tracing::error!(adapter, "{message}"),
+        }
+    }
+}
+
+/// Caps linear memory and remembers that it did, to tell a memory limit from a crash.
+struct MemoryCap {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.limit);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The wasmtime engine and everything shared between adapters.
+#[derive(Clone)]
+pub struct AdapterRuntime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<AdapterState>,
+    cache_dir: Option<PathBuf>,
+    loaded: Mutex<HashMap<String, bindings::AdapterPre<AdapterState>>>,
+}
+
+impl AdapterRuntime {
+    /// A runtime whose precompiled components are cached in `cache_dir` (none: no disk cache).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, AdapterError> {
+        let fail = |e: wasmtime::Error| AdapterError::Load {
+            adapter: "<runtime>".into(),
+            message: format!("{e:#}"),
+        };
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(256)
+            .total_tables(1024)
+            .max_memories_per_component(8)
+            .max_tables_per_component(32)
+            .max_core_instances_per_component(64)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(4 << 20)
+            .max_memory_size(MAX_MEMORY_BYTES)
+            .max_unused_warm_slots(32);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config).map_err(fail)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+        bindings::Adapter::add_to_linker::<AdapterState, HasSelf<AdapterState>>(&mut linker, |s| s).map_err(fail)?;
+        start_ticker(&engine);
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache_dir,
+                loaded: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Load an adapter: a built-in name (`chat-template`) or a path to a `.wasm`
+    /// component. `base` resolves relative paths (e.g. the registry file's folder).
+    pub fn load(&self, reference: &str, base: Option<&Path>, limits: AdapterLimits) -> Result<Adapter, AdapterError> {
+        if let Some(bytes) = builtin_adapter(reference) {
+            return self.load_bytes(reference, bytes, limits);
+        }
+        if !reference.ends_with(".wasm") {
+            return Err(AdapterError::Load {
+                adapter: reference.into(),
+                message: format!(
+                    "no built-in adapter has that name (built in: {}), and it is not a path to a .wasm file",
+                    BUILTIN_ADAPTERS.join(", ")
+                ),
+            });
+        }
+        let mut path = PathBuf::from(reference);
+        if path.is_relative() {
+            if let Some(base) = base.filter(|b| b.join(&path).is_file()) {
+                path = base.join(path);
+            }
+        }
+        let bytes = std::fs::read(&path).map_err(|e| AdapterError::Load {
+            adapter: reference.into(),
+            message: format!("cannot read `{}`: {e}", path.display()),
+        })?;
+        self.load_bytes(reference, &bytes, limits)
+    }
+
+    /// Load an adapter from component bytes.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8], limits: AdapterLimits) -> Result<Adapter, AdapterError> {
+        let fail = |message: String| AdapterError::Load {
+            adapter: name.into(),
+            message,
+        };
+        if limits.memory_bytes > MAX_MEMORY_BYTES {
+            return Err(fail(format!(
+                "memory limit {} is over the maximum of {MAX_MEMORY_BYTES} bytes",
+                limits.memory_bytes
+            )));
+        }
+        let hash = cache::content_hash(bytes);
+        let mut loaded = self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let pre = match loaded.get(&hash) {
+            Some(pre) => pre.clone(),
+            None => {
+                let (component, _from_cache) =
+                    cache::load(&self.inner.engine, bytes, &hash, self.inner.cache_dir.as_deref())
+                        .map_err(|e| fail(format!("not a usable component: {e:#}")))?;
+                let instance_pre = self
+                    .inner
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| fail(format!("it needs something lmhost does not lend: {e:#}")))?;
+                let pre = bindings::AdapterPre::new(instance_pre)
+                    .map_err(|e| fail(format!("it does not implement the lmhost:adapter world: {e:#}")))?;
+                loaded.insert(hash.clone(), pre.clone());
+                pre
+            }
+        };
+        Ok(Adapter {
+            name: Arc::from(name),
+            hash,
+            pre,
+            runtime: self.inner.clone(),
+            limits,
+        })
+    }
+
+    /// Whether a component with these bytes is in the on-disk cache.
+    pub fn is_cached(&self, bytes: &[u8]) -> bool {
+        let Some(dir) = &self.inner.cache_dir else { return false };
+        let hash = cache::content_hash(bytes);
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&hash))
+            })
+            .unwrap_or(false)
+    }
+}
+
+fn start_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("lmhost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch ticker");
+}
+
+/// A loaded adapter. Cheap to clone; every call runs in a fresh instance.
+#[derive(Clone)]
+pub struct Adapter {
+    name: Arc<str>,
+    hash: String,
+    pre: bindings::AdapterPre<AdapterState>,
+    runtime: Arc<RuntimeInner>,
+    limits: AdapterLimits,
+}
+
+impl std::fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapter")
+            .field("name", &self.name)
+            .field("sha256", &self.hash)
+            .finish()
+    }
+}
+
+/// An instance with its store, for one call or one stream.
+struct Instance {
+    store: Store<AdapterState>,
+    bindings: bindings::Adapter,
+}
+
+impl Adapter {
+    /// The name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the component.
+    pub fn sha256(&self) -> &str {
+        &self.hash
+    }
+
+    /// The limits applied to each call.
+    pub fn limits(&self) -> AdapterLimits {
+        self.limits
+    }
+
+    fn instantiate(&self) -> Result<Instance, AdapterError> {
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        let state = AdapterState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: self.limits.memory_bytes,
+                hit: false,
+            },
+            adapter: self.name.clone(),
+            template: self.limits.template,
+        };
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.memory);
+        self.arm(&mut store);
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| self.trap(&store, e))?;
+        Ok(Instance { store, bindings })
+    }
+
+    fn arm(&self, store: &mut Store<AdapterState>) {
+        let ticks = self.limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+    }
+
+    fn trap(&self, store: &Store<AdapterState>, err: wasmtime::Error) -> AdapterError {
+        let adapter = self.name.to_string();
+        if store.data().memory.hit {
+            return AdapterError::MemoryLimit {
+                adapter,
+                limit: self.limits.memory_bytes,
+            };
+        }
+        if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return AdapterError::Timeout {
+                adapter,
+                deadline: self.limits.deadline,
+            };
+        }
+        let full = format!("{err:#}");
+        let message = full.lines().take(3).collect::<Vec<_>>().join(" ");
+        AdapterError::Crashed { adapter, message }
+    }
+
+    fn check_len(&self, text: &str) -> Result<(), AdapterError> {
+        if text.len() > self.limits.output_bytes {
+            return Err(AdapterError::OutputLimit {
+                adapter: self.name.to_string(),
+                size: text.len(),
+                limit: self.limits.output_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn refused(&self, e: wit::AdapterError) -> AdapterError {
+        let (kind, message) = match e {
+            wit::AdapterError::InvalidInput(m) => ("invalid input", m),
+            wit::AdapterError::Unsupported(m) => ("unsupported", m),
+            wit::AdapterError::Upstream(m) => ("upstream", m),
+        };
+        AdapterError::Refused {
+            adapter: self.name.to_string(),
+            kind,
+            message,
+        }
+    }
+
+    /// Messages and parameters → what the engine consumes.
+    pub fn shape_request(
+        &self,
+        model: &wit::ModelInfo,
+        messages: &[wit::Message],
+        params: &wit::Params,
+    ) -> Result<wit::Request, AdapterError> {
+        let mut inst = self.instantiate()?;
+        let result = inst
+            .bindings
+            .lmhost_adapter_model_adapter()
+            .call_shape_request(&mut inst.store, model, messages, params)
+            .map_err(|e| self.trap(&inst.store, e))?;
+        let request = result.map_err(|e| self.refused(e))?;
+        match &request {
+            wit::Request::Prompt(p) => self.check_len(&p.text)?,
+            wit::Request::Http(h) => self.check_len(&h.body)?,
+        }
+        Ok(request)
+    }
+
+    /// The engine's whole raw output → the answer.
+    pub fn parse_response(&self, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
+        let mut inst = self.instantiate()?;
+        let result = inst
+            .bindings
+            .lmhost_adapter_model_adapter()
+            .call_parse_response(&mut inst.store, model, raw)
+            .map_err(|e| self.trap(&inst.store, e))?;
+        let completion = result.map_err(|e| self.refused(e))?;
+        self.check_len(&completion.text)?;
+        Ok(completion)
+    }
+
+    /// Start streaming post-processing for one response.
+    pub fn stream(&self, model: &wit::ModelInfo) -> Result<AdapterStream, AdapterError> {
+        let mut inst = self.instantiate()?;
+        let resource = inst
+            .bindings
+            .lmhost_adapter_model_adapter()
+            .response_stream()
+            .call_constructor(&mut inst.store, model)
+            .map_err(|e| self.trap(&inst.store, e))?;
+        Ok(AdapterStream {
+            adapter: self.clone(),
+            inst,
+            resource,
+            emitted: String::new(),
+        })
+    }
+}
+
+/// Streaming post-processing of one response. The host enforces the contract:
+/// what was emitted is always a prefix of the final text.
+pub struct AdapterStream {
+    adapter: Adapter,
+    inst: Instance,
+    resource: ResourceAny,
+    emitted: String,
+}
+
+impl AdapterStream {
+    /// Feed raw engine text; returns answer text that is safe to show now.
+    pub fn push(&mut self, chunk: &str) -> Result<String, AdapterError> {
+        self.adapter.arm(&mut self.inst.store);
+        let result = self
+            .inst
+            .bindings
+            .lmhost_adapter_model_adapter()
+            .response_stream()
+            .call_push(&mut self.inst.store, self.resource, chunk)
+            .map_err(|e| self.adapter.trap(&self.inst.store, e))?;
+        let piece = result.map_err(|e| self.adapter.refused(e))?;
+        self.adapter.check_len(&piece)?;
+        self.emitted.push_str(&piece);
+        self.adapter.check_len(&self.emitted)?;
+        Ok(piece)
+    }
+
+    /// End of the raw text: the final completion, and what of its text was not yet emitted.
+    pub fn finish(mut self) -> Result<(wit::Completion, String), AdapterError> {
+        self.adapter.arm(&mut self.inst.store);
+        let result = self
+            .inst
+            .bindings
+            .lmhost_adapter_model_adapter()
+            .response_stream()
+            .call_finish(&mut self.inst.store, self.resource)
+            .map_err(|e| self.adapter.trap(&self.inst.store, e))?;
+        let completion = result.map_err(|e| self.adapter.refused(e))?;
+        self.adapter.check_len(&completion.text)?;
+        let Some(rest) = completion.text.strip_prefix(self.emitted.as_str()) else {
+            return Err(AdapterError::Contract {
+                adapter: self.adapter.name.to_string(),
+                message: format!(
+                    "it streamed {:?} but its final text {:?} does not start with that",
+                    truncate(&self.emitted),
+                    truncate(&completion.text)
+                ),
+            });
+        };
+        let rest = rest.to_string();
+        let _ = self.resource.resource_drop(&mut self.inst.store);
+        Ok((completion, rest))
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= 80 {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    }
+}

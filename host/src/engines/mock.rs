@@ -1,0 +1,90 @@
+//! `mock` (alias `programmatic`): a deterministic engine with no model behind it.
+//!
+//! It answers with the entry's `reply` (default: `mock reply`), followed by the
+//! entry's `eos_string` when one is set, so adapters can be tested end to end.
+//! `{prompt}` in the reply is replaced by the prompt it was given. Tokens are
+//! counted as whitespace-separated words and streamed one by one.
+
+use std::time::Instant;
+
+use super::text::TextAccumulator;
+use super::{Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
+use crate::registry::ModelSpec;
+
+/// The scripted engine.
+#[derive(Debug)]
+pub struct MockEngine {
+    reply: String,
+    eos: Option<String>,
+    info: EngineInfo,
+}
+
+impl MockEngine {
+    /// From the registry entry's `reply` and `eos_string`.
+    pub fn from_spec(spec: &ModelSpec) -> Result<Self, EngineError> {
+        let invalid = |message| EngineError::InvalidSpec {
+            model: spec.model_name().into(),
+            message,
+        };
+        let reply = spec
+            .get_str("reply")
+            .map_err(invalid)?
+            .unwrap_or("mock reply")
+            .to_string();
+        let eos = spec.get_str("eos_string").map_err(invalid)?.map(str::to_string);
+        let info = EngineInfo {
+            eos_token: eos.clone(),
+            context_length: Some(1 << 20),
+            ..EngineInfo::default()
+        };
+        Ok(Self { reply, eos, info })
+    }
+}
+
+impl Engine for MockEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError> {
+        let started = Instant::now();
+        let reply = self.reply.replace("{prompt}", input.text);
+        let max_tokens = input.params.max_tokens.unwrap_or(crate::generation::DEFAULT_MAX_TOKENS);
+        let mut acc = TextAccumulator::new(input.stop);
+        let mut completion_tokens = 0;
+        let mut finish_reason = FinishReason::Stop;
+        for word in reply.split_inclusive(char::is_whitespace) {
+            if completion_tokens == max_tokens {
+                finish_reason = FinishReason::Length;
+                break;
+            }
+            completion_tokens += 1;
+            let piece = acc.push(word.as_bytes());
+            if !piece.is_empty() && !sink(&piece) {
+                finish_reason = FinishReason::Cancelled;
+                break;
+            }
+            if acc.stopped() {
+                break;
+            }
+        }
+        if finish_reason == FinishReason::Stop && !acc.stopped() {
+            if let Some(eos) = &self.eos {
+                acc.push_final(eos.as_bytes());
+            }
+        }
+        let rest = acc.finish();
+        if !rest.is_empty() && finish_reason != FinishReason::Cancelled {
+            sink(&rest);
+        }
+        Ok(EngineOutput {
+            text: acc.text().to_string(),
+            prompt_tokens: input.text.split_whitespace().count() as u32,
+            completion_tokens,
+            finish_reason,
+            prompt_time: std::time::Duration::ZERO,
+            generation_time: started.elapsed(),
+            time_to_first_token: Some(started.elapsed()),
+        })
+    }
+}

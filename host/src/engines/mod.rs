@@ -1,0 +1,219 @@
+//! Engines: the native code that runs a model. One trait, one file per backend.
+//!
+//! An engine takes exactly what an adapter shaped (a prompt, or later an HTTP
+//! request) and returns exactly what the model produced, raw. It never
+//! post-processes text (that is the adapter's job) and never reads the registry
+//! beyond its own keys.
+
+mod files;
+mod llama;
+mod mock;
+pub(crate) mod text;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use files::resolve_model_file;
+pub use llama::LlamaEngine;
+pub use mock::MockEngine;
+
+use crate::generation::GenerationParams;
+use crate::registry::ModelSpec;
+
+/// What the engine knows about its model, for the adapter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineInfo {
+    /// Chat template shipped in the model file.
+    pub builtin_template: Option<String>,
+    /// Text of the BOS token.
+    pub bos_token: Option<String>,
+    /// Text of the EOS token.
+    pub eos_token: Option<String>,
+    /// Whether the tokenizer adds BOS by default.
+    pub add_bos: bool,
+    /// Longest context the engine will run with.
+    pub context_length: Option<u32>,
+}
+
+/// A prompt, as the adapter shaped it, plus the merged parameters.
+#[derive(Debug, Clone)]
+pub struct PromptInput<'a> {
+    /// The exact text to tokenize.
+    pub text: &'a str,
+    /// Prepend BOS.
+    pub add_bos: bool,
+    /// All stop strings (call's and adapter's).
+    pub stop: &'a [String],
+    /// Sampling and length parameters.
+    pub params: &'a GenerationParams,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model ended its turn (end-of-generation token) or hit a stop string.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+    /// The consumer of the stream asked to stop.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// OpenAI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What the engine produced.
+#[derive(Debug, Clone)]
+pub struct EngineOutput {
+    /// The raw generated text (special tokens rendered, stop strings excluded).
+    pub text: String,
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Time spent evaluating the prompt.
+    pub prompt_time: Duration,
+    /// Time spent generating, first token included.
+    pub generation_time: Duration,
+    /// From the start of the call to the first generated token.
+    pub time_to_first_token: Option<Duration>,
+}
+
+/// Receives raw text as it is generated; returns `false` to stop generation.
+pub type TextSink<'a> = &'a mut dyn FnMut(&str) -> bool;
+
+/// A loaded model that turns prompts into text.
+pub trait Engine: Send + Sync {
+    /// Facts about the model for the adapter.
+    fn info(&self) -> &EngineInfo;
+
+    /// Generate from a prompt; every piece of raw text goes to `sink` as it is
+    /// produced, and the pieces concatenate to the output's `text`.
+    fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError>;
+}
+
+/// What went wrong in an engine. Each variant names the model.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The registry entry names a backend lmhost does not run.
+    #[error("backend `{backend}` of `{model}` is not supported; supported backends: {}", SUPPORTED_BACKENDS.join(", "))]
+    UnsupportedBackend {
+        /// Model name.
+        model: String,
+        /// The backend.
+        backend: String,
+    },
+    /// A key of the registry entry is missing or has the wrong type.
+    #[error("registry entry of `{model}`: {message}")]
+    InvalidSpec {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The weights file is not where the entry says.
+    #[error(
+        "model file of `{model}` not found; tried {}. Put the file there (for the default model: `make model`), or set `model_path` in the registry entry",
+        files::list_paths(tried)
+    )]
+    ModelFileNotFound {
+        /// Model name.
+        model: String,
+        /// Every path looked at.
+        tried: Vec<std::path::PathBuf>,
+    },
+    /// The weights file exists but cannot be loaded.
+    #[error("cannot load `{}` for `{model}`: {message}", path.display())]
+    Load {
+        /// Model name.
+        model: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Prompt plus requested tokens do not fit the context.
+    #[error("prompt of {prompt_tokens} tokens + max_tokens {max_tokens} = {} exceeds the context of {context} tokens of `{model}`", prompt_tokens + max_tokens)]
+    ContextOverflow {
+        /// Model name.
+        model: String,
+        /// Tokens in the prompt.
+        prompt_tokens: u32,
+        /// Tokens requested.
+        max_tokens: u32,
+        /// Context size.
+        context: u32,
+    },
+    /// A parameter the engine cannot honour.
+    #[error("`{model}`: {message}")]
+    InvalidParams {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The adapter produced an input this engine does not take.
+    #[error("the {backend} engine of `{model}` takes {expected}, but the adapter produced {got}")]
+    WrongInput {
+        /// Model name.
+        model: String,
+        /// Backend.
+        backend: String,
+        /// What it takes.
+        expected: &'static str,
+        /// What it got.
+        got: &'static str,
+    },
+    /// Inference failed.
+    #[error("`{model}`: inference failed: {message}")]
+    Inference {
+        /// Model name.
+        model: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Backends this build can run.
+pub const SUPPORTED_BACKENDS: &[&str] = &["llamacpp", "mock", "programmatic"];
+
+/// Load the engine a spec asks for. `model_dirs` are searched for relative `model_path`s.
+pub fn load_engine(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) -> Result<Arc<dyn Engine>, EngineError> {
+    match spec.backend() {
+        "llamacpp" => {
+            let path = resolve_model_file(spec, model_dirs)?;
+            Ok(Arc::new(LlamaEngine::load(spec, &path)?))
+        }
+        "mock" | "programmatic" => Ok(Arc::new(MockEngine::from_spec(spec)?)),
+        other => Err(EngineError::UnsupportedBackend {
+            model: spec.model_name().into(),
+            backend: other.into(),
+        }),
+    }
+}
+
+/// The key under which a loaded engine can be shared by several specs.
+pub(crate) fn engine_key(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) -> Option<String> {
+    match spec.backend() {
+        "llamacpp" => {
+            let path = resolve_model_file(spec, model_dirs).ok()?;
+            let threads = spec.get("threads").map(|v| v.to_string()).unwrap_or_default();
+            let n_ctx = spec.get("n_ctx").map(|v| v.to_string()).unwrap_or_default();
+            Some(format!(
+                "llamacpp:{}:{threads}:{n_ctx}",
+                path.canonicalize().unwrap_or(path).display()
+            ))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,381 @@
+//! The library API: a [`Host`] resolves queries and loads [`Model`]s; a model
+//! generates through its adapter and engine.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::adapters::{default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime};
+use crate::engines::{engine_key, load_engine, Engine, EngineError, EngineInfo, FinishReason, PromptInput};
+use crate::error::{Error, Result};
+use crate::generation::{Generation, GenerationParams, Message, Timings, Usage};
+use crate::registry::{ModelSpec, Query, Registry, SpecSource};
+
+/// Where the host finds its files.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// lmhost's home: user registry, component cache, models (`$LMHOST_HOME`, default `~/.lmhost`).
+    pub home: PathBuf,
+    /// Registry files consulted before the default layers (`--registry`).
+    pub registry_files: Vec<PathBuf>,
+    /// Folders searched for relative `model_path`s, in order.
+    pub model_dirs: Vec<PathBuf>,
+    /// Keep precompiled adapters in `<home>/cache/components`.
+    pub component_cache: bool,
+    /// Limits for every adapter call.
+    pub adapter_limits: AdapterLimits,
+}
+
+impl HostConfig {
+    /// From the environment: `LMHOST_HOME` (default `~/.lmhost`), `LMHOST_MODELS_DIR`
+    /// (default `<home>/models`), then `./models`.
+    pub fn from_env() -> Self {
+        let home = std::env::var_os("LMHOST_HOME").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".lmhost")
+        });
+        Self::with_home(home)
+    }
+
+    /// With an explicit home folder (tests use a temporary one).
+    pub fn with_home(home: PathBuf) -> Self {
+        let models = std::env::var_os("LMHOST_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("models"));
+        Self {
+            model_dirs: vec![models, PathBuf::from("models")],
+            home,
+            registry_files: Vec::new(),
+            component_cache: true,
+            adapter_limits: AdapterLimits::default(),
+        }
+    }
+}
+
+/// The registry, the adapter runtime and the loaded engines.
+///
+/// ```no_run
+/// use lmhost::{Host, Message, GenerationParams};
+/// let host = Host::new()?;
+/// let model = host.load("SmolLM2-135M-Instruct")?;
+/// let g = model.generate(&[Message::user("Name a colour.")], &GenerationParams::greedy(16))?;
+/// println!("{} ({:.0} tokens/s)", g.response_text, g.tokens_per_second());
+/// # Ok::<(), lmhost::Error>(())
+/// ```
+pub struct Host {
+    config: HostConfig,
+    registry: Registry,
+    adapters: AdapterRuntime,
+    engines: Mutex<HashMap<String, Arc<dyn Engine>>>,
+}
+
+impl Host {
+    /// A host configured from the environment ([`HostConfig::from_env`]).
+    pub fn new() -> Result<Self> {
+        Self::with_config(HostConfig::from_env())
+    }
+
+    /// A host with an explicit configuration.
+    pub fn with_config(config: HostConfig) -> Result<Self> {
+        let registry = Registry::layered(&config.registry_files, &config.home)?;
+        let cache = config
+            .component_cache
+            .then(|| config.home.join("cache").join("components"));
+        let adapters = AdapterRuntime::new(cache)?;
+        Ok(Self {
+            config,
+            registry,
+            adapters,
+            engines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The layered registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The adapter runtime (to load adapters directly).
+    pub fn adapters(&self) -> &AdapterRuntime {
+        &self.adapters
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Resolve a query (a name, or a JSON object as text) to a spec.
+    pub fn resolve(&self, query: impl Into<Query>) -> Result<ModelSpec> {
+        Ok(self.registry.resolve(&query.into())?)
+    }
+
+    /// Resolve and load a model. Engines are shared between specs that name the
+    /// same weights and settings, so loading twice costs nothing.
+    pub fn load(&self, query: impl Into<Query>) -> Result<Model> {
+        let spec = self.resolve(query)?;
+        self.load_spec(spec)
+    }
+
+    /// Load a model from a resolved spec.
+    pub fn load_spec(&self, spec: ModelSpec) -> Result<Model> {
+        let name = spec.model_name().to_string();
+        let defaults = GenerationParams::from_spec(&spec).map_err(|message| Error::InvalidRequest {
+            model: name.clone(),
+            message,
+        })?;
+        let adapter_ref = match spec.get_str("adapter").map_err(|message| EngineError::InvalidSpec {
+            model: name.clone(),
+            message,
+        })? {
+            Some(a) => a.to_string(),
+            None => default_adapter(spec.backend())
+                .ok_or_else(|| EngineError::UnsupportedBackend {
+                    model: name.clone(),
+                    backend: spec.backend().into(),
+                })?
+                .to_string(),
+        };
+        let engine = self.engine(&spec)?;
+        let base = match spec.source() {
+            SpecSource::File { path, .. } => path.parent().map(|p| p.to_path_buf()),
+            _ => None,
+        };
+        let adapter = self
+            .adapters
+            .load(&adapter_ref, base.as_deref(), self.config.adapter_limits)?;
+        let info = model_info(&spec, engine.info());
+        Ok(Model {
+            spec,
+            engine,
+            adapter,
+            info,
+            defaults,
+        })
+    }
+
+    fn engine(&self, spec: &ModelSpec) -> Result<Arc<dyn Engine>> {
+        let key = engine_key(spec, &self.config.model_dirs);
+        if let Some(key) = &key {
+            if let Some(engine) = self.engines.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+                return Ok(engine.clone());
+            }
+        }
+        let engine = load_engine(spec, &self.config.model_dirs)?;
+        if let Some(key) = key {
+            self.engines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, engine.clone());
+        }
+        Ok(engine)
+    }
+}
+
+fn model_info(spec: &ModelSpec, engine: &EngineInfo) -> wit::ModelInfo {
+    wit::ModelInfo {
+        name: spec.model_name().into(),
+        backend: spec.backend().into(),
+        spec_json: Value::Object(spec.as_json().clone()).to_string(),
+        builtin_template: engine.builtin_template.clone(),
+        bos_token: engine.bos_token.clone(),
+        eos_token: engine.eos_token.clone(),
+        add_bos: engine.add_bos,
+        context_length: engine.context_length,
+    }
+}
+
+/// A loaded model: spec, engine and adapter. Cheap to share across threads.
+pub struct Model {
+    spec: ModelSpec,
+    engine: Arc<dyn Engine>,
+    adapter: Adapter,
+    info: wit::ModelInfo,
+    defaults: GenerationParams,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name())
+            .field("backend", &self.spec.backend())
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// The resolved registry entry.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The model's registry name.
+    pub fn name(&self) -> &str {
+        self.spec.model_name()
+    }
+
+    /// The adapter shaping its requests.
+    pub fn adapter(&self) -> &Adapter {
+        &self.adapter
+    }
+
+    /// One user message, the entry's default parameters.
+    pub fn run(&self, prompt: &str) -> Result<Generation> {
+        self.generate(&[Message::user(prompt)], &GenerationParams::default())
+    }
+
+    /// Generate an answer to `messages`.
+    pub fn generate(&self, messages: &[Message], params: &GenerationParams) -> Result<Generation> {
+        self.call(messages, params, None)
+    }
+
+    /// Generate, handing answer text to `on_text` as it is produced. The pieces
+    /// concatenate to the returned `response_text`.
+    pub fn generate_stream(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
+        self.call(messages, params, Some(&mut on_text))
+    }
+
+    fn call(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Generation> {
+        let started = Instant::now();
+        let name = self.name().to_string();
+        if messages.is_empty() {
+            return Err(Error::InvalidRequest {
+                model: name,
+                message: "no messages".into(),
+            });
+        }
+        let params = params.or(&self.defaults);
+        let wit_messages: Vec<wit::Message> = messages
+            .iter()
+            .map(|m| wit::Message {
+                role: m.role.clone(),
+                content: m.content.clone(),
+            })
+            .collect();
+        let request = self
+            .adapter
+            .shape_request(&self.info, &wit_messages, &wit_params(&params))?;
+        let mut adapter_time = started.elapsed();
+        let prompt = match request {
+            wit::Request::Prompt(p) => p,
+            wit::Request::Http(_) => {
+                return Err(EngineError::WrongInput {
+                    model: name,
+                    backend: self.spec.backend().into(),
+                    expected: "a prompt",
+                    got: "an HTTP request",
+                }
+                .into())
+            }
+        };
+        let mut stop = params.stop.clone();
+        for s in &prompt.stop {
+            if !stop.contains(s) {
+                stop.push(s.clone());
+            }
+        }
+        let input = PromptInput {
+            text: &prompt.text,
+            add_bos: prompt.add_bos,
+            stop: &stop,
+            params: &params,
+        };
+
+        let (output, completion) = match on_text {
+            None => {
+                let output = self.engine.complete(&input, &mut |_| true)?;
+                let t = Instant::now();
+                let completion = self.adapter.parse_response(&self.info, &output.text)?;
+                adapter_time += t.elapsed();
+                (output, completion)
+            }
+            Some(on_text) => {
+                let t = Instant::now();
+                let mut stream = self.adapter.stream(&self.info)?;
+                adapter_time += t.elapsed();
+                let mut failure = None;
+                let output = self.engine.complete(&input, &mut |raw| {
+                    let t = Instant::now();
+                    let pushed = stream.push(raw);
+                    adapter_time += t.elapsed();
+                    match pushed {
+                        Ok(piece) => {
+                            if !piece.is_empty() {
+                                on_text(&piece);
+                            }
+                            true
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            false
+                        }
+                    }
+                })?;
+                if let Some(e) = failure {
+                    return Err(e.into());
+                }
+                let t = Instant::now();
+                let (completion, rest) = stream.finish()?;
+                adapter_time += t.elapsed();
+                if !rest.is_empty() {
+                    on_text(&rest);
+                }
+                (output, completion)
+            }
+        };
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        Ok(Generation {
+            model: name,
+            prompt: Value::String(prompt.text),
+            response: Value::String(output.text),
+            response_text: completion.text,
+            finish_reason: match output.finish_reason {
+                FinishReason::Stop => completion.finish_reason.unwrap_or_else(|| "stop".into()),
+                other => other.as_str().into(),
+            },
+            usage: Usage {
+                prompt_tokens: output.prompt_tokens,
+                completion_tokens: output.completion_tokens,
+                total_tokens: output.prompt_tokens + output.completion_tokens,
+            },
+            timings: Timings {
+                adapter_ms: ms(adapter_time),
+                prompt_ms: ms(output.prompt_time),
+                generation_ms: ms(output.generation_time),
+                time_to_first_token_ms: output.time_to_first_token.map(ms),
+                total_ms: ms(started.elapsed()),
+            },
+        })
+    }
+}
+
+fn wit_params(p: &GenerationParams) -> wit::Params {
+    wit::Params {
+        max_tokens: p.max_tokens,
+        temperature: p.temperature,
+        top_p: p.top_p,
+        top_k: p.top_k,
+        min_p: p.min_p,
+        seed: p.seed,
+        stop: p.stop.clone(),
+        repetition_penalty: p.repetition_penalty,
+        frequency_penalty: p.frequency_penalty,
+        presence_penalty: p.presence_penalty,
+    }
+}

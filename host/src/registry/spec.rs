@@ -1,0 +1,207 @@
+//! `ModelSpec`: one resolved registry entry, in the normalised (flat) view.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+/// Where a spec came from: which registry file and which entry, or the query itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecSource {
+    /// Entry `index` (0-based) of a registry file on disk.
+    File {
+        /// The registry file.
+        path: PathBuf,
+        /// The entry's position in the file's list.
+        index: usize,
+    },
+    /// Entry `index` of the registry packaged inside lmhost (`registry/model_registry.json`).
+    Packaged {
+        /// The entry's position in the packaged list.
+        index: usize,
+    },
+    /// No entry unified, and the query named a `backend`: the query is the spec.
+    Query,
+}
+
+impl fmt::Display for SpecSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpecSource::File { path, index } => write!(f, "{} (entry {index})", path.display()),
+            SpecSource::Packaged { index } => {
+                write!(f, "<packaged>/registry/model_registry.json (entry {index})")
+            }
+            SpecSource::Query => f.write_str("the query itself (ad-hoc spec)"),
+        }
+    }
+}
+
+/// A model entry after lookup: `model_name`, `backend` and every other key, with the
+/// keys of clemcore's `model_config` lifted to the top level. Unknown keys are kept
+/// and reach the adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub(crate) map: Map<String, Value>,
+    pub(crate) source: SpecSource,
+}
+
+impl ModelSpec {
+    /// Build a spec from an entry object (flat or with `model_config`).
+    ///
+    /// ```
+    /// use lmhost::registry::{ModelSpec, SpecSource};
+    /// let entry = serde_json::json!({"model_name": "m", "backend": "mock",
+    ///                               "model_config": {"eos_to_cull": "</s>"}});
+    /// let spec = ModelSpec::from_entry(entry.as_object().unwrap(), SpecSource::Query).unwrap();
+    /// assert_eq!(spec.model_name(), "m");
+    /// assert_eq!(spec.get_str("eos_to_cull").unwrap(), Some("</s>"));
+    /// ```
+    pub fn from_entry(entry: &Map<String, Value>, source: SpecSource) -> Result<Self, String> {
+        let map = normalize(entry)?;
+        for key in ["model_name", "backend"] {
+            match map.get(key) {
+                Some(Value::String(s)) if !s.trim().is_empty() => {}
+                Some(other) => return Err(format!("`{key}` must be a non-empty string, found {other}")),
+                None => return Err(format!("missing `{key}`")),
+            }
+        }
+        Ok(Self { map, source })
+    }
+
+    /// The registry name of the model.
+    pub fn model_name(&self) -> &str {
+        self.map.get("model_name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// The backend that runs it (`llamacpp`, `mock`, …).
+    pub fn backend(&self) -> &str {
+        self.map.get("backend").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// Where the spec came from.
+    pub fn source(&self) -> &SpecSource {
+        &self.source
+    }
+
+    /// Any key of the normalised entry.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A string key; an error naming the model and key when it has another type.
+    pub fn get_str(&self, key: &str) -> Result<Option<&str>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.type_error(key, "a string", other)),
+        }
+    }
+
+    /// A non-negative integer key.
+    pub fn get_u64(&self, key: &str) -> Result<Option<u64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.type_error(key, "a non-negative integer", v)),
+        }
+    }
+
+    /// A number key.
+    pub fn get_f64(&self, key: &str) -> Result<Option<f64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.type_error(key, "a number", v)),
+        }
+    }
+
+    fn type_error(&self, key: &str, want: &str, found: &Value) -> String {
+        format!("`{key}` of `{}` must be {want}, found {found}", self.model_name())
+    }
+
+    /// The normalised entry as a JSON object.
+    pub fn as_json(&self) -> &Map<String, Value> {
+        &self.map
+    }
+}
+
+/// Lift the keys of `model_config` to the top level. A key set both places with
+/// different values is an error: the entry contradicts itself.
+pub(crate) fn normalize(entry: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let mut out: Map<String, Value> = entry
+        .iter()
+        .filter(|(k, _)| k.as_str() != "model_config")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    match entry.get("model_config") {
+        None => {}
+        Some(Value::Object(config)) => {
+            for (key, value) in config {
+                match out.get(key) {
+                    Some(top) if top != value => {
+                        return Err(format!(
+                            "`{key}` is set at the top level ({top}) and in `model_config` ({value})"
+                        ))
+                    }
+                    _ => {
+                        out.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        Some(other) => return Err(format!("`model_config` must be an object, found {other}")),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn model_config_keys_are_lifted() {
+        let n = normalize(&obj(json!({"model_name": "m", "backend": "b", "license": "x",
+            "model_config": {"eos_to_cull": "</s>"}})))
+        .unwrap();
+        assert_eq!(
+            n,
+            obj(json!({"model_name": "m", "backend": "b", "license": "x", "eos_to_cull": "</s>"}))
+        );
+    }
+
+    #[test]
+    fn contradicting_model_config_is_an_error() {
+        let err = normalize(&obj(json!({"eos_to_cull": "a", "model_config": {"eos_to_cull": "b"}}))).unwrap_err();
+        assert!(err.contains("`eos_to_cull`"), "{err}");
+        let err = normalize(&obj(json!({"model_config": 3}))).unwrap_err();
+        assert!(err.contains("must be an object"), "{err}");
+    }
+
+    #[test]
+    fn name_and_backend_are_required_strings() {
+        let e = ModelSpec::from_entry(&obj(json!({"backend": "b"})), SpecSource::Query).unwrap_err();
+        assert_eq!(e, "missing `model_name`");
+        let e = ModelSpec::from_entry(&obj(json!({"model_name": 1, "backend": "b"})), SpecSource::Query).unwrap_err();
+        assert_eq!(e, "`model_name` must be a non-empty string, found 1");
+    }
+
+    #[test]
+    fn typed_getters_name_model_and_key() {
+        let s = ModelSpec::from_entry(
+            &obj(json!({"model_name": "m", "backend": "b", "n_ctx": "big"})),
+            SpecSource::Query,
+        )
+        .unwrap();
+        assert_eq!(
+            s.get_u64("n_ctx").unwrap_err(),
+            "`n_ctx` of `m` must be a non-negative integer, found \"big\""
+        );
+        assert_eq!(s.get_str("absent").unwrap(), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! The adapter sandbox, through the whole stack on the `mock` engine (no model
+//! needed): the built-in chat-template adapter, and a hostile adapter that must
+//! fail cleanly without hurting the host or the next request.
+
+use std::time::{Duration, Instant};
+
+use lmhost::adapters::{AdapterError, AdapterLimits, AdapterRuntime, EPOCH_TICK};
+use lmhost::{Error, GenerationParams, Message};
+use lmhost_tests::{guest, host, TempDir};
+
+fn mock_registry(hostile_adapter: &str) -> String {
+    serde_json::json!([
+        {
+            "model_name": "echo",
+            "backend": "mock",
+            "reply": "  Hello there, how are you today?<|end|>",
+            "model_config": {
+                "custom_chat_template": "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant]",
+                "eos_to_cull": "<\\|end\\|>"
+            }
+        },
+        {
+            "model_name": "split",
+            "backend": "mock",
+            "reply": "assistant\nignored\nassistant\nThe answer.</s>",
+            "custom_chat_template": "{{ messages[0].content }}",
+            "output_split_prefix": "assistant\n",
+            "eos_to_cull": "</s>"
+        },
+        {"model_name": "hostile", "backend": "mock", "adapter": hostile_adapter, "reply": "fine"}
+    ])
+    .to_string()
+}
+
+fn hostile_host() -> (lmhost::Host, TempDir) {
+    host(Some(&mock_registry(guest("hostile").to_str().unwrap())))
+}
+
+#[test]
+fn chat_template_renders_prompt_and_culls_eos() {
+    let (host, _home) = hostile_host();
+    let model = host.load("echo").unwrap();
+    let g = model
+        .generate(
+            &[Message::system("Be brief."), Message::user("Hi")],
+            &GenerationParams::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        g.prompt,
+        serde_json::json!("[system] Be brief.\n[user] Hi\n[assistant]")
+    );
+    assert_eq!(
+        g.response,
+        serde_json::json!("  Hello there, how are you today?<|end|>")
+    );
+    assert_eq!(g.response_text, "Hello there, how are you today?");
+}
+
+#[test]
+fn output_split_prefix_keeps_text_after_last_occurrence() {
+    let (host, _home) = hostile_host();
+    let g = host.load("split").unwrap().run("q").unwrap();
+    assert_eq!(g.response_text, "The answer.");
+}
+
+#[test]
+fn streamed_pieces_concatenate_to_response_text() {
+    let (host, _home) = hostile_host();
+    for name in ["echo", "split"] {
+        let model = host.load(name).unwrap();
+        let mut pieces = Vec::new();
+        let g = model
+            .generate_stream(&[Message::user("Hi")], &GenerationParams::default(), |p| {
+                pieces.push(p.to_string())
+            })
+            .unwrap();
+        assert_eq!(pieces.concat(), g.response_text, "{name}");
+        let whole = model
+            .generate(&[Message::user("Hi")], &GenerationParams::default())
+            .unwrap();
+        assert_eq!(g.response_text, whole.response_text, "{name}");
+    }
+    // echo's eos regex is bounded: text streams before the end, in several pieces.
+    let mut pieces = Vec::new();
+    host.load("echo")
+        .unwrap()
+        .generate_stream(&[Message::user("Hi")], &GenerationParams::default(), |p| {
+            pieces.push(p.to_string())
+        })
+        .unwrap();
+    assert!(pieces.len() >= 2, "{pieces:?}");
+}
+
+fn hostile(host: &lmhost::Host, mode: &str) -> Result<lmhost::Generation, Error> {
+    let query = format!(r#"{{"model_name": "hostile", "hostile": "{mode}"}}"#);
+    host.load(query.as_str()).unwrap().run("hi")
+}
+
+fn assert_still_serving(host: &lmhost::Host) {
+    let g = hostile(host, "none").expect("a normal request right after succeeds");
+    assert_eq!(g.response_text, "fine");
+}
+
+#[test]
+fn trapping_adapter_is_a_clear_error_and_the_next_request_works() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "panic").unwrap_err();
+    match &err {
+        Error::Adapter(AdapterError::Crashed { adapter, .. }) => assert!(adapter.ends_with("hostile.wasm")),
+        other => panic!("expected Crashed, got {other:?}"),
+    }
+    assert!(err.to_string().contains("crashed"), "{err}");
+    assert_still_serving(&host);
+}
+
+#[test]
+fn endless_loop_times_out_near_the_deadline() {
+    let (host, _home) = hostile_host();
+    let deadline = AdapterLimits::default().deadline;
+    let started = Instant::now();
+    let err = hostile(&host, "loop").unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Adapter(AdapterError::Timeout { .. })), "{err:?}");
+    // Loose bound: two ticks plus slack for a noisy shared machine.
+    assert!(took >= deadline, "{took:?}");
+    assert!(took <= deadline + 2 * EPOCH_TICK + Duration::from_secs(2), "{took:?}");
+    assert_still_serving(&host);
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "oom").unwrap_err();
+    assert!(
+        matches!(err, Error::Adapter(AdapterError::MemoryLimit { .. })),
+        "{err:?}"
+    );
+    assert_still_serving(&host);
+}
+
+#[test]
+fn huge_output_hits_the_output_limit() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "huge-output").unwrap_err();
+    assert!(
+        matches!(err, Error::Adapter(AdapterError::OutputLimit { .. })),
+        "{err:?}"
+    );
+    assert_still_serving(&host);
+}
+
+#[test]
+fn adapter_sees_no_files_and_no_environment() {
+    std::env::set_var("LMHOST_TEST_SECRET", "sk-test-do-not-leak");
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "read-file").unwrap_err().to_string();
+    assert!(err.contains("read-file denied"), "{err}");
+    let g = hostile(&host, "read-env").unwrap();
+    assert_eq!(g.prompt, serde_json::json!(""), "the adapter's environment is empty");
+}
+
+#[test]
+fn template_errors_and_bombs_come_back_as_errors() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "bad-template").unwrap_err().to_string();
+    assert!(err.contains("syntax error"), "{err}");
+    let started = Instant::now();
+    let err = hostile(&host, "template-bomb").unwrap_err().to_string();
+    assert!(err.contains("fuel") || err.contains("range"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_still_serving(&host);
+}
+
+#[test]
+fn concurrent_requests_survive_a_crashing_neighbour() {
+    let (host, _home) = hostile_host();
+    std::thread::scope(|s| {
+        let crashers: Vec<_> = (0..4).map(|_| s.spawn(|| hostile(&host, "panic").is_err())).collect();
+        let normal: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| hostile(&host, "none").map(|g| g.response_text)))
+            .collect();
+        for c in crashers {
+            assert!(c.join().unwrap());
+        }
+        for n in normal {
+            assert_eq!(n.join().unwrap().unwrap(), "fine");
+        }
+    });
+}
+
+#[test]
+fn unknown_adapter_and_non_component_fail_at_load() {
+    let (host, home) = hostile_host();
+    let err = host
+        .load(r#"{"model_name": "x", "backend": "mock", "adapter": "no-such"}"#)
+        .unwrap_err();
+    assert!(err.to_string().contains("adapter `no-such` cannot be loaded"), "{err}");
+    let junk = home.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let q = serde_json::json!({"model_name": "x", "backend": "mock", "adapter": junk}).to_string();
+    let err = host.load(q.as_str()).unwrap_err().to_string();
+    assert!(err.contains("not a usable component"), "{err}");
+}
+
+#[test]
+fn precompiled_components_are_cached_on_disk() {
+    let home = TempDir::new("cache");
+    let dir = home.path().join("components");
+    let bytes = std::fs::read(guest("hostile")).unwrap();
+    let first = AdapterRuntime::new(Some(dir.clone())).unwrap();
+    assert!(!first.is_cached(&bytes));
+    first.load_bytes("hostile", &bytes, AdapterLimits::default()).unwrap();
+    assert!(first.is_cached(&bytes));
+    // A new runtime (a new process, in effect) loads from the cache, faster.
+    let second = AdapterRuntime::new(Some(dir)).unwrap();
+    let started = Instant::now();
+    second.load_bytes("hostile", &bytes, AdapterLimits::default()).unwrap();
+    let cached = started.elapsed();
+    let uncached_runtime = AdapterRuntime::new(None).unwrap();
+    let started = Instant::now();
+    uncached_runtime
+        .load_bytes("hostile", &bytes, AdapterLimits::default())
+        .unwrap();
+    let compiled = started.elapsed();
+    eprintln!("load from cache {cached:?}, compile {compiled:?}");
+    assert!(cached < compiled, "cache {cached:?} vs compile {compiled:?}");
+}

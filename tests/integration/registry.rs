@@ -1,0 +1,68 @@
+//! Registry files as users have them.
+
+use lmhost::registry::{Registry, SpecSource};
+use lmhost_tests::repo_root;
+
+fn compat_file() -> Option<std::path::PathBuf> {
+    let dir = repo_root().parent()?.join("shared").join("compat");
+    let file = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))?;
+    Some(file)
+}
+
+#[test]
+fn clemcore_registry_loads_unchanged_and_resolves_first_entry() {
+    let Some(file) = compat_file() else {
+        eprintln!("skipped: no clemcore registry in ../shared/compat");
+        return;
+    };
+    let mut registry = Registry::new();
+    registry.add_file(&file).unwrap();
+    let raw: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(registry.entries().len(), raw.len());
+    // Every name resolves to its first entry in file order, as clemcore picks.
+    for (index, entry) in raw.iter().enumerate() {
+        let name = entry["model_name"].as_str().unwrap();
+        let first = raw.iter().position(|e| e["model_name"] == name).unwrap();
+        let spec = registry.resolve(&name.into()).unwrap();
+        assert_eq!(
+            spec.source(),
+            &SpecSource::File {
+                path: file.clone(),
+                index: first
+            },
+            "{name} (entry {index})"
+        );
+    }
+    // Known quirk: the same name under two backends.
+    let mixtral = registry.resolve(&"Mixtral-8x7B-Instruct-v0.1".into()).unwrap();
+    assert_eq!(mixtral.backend(), "openai_compatible");
+    let local = registry
+        .resolve(&r#"{"model_name": "Mixtral-8x7B-Instruct-v0.1", "backend": "huggingface_local"}"#.into())
+        .unwrap();
+    assert_eq!(local.backend(), "huggingface_local");
+    // model_config keys are reachable in the flat view.
+    assert!(local.get("premade_chat_template").is_some());
+}
+
+#[test]
+fn malformed_registry_file_error_names_file_line_and_column() {
+    let dir = lmhost_tests::TempDir::new("badreg");
+    let file = dir.path().join("model_registry.json");
+    std::fs::write(
+        &file,
+        "[\n  {\"model_name\": \"x\", \"backend\": \"mock\"},\n  {\"model_name\": \"y\" \"backend\": \"mock\"}\n]\n",
+    )
+    .unwrap();
+    let err = Registry::new().add_file(&file).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "registry `{}` is not valid JSON: expected `,` or `}}` at line 3, column 22",
+            file.display()
+        )
+    );
+}

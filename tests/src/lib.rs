@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: the real model, temporary homes,
+//! test guests.
+//!
+//! A test that needs the SmolLM2 GGUF is skipped with a message when the file is
+//! missing, and fails instead when `CI` is set: CI must run everything.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lmhost::{Host, HostConfig};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The default model's file name.
+pub const SMOLLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The SmolLM2 GGUF, or `None` (test skipped) when absent outside CI.
+pub fn smollm() -> Option<PathBuf> {
+    let path = repo_root().join("models").join(SMOLLM_FILE);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{} is missing; CI must run `make model` first", path.display());
+    }
+    eprintln!("skipped: {} is missing (run `make model`)", path.display());
+    None
+}
+
+/// A temporary folder removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty folder under the system temp dir.
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("lmhost-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A host with a private home, the repository's `models/` to find weights, and
+/// `registry_json` (if any) as a registry file consulted first.
+pub fn host(registry_json: Option<&str>) -> (Host, TempDir) {
+    let home = TempDir::new("home");
+    let mut config = HostConfig::with_home(home.path().to_path_buf());
+    config.model_dirs = vec![repo_root().join("models")];
+    if let Some(json) = registry_json {
+        let file = home.path().join("test_registry.json");
+        std::fs::write(&file, json).unwrap();
+        config.registry_files.push(file);
+    }
+    (Host::with_config(config).expect("host starts"), home)
+}
+
+/// A test guest built by host/build.rs (e.g. `hostile`).
+pub fn guest(name: &str) -> PathBuf {
+    Path::new(lmhost::adapters::GUEST_DIR).join(format!("{name}.wasm"))
+}
+
+/// ChatML, written out by hand: what SmolLM2's template must render.
+pub fn chatml(messages: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (role, content) in messages {
+        out.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+    }
+    out.push_str("<|im_start|>assistant\n");
+    out
+}
