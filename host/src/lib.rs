@@ -18,6 +18,7 @@
 pub mod adapters;
 #[doc(hidden)]
 pub mod cli;
+pub mod credentials;
 pub mod engines;
 mod error;
 mod generation;

@@ -12,7 +12,7 @@ use crate::adapters::{default_adapter, wit, Adapter, AdapterLimits, AdapterRunti
 use crate::engines::{engine_key, load_engine, Engine, EngineError, EngineInfo, FinishReason, PromptInput};
 use crate::error::{Error, Result};
 use crate::generation::{Generation, GenerationParams, Message, Timings, Usage};
-use crate::registry::{ModelSpec, Query, Registry, SpecSource};
+use crate::registry::{validate_spec, ModelSpec, Query, Registry, RegistryError, Severity, SpecSource};
 
 /// Where the host finds its files.
 #[derive(Debug, Clone)]
@@ -125,6 +125,22 @@ impl Host {
     /// Load a model from a resolved spec.
     pub fn load_spec(&self, spec: ModelSpec) -> Result<Model> {
         let name = spec.model_name().to_string();
+        let problems: Vec<String> = validate_spec(&spec)
+            .into_iter()
+            .filter(|(severity, _, _)| *severity == Severity::Error)
+            .map(|(_, key, message)| match key {
+                Some(key) => format!("`{key}` {message}"),
+                None => message,
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(RegistryError::InvalidEntry {
+                model: name,
+                source_desc: spec.source().to_string(),
+                problems,
+            }
+            .into());
+        }
         let defaults = GenerationParams::from_spec(&spec).map_err(|message| Error::InvalidRequest {
             model: name.clone(),
             message,

@@ -141,3 +141,188 @@ fn malformed_registry_flag_is_a_clear_error() {
     );
     assert!(err.contains("line 1, column 21"), "{err}");
 }
+
+#[test]
+fn registry_check_reports_every_problem_and_exits_nonzero() {
+    let home = temp_home("check");
+    let bad = repo_root().join("tests/fixtures/registry/invalid/missing-mandatory-keys.json");
+    let out = lmhost(&home, &["registry", "check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("error: ")).count(),
+        4,
+        "{report}"
+    );
+    assert!(
+        report.ends_with("4 errors, 1 warnings in 5 entries of 1 files\n"),
+        "{report}"
+    );
+    let good = lmhost(&home, &["registry", "check"]);
+    assert!(good.status.success(), "{}", text(&good.stdout));
+    assert!(text(&good.stdout).starts_with("0 errors, 0 warnings"));
+}
+
+#[test]
+fn register_model_writes_the_user_registry_and_the_model_runs() {
+    let home = temp_home("register");
+    let out = lmhost(
+        &home,
+        &[
+            "register",
+            "model",
+            "-n",
+            "greeter",
+            "-v",
+            "backend=mock,reply=Hi from the registry!",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("added `greeter`"));
+    let out = lmhost(&home, &["register", "model", "-n", "other", "-v", "backend=mock"]);
+    assert!(out.status.success());
+    let out = lmhost(
+        &home,
+        &[
+            "register",
+            "model",
+            "-n",
+            "greeter",
+            "-v",
+            "backend=mock",
+            "-v",
+            "reply=Updated.",
+        ],
+    );
+    assert!(
+        text(&out.stdout).starts_with("replaced entry 0"),
+        "{}",
+        text(&out.stdout)
+    );
+    let saved: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(home.join("model_registry.json")).unwrap()).unwrap();
+    assert_eq!(saved.len(), 2);
+    // The user registry is layered in: the model resolves and runs.
+    let out = lmhost(&home, &["run", "-m", "greeter", "hello"]);
+    assert_eq!(text(&out.stdout), "Updated.\n", "{}", text(&out.stderr));
+    // Invalid entries are refused with the reason.
+    let out = lmhost(&home, &["register", "model", "-n", "bad", "-v", "backend=llamacpp"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("backend `llamacpp` needs `model_path`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn list_keys_masks_keys_and_names_their_source() {
+    let home = temp_home("keys");
+    std::fs::write(
+        home.join("key.json"),
+        r#"{"anthropic": {"api_key": "ant-0123456789abcdef"}}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+        .args(["list", "keys", "--json"])
+        .current_dir(&home)
+        .env("LMHOST_HOME", &home)
+        .env("HOME", &home)
+        .env("OPENAI_API_KEY", "short")
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("0123456789"), "{stdout}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let row = |b: &str| rows.iter().find(|r| r["backend"] == b).unwrap().clone();
+    assert_eq!(row("anthropic")["api_key"], "ant-...cdef");
+    assert_eq!(row("openai")["api_key"], "****rt");
+    assert_eq!(row("openai")["source"], "env:OPENAI_API_KEY");
+    assert_eq!(row("cohere")["api_key"], "[MISSING]");
+}
+
+#[test]
+fn human_backend_reads_the_reply_from_stdin() {
+    use std::io::Write;
+    let home = temp_home("human");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+        .args(["run", "-m", "human", "--system", "Play along.", "What is your move?"])
+        .current_dir(repo_root())
+        .env("LMHOST_HOME", &home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"I move north.\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "I move north.\n");
+    assert!(
+        text(&out.stderr).contains("[system] Play along.\n[user] What is your move?\n> "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn list_backends_and_unsupported_backend_errors() {
+    let home = temp_home("backends");
+    let out = lmhost(&home, &["list", "backends", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["backend"].as_str().unwrap()).collect();
+    for b in [
+        "llamacpp",
+        "huggingface_local",
+        "openai",
+        "openai_compatible",
+        "openrouter",
+        "mistral",
+        "anthropic",
+        "google",
+        "cohere",
+        "mock",
+        "human",
+    ] {
+        assert!(names.contains(&b), "{b}");
+    }
+    let out = lmhost(
+        &home,
+        &["run", "-m", r#"{"model_name": "room", "backend": "slurk"}"#, "hi"],
+    );
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: backend `slurk` of `room` is not supported; lmhost runs: llamacpp, mock, programmatic, human, terminal"
+    );
+}
+
+#[test]
+fn registry_layers_flag_then_cwd_then_home_then_packaged() {
+    let home = temp_home("layers");
+    let work = home.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let entry = |reply: &str| format!(r#"[{{"model_name": "layered", "backend": "mock", "reply": "{reply}"}}]"#);
+    std::fs::write(home.join("model_registry.json"), entry("from home")).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+            .args(args)
+            .current_dir(&work)
+            .env("LMHOST_HOME", &home)
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    assert_eq!(run(&["run", "-m", "layered", "x"]), "from home\n");
+    std::fs::write(work.join("model_registry.json"), entry("from cwd")).unwrap();
+    assert_eq!(run(&["run", "-m", "layered", "x"]), "from cwd\n");
+    let flag = home.join("flag.json");
+    std::fs::write(&flag, entry("from flag")).unwrap();
+    assert_eq!(
+        run(&["--registry", flag.to_str().unwrap(), "run", "-m", "layered", "x"]),
+        "from flag\n"
+    );
+    // The packaged entries are still there, last.
+    assert!(run(&["models"]).contains("SmolLM2-135M-Instruct"));
+}

@@ -15,6 +15,7 @@ fn mock_registry(hostile_adapter: &str) -> String {
             "backend": "mock",
             "reply": "  Hello there, how are you today?<|end|>",
             "model_config": {
+                "premade_chat_template": false,
                 "custom_chat_template": "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant]",
                 "eos_to_cull": "<\\|end\\|>"
             }
@@ -23,6 +24,7 @@ fn mock_registry(hostile_adapter: &str) -> String {
             "model_name": "split",
             "backend": "mock",
             "reply": "assistant\nignored\nassistant\nThe answer.</s>",
+            "premade_chat_template": false,
             "custom_chat_template": "{{ messages[0].content }}",
             "output_split_prefix": "assistant\n",
             "eos_to_cull": "</s>"
@@ -55,6 +57,26 @@ fn chat_template_renders_prompt_and_culls_eos() {
         serde_json::json!("  Hello there, how are you today?<|end|>")
     );
     assert_eq!(g.response_text, "Hello there, how are you today?");
+}
+
+#[test]
+fn builtin_template_wins_unless_premade_is_false() {
+    let (host, _home) = hostile_host();
+    let premade = host
+        .load(r#"{"model_name": "echo", "premade_chat_template": false}"#)
+        .unwrap();
+    assert_eq!(
+        premade.run("x").unwrap().prompt,
+        serde_json::json!("[user] x\n[assistant]")
+    );
+    // Without the flag, the engine's own template (the mock's) is used.
+    let builtin = host
+        .load(r#"{"model_name": "m", "backend": "mock", "custom_chat_template": "ignored"}"#)
+        .unwrap();
+    assert_eq!(
+        builtin.run("x").unwrap().prompt,
+        serde_json::json!("<|user|>x\n<|assistant|>")
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! lmhost's integration tests: one binary, a module per area.
 
 mod adapters;
+mod golden;
 mod llama;
 mod registry;

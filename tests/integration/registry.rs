@@ -66,3 +66,29 @@ fn malformed_registry_file_error_names_file_line_and_column() {
         )
     );
 }
+
+#[test]
+fn clemcore_registry_validates_with_only_unsupported_backend_warnings() {
+    use lmhost::registry::{check_registry_text, Severity};
+    let Some(file) = compat_file() else {
+        eprintln!("skipped: no clemcore registry in ../shared/compat");
+        return;
+    };
+    let text = std::fs::read_to_string(&file).unwrap();
+    let problems = check_registry_text("compat.json", &text);
+    let errors: Vec<_> = problems.iter().filter(|p| p.severity == Severity::Error).collect();
+    assert!(errors.is_empty(), "genuine errors only, found: {errors:#?}");
+    // Every warning is an entry whose backend lmhost does not run, and every such
+    // entry is warned about.
+    let raw: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let unsupported: Vec<usize> = raw
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| lmhost::registry::find_backend(e["backend"].as_str().unwrap()).is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let warned: Vec<usize> = problems.iter().filter_map(|p| p.index).collect();
+    assert_eq!(warned, unsupported);
+    assert!(problems.iter().all(|p| p.key.as_deref() == Some("backend")));
+    assert_eq!(unsupported.len(), 37, "27 multimodal, 5 vllm, 4 alephalpha, 1 slurk");
+}

@@ -18,7 +18,7 @@ pub fn builtin_adapter(name: &str) -> Option<&'static [u8]> {
 /// The adapter a backend uses when its registry entry names none.
 pub fn default_adapter(backend: &str) -> Option<&'static str> {
     match backend {
-        "llamacpp" | "huggingface_local" | "mock" | "programmatic" => Some("chat-template"),
+        "llamacpp" | "huggingface_local" | "mock" | "programmatic" | "human" | "terminal" => Some("chat-template"),
         _ => None,
     }
 }

@@ -25,7 +25,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use builtin::{builtin_adapter, default_adapter, BUILTIN_ADAPTERS, GUEST_DIR};
-pub use template::{render_template, TemplateLimits};
+pub use template::{check_template, render_template, TemplateLimits};
 
 #[allow(missing_docs)]
 mod bindings {

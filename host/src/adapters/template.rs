@@ -68,6 +68,12 @@ pub fn render_template(template: &str, context_json: &str, limits: &TemplateLimi
     Ok(rendered)
 }
 
+/// Whether `template` parses (no rendering).
+pub fn check_template(template: &str) -> Result<(), String> {
+    let env = environment(&TemplateLimits::default());
+    env.template_from_str(template).map(|_| ()).map_err(describe)
+}
+
 fn environment(limits: &TemplateLimits) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
@@ -90,17 +96,14 @@ fn environment(limits: &TemplateLimits) -> Environment<'static> {
 }
 
 fn describe(err: Error) -> String {
-    let mut msg = match err.kind() {
-        ErrorKind::OutOfFuel => "template ran out of fuel (too much work)".to_string(),
-        ErrorKind::InvalidOperation if err.detail().is_some() => {
-            format!("template raised an exception: {}", err.detail().unwrap_or_default())
-        }
-        _ => err.to_string(),
+    let mut msg = match (err.kind(), err.detail()) {
+        (ErrorKind::OutOfFuel, _) => "template ran out of fuel (too much work)".to_string(),
+        (ErrorKind::InvalidOperation, Some(detail)) => format!("template raised an exception: {detail}"),
+        (kind, Some(detail)) => format!("{kind}: {detail}"),
+        (kind, None) => kind.to_string(),
     };
     if let Some(line) = err.line() {
-        if !msg.contains("line") {
-            msg.push_str(&format!(" (line {line})"));
-        }
+        msg.push_str(&format!(" (line {line})"));
     }
     msg
 }

@@ -27,14 +27,63 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List the models of the layered registry, in lookup order.
+    /// List the models of the layered registry, in lookup order (= `list models`).
     Models {
         /// Print JSON: one object per entry, with its source.
         #[arg(long)]
         json: bool,
     },
+    /// List models, backends or credentials.
+    List {
+        /// What to list.
+        #[arg(value_enum)]
+        what: ListWhat,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with registry files.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Add entries to a registry file.
+    #[command(subcommand)]
+    Register(RegisterCommand),
     /// Answer one prompt.
     Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListWhat {
+    Models,
+    Backends,
+    Keys,
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Check registry files (default: every layer in use) and report every problem; exits 1 on errors.
+    Check {
+        /// Files to check.
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON schema of registry files.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum RegisterCommand {
+    /// Add (or replace, same name and backend) a model entry in the user registry.
+    Model {
+        /// The model's name.
+        #[arg(short = 'n', long = "name")]
+        name: String,
+        /// `key=value` pairs, comma-separated or repeated; `backend` is required.
+        #[arg(short = 'v', long = "values", required = true)]
+        values: Vec<String>,
+        /// Write `./model_registry.json` instead of `$LMHOST_HOME/model_registry.json`.
+        #[arg(long)]
+        cwd: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -98,11 +147,179 @@ fn host(cli: &Cli) -> Result<Host> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Registry(RegistryCommand::Check { files }) => return registry_check(&cli, files),
+        Command::Registry(RegistryCommand::Schema) => {
+            println!("{}", serde_json::to_string_pretty(&crate::registry::registry_schema())?);
+            return Ok(());
+        }
+        Command::Register(RegisterCommand::Model { name, values, cwd }) => return register(name, values, *cwd),
+        Command::List {
+            what: ListWhat::Backends,
+            json,
+        } => return backends(*json),
+        Command::List {
+            what: ListWhat::Keys,
+            json,
+        } => return keys(*json),
+        _ => {}
+    }
     let host = host(&cli)?;
     match cli.command {
-        Command::Models { json } => models(&host, json),
+        Command::Models { json }
+        | Command::List {
+            what: ListWhat::Models,
+            json,
+        } => models(&host, json),
         Command::Run(args) => run_prompt(&host, args),
+        _ => unreachable!("handled above"),
     }
+}
+
+fn registry_check(cli: &Cli, files: &[PathBuf]) -> Result<()> {
+    use crate::registry::{check_registry_text, Severity, PACKAGED_REGISTRY};
+    let mut sources: Vec<(String, String)> = Vec::new();
+    let explicit: Vec<PathBuf> = if files.is_empty() {
+        cli.registry.clone()
+    } else {
+        files.to_vec()
+    };
+    let mut paths = explicit.clone();
+    if files.is_empty() {
+        let home = HostConfig::from_env().home;
+        for p in [PathBuf::from("model_registry.json"), home.join("model_registry.json")] {
+            if p.is_file() && !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+    }
+    for path in &paths {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read registry `{}`", path.display()))?;
+        sources.push((path.display().to_string(), text));
+    }
+    if files.is_empty() {
+        sources.push((
+            "<packaged>/registry/model_registry.json".into(),
+            PACKAGED_REGISTRY.into(),
+        ));
+    }
+    let (mut errors, mut warnings, mut entries) = (0, 0, 0);
+    for (name, text) in &sources {
+        entries += serde_json::from_str::<Vec<serde_json::Value>>(text)
+            .map(|v| v.len())
+            .unwrap_or(0);
+        for problem in check_registry_text(name, text) {
+            match problem.severity {
+                Severity::Error => errors += 1,
+                Severity::Warning => warnings += 1,
+            }
+            println!("{problem}");
+        }
+    }
+    println!(
+        "{errors} errors, {warnings} warnings in {entries} entries of {} files",
+        sources.len()
+    );
+    if errors > 0 {
+        anyhow::bail!("the registry has {errors} errors");
+    }
+    Ok(())
+}
+
+fn register(name: &str, values: &[String], cwd: bool) -> Result<()> {
+    use crate::registry::{parse_assignments, register_entry, Registered};
+    let mut entry = serde_json::Map::new();
+    entry.insert("model_name".into(), name.into());
+    let assigned = parse_assignments(values).map_err(|e| anyhow::anyhow!("invalid --values: {e}"))?;
+    if !assigned.contains_key("backend") {
+        anyhow::bail!("--values must set `backend` (e.g. -v backend=llamacpp,model_path=/models/x.gguf)");
+    }
+    entry.extend(assigned);
+    let file = if cwd {
+        PathBuf::from("model_registry.json")
+    } else {
+        HostConfig::from_env().home.join("model_registry.json")
+    };
+    match register_entry(&file, entry)? {
+        Registered::Added(i) => println!("added `{name}` to {} as entry {i}", file.display()),
+        Registered::Replaced(i) => println!("replaced entry {i} (`{name}`) in {}", file.display()),
+    }
+    Ok(())
+}
+
+fn backends(as_json: bool) -> Result<()> {
+    use crate::registry::{BackendKind, BACKENDS};
+    let rows: Vec<_> = BACKENDS
+        .iter()
+        .map(|b| {
+            json!({
+                "backend": b.name,
+                "aliases": b.aliases,
+                "kind": match b.kind { BackendKind::Local => "local", BackendKind::Remote => "remote", BackendKind::Scripted => "scripted" },
+                "runnable": b.runnable,
+                "key_env": b.key_env,
+                "key_section": b.key_section,
+                "default_base_url": b.default_base_url,
+            })
+        })
+        .collect();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:18}  {:8}  {:8}  {:26}  ALIASES",
+        "BACKEND", "KIND", "RUNNABLE", "KEY (ENV)"
+    );
+    for r in &rows {
+        println!(
+            "{:18}  {:8}  {:8}  {:26}  {}",
+            r["backend"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
+            if r["runnable"] == true { "yes" } else { "no" },
+            r["key_env"].as_str().unwrap_or("-"),
+            r["aliases"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn keys(as_json: bool) -> Result<()> {
+    use crate::credentials::{mask, KeyStore};
+    use crate::registry::BACKENDS;
+    let store = KeyStore::load(&HostConfig::from_env().home)?;
+    let rows: Vec<_> = BACKENDS
+        .iter()
+        .filter(|b| b.key_section.is_some() || b.key_env.is_some())
+        .map(|b| {
+            let cred = store.for_backend(b.name);
+            json!({
+                "backend": b.name,
+                "api_key": mask(cred.api_key.as_ref().map(|k| k.expose())),
+                "source": cred.source,
+                "organization": cred.organization,
+                "base_url": cred.base_url,
+            })
+        })
+        .collect();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:18}  {:16}  SOURCE", "BACKEND", "API KEY");
+    for r in &rows {
+        println!(
+            "{:18}  {:16}  {}",
+            r["backend"].as_str().unwrap_or_default(),
+            r["api_key"].as_str().unwrap_or_default(),
+            r["source"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(())
 }
 
 fn models(host: &Host, as_json: bool) -> Result<()> {
@@ -112,7 +329,15 @@ fn models(host: &Host, as_json: bool) -> Result<()> {
             .registry()
             .entries()
             .iter()
-            .map(|s| json!({"model_name": s.model_name(), "backend": s.backend(), "source": s.source().to_string()}))
+            .map(|s| {
+                json!({
+                    "model_name": s.model_name(),
+                    "backend": s.backend(),
+                    "runnable": crate::registry::runnable_backend_names().contains(&s.backend()),
+                    "context_size": s.get("context_size"),
+                    "source": s.source().to_string(),
+                })
+            })
             .collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
         return Ok(());

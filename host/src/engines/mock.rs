@@ -1,20 +1,28 @@
 //! `mock` (alias `programmatic`): a deterministic engine with no model behind it.
 //!
-//! It answers with the entry's `reply` (default: `mock reply`), followed by the
-//! entry's `eos_string` when one is set, so adapters can be tested end to end.
+//! It answers with the entry's `reply` (default: `mock reply`), or with its
+//! `replies` in turn (the n-th call of a loaded model gets reply n, cycling),
+//! followed by the entry's `eos_string` when one is set, so adapters can be
+//! tested end to end. Its built-in chat template is [`MOCK_TEMPLATE`].
 //! `{prompt}` in the reply is replaced by the prompt it was given. Tokens are
 //! counted as whitespace-separated words and streamed one by one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::text::TextAccumulator;
 use super::{Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
 use crate::registry::ModelSpec;
 
+/// The template the mock "model file" ships: one `<|role|>content` line per message.
+pub const MOCK_TEMPLATE: &str =
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+
 /// The scripted engine.
 #[derive(Debug)]
 pub struct MockEngine {
-    reply: String,
+    replies: Vec<String>,
+    calls: AtomicUsize,
     eos: Option<String>,
     info: EngineInfo,
 }
@@ -22,22 +30,38 @@ pub struct MockEngine {
 impl MockEngine {
     /// From the registry entry's `reply` and `eos_string`.
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, EngineError> {
-        let invalid = |message| EngineError::InvalidSpec {
+        let invalid = |message: String| EngineError::InvalidSpec {
             model: spec.model_name().into(),
             message,
         };
-        let reply = spec
-            .get_str("reply")
-            .map_err(invalid)?
-            .unwrap_or("mock reply")
-            .to_string();
+        let mut replies = match spec.get("replies") {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(items)) if items.iter().all(serde_json::Value::is_string) => {
+                items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            }
+            Some(other) => return Err(invalid(format!("`replies` must be a list of strings, found {other}"))),
+        };
+        if replies.is_empty() {
+            replies.push(
+                spec.get_str("reply")
+                    .map_err(invalid)?
+                    .unwrap_or("mock reply")
+                    .to_string(),
+            );
+        }
         let eos = spec.get_str("eos_string").map_err(invalid)?.map(str::to_string);
         let info = EngineInfo {
+            builtin_template: Some(MOCK_TEMPLATE.into()),
             eos_token: eos.clone(),
             context_length: Some(1 << 20),
             ..EngineInfo::default()
         };
-        Ok(Self { reply, eos, info })
+        Ok(Self {
+            replies,
+            calls: AtomicUsize::new(0),
+            eos,
+            info,
+        })
     }
 }
 
@@ -48,7 +72,8 @@ impl Engine for MockEngine {
 
     fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError> {
         let started = Instant::now();
-        let reply = self.reply.replace("{prompt}", input.text);
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let reply = self.replies[n % self.replies.len()].replace("{prompt}", input.text);
         let max_tokens = input.params.max_tokens.unwrap_or(crate::generation::DEFAULT_MAX_TOKENS);
         let mut acc = TextAccumulator::new(input.stop);
         let mut completion_tokens = 0;

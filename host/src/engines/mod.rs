@@ -6,6 +6,7 @@
 //! beyond its own keys.
 
 mod files;
+mod human;
 mod llama;
 mod mock;
 pub(crate) mod text;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use files::resolve_model_file;
+pub use human::HumanEngine;
 pub use llama::LlamaEngine;
 pub use mock::MockEngine;
 
@@ -106,7 +108,7 @@ pub trait Engine: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The registry entry names a backend lmhost does not run.
-    #[error("backend `{backend}` of `{model}` is not supported; supported backends: {}", SUPPORTED_BACKENDS.join(", "))]
+    #[error("{}", unsupported(model, backend))]
     UnsupportedBackend {
         /// Model name.
         model: String,
@@ -184,8 +186,15 @@ pub enum EngineError {
     },
 }
 
-/// Backends this build can run.
-pub const SUPPORTED_BACKENDS: &[&str] = &["llamacpp", "mock", "programmatic"];
+fn unsupported(model: &str, backend: &str) -> String {
+    let runnable = crate::registry::runnable_backend_names().join(", ");
+    match crate::registry::find_backend(backend) {
+        Some(_) => format!(
+            "backend `{backend}` of `{model}` is known, but this build of lmhost cannot run it yet; it runs: {runnable}"
+        ),
+        None => format!("backend `{backend}` of `{model}` is not supported; lmhost runs: {runnable}"),
+    }
+}
 
 /// Load the engine a spec asks for. `model_dirs` are searched for relative `model_path`s.
 pub fn load_engine(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) -> Result<Arc<dyn Engine>, EngineError> {
@@ -195,6 +204,7 @@ pub fn load_engine(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) -> Resul
             Ok(Arc::new(LlamaEngine::load(spec, &path)?))
         }
         "mock" | "programmatic" => Ok(Arc::new(MockEngine::from_spec(spec)?)),
+        "human" | "terminal" => Ok(Arc::new(HumanEngine::stdio())),
         other => Err(EngineError::UnsupportedBackend {
             model: spec.model_name().into(),
             backend: other.into(),

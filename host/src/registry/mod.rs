@@ -11,8 +11,11 @@
 //! the top level, so `{"eos_to_cull": …}` and `{"model_config": {"eos_to_cull": …}}`
 //! mean the same.
 
+mod backends;
+mod register;
 mod spec;
 mod unify;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,8 +23,13 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
+pub use backends::{find_backend, runnable_backend_names, Backend, BackendKind, BACKENDS};
+pub use register::{parse_assignments, register_entry, Registered};
 pub use spec::{ModelSpec, SpecSource};
 pub use unify::unify;
+pub use validate::{
+    check_registry_text, parse_context_size, registry_schema, validate_spec, KeyRule, KeyType, Problem, Severity, KEYS,
+};
 
 /// The registry packaged with lmhost.
 pub const PACKAGED_REGISTRY: &str = include_str!("../../../registry/model_registry.json");
@@ -76,6 +84,16 @@ pub enum RegistryError {
         query: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The resolved entry has invalid keys (found when the model is loaded).
+    #[error("registry entry of `{model}` ({source_desc}) is invalid: {}", problems.join("; "))]
+    InvalidEntry {
+        /// Model name.
+        model: String,
+        /// Where the entry came from.
+        source_desc: String,
+        /// Each problem, naming its key.
+        problems: Vec<String>,
     },
     /// Nothing unifies and the query names no backend.
     #[error("no registry entry matches {query}{}", suggest(close))]
@@ -323,16 +341,7 @@ impl Registry {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
+use validate::kind as json_kind;
 
 fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
