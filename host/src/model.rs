@@ -251,6 +251,29 @@ impl Model {
         self.call(messages, params, None)
     }
 
+    /// Generate answers to several conversations at once. They run concurrently
+    /// and, on llama.cpp, are decoded together in one batch per step; the results
+    /// come back in input order.
+    pub fn generate_batch(&self, requests: &[(Vec<Message>, GenerationParams)]) -> Vec<Result<Generation>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = requests
+                .iter()
+                .map(|(messages, params)| scope.spawn(move || self.generate(messages, params)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidRequest {
+                            model: self.name().into(),
+                            message: "a batch worker panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// Generate, handing answer text to `on_text` as it is produced. The pieces
     /// concatenate to the returned `response_text`.
     pub fn generate_stream(

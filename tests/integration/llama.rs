@@ -135,3 +135,136 @@ fn unsupported_backend_is_reported_at_load() {
         .to_string();
     assert!(err.starts_with("backend `slurk` of `slurk` is not supported"), "{err}");
 }
+
+#[test]
+fn same_seed_same_text_and_sampling_parameters_apply() {
+    let Some(host) = shared() else { return };
+    let model = host.load(MODEL).unwrap();
+    let messages = [Message::user("Tell me a short story about a cat.")];
+    let sampled = |seed| GenerationParams {
+        max_tokens: Some(24),
+        temperature: Some(1.0),
+        top_p: Some(0.95),
+        top_k: Some(50),
+        seed: Some(seed),
+        ..GenerationParams::default()
+    };
+    let a = model.generate(&messages, &sampled(7)).unwrap();
+    let b = model.generate(&messages, &sampled(7)).unwrap();
+    assert_eq!(a.response, b.response, "same seed, same text");
+    let others: Vec<_> = (8..12)
+        .map(|s| model.generate(&messages, &sampled(s)).unwrap().response)
+        .collect();
+    assert!(others.iter().any(|o| *o != a.response), "other seeds give other texts");
+}
+
+#[test]
+fn stop_strings_end_the_answer_before_them() {
+    let Some(host) = shared() else { return };
+    let model = host.load(MODEL).unwrap();
+    let messages = [Message::user("What is the capital of France? Answer in one sentence.")];
+    let full = model.generate(&messages, &GenerationParams::greedy(30)).unwrap();
+    assert!(full.response_text.contains("Paris"), "{full:?}");
+    let params = GenerationParams {
+        stop: vec!["Paris".into()],
+        ..GenerationParams::greedy(30)
+    };
+    let stopped = model.generate(&messages, &params).unwrap();
+    let before = full.response_text.split("Paris").next().unwrap();
+    assert_eq!(stopped.response_text, before.trim());
+    assert_eq!(stopped.finish_reason, "stop");
+    assert!(!stopped.response.as_str().unwrap().contains("Paris"));
+}
+
+fn prompts() -> Vec<Vec<Message>> {
+    [
+        "What is the capital of France? Answer in one sentence.",
+        "Name three colours.",
+        "What is the capital of Germany?",
+        "Write one sentence about the sea.",
+    ]
+    .iter()
+    .map(|p| vec![Message::user(*p)])
+    .collect()
+}
+
+#[test]
+fn concurrent_requests_equal_their_sequential_answers() {
+    let Some(host) = shared() else { return };
+    let model = host.load(MODEL).unwrap();
+    let params = GenerationParams::greedy(32);
+    let sequential: Vec<_> = prompts()
+        .iter()
+        .map(|m| model.generate(m, &params).unwrap().response)
+        .collect();
+    let concurrent: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts()
+            .into_iter()
+            .map(|m| {
+                let model = &model;
+                let params = &params;
+                s.spawn(move || model.generate(&m, params).unwrap().response)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(concurrent, sequential);
+    let batch: Vec<_> = model
+        .generate_batch(&prompts().into_iter().map(|m| (m, params.clone())).collect::<Vec<_>>())
+        .into_iter()
+        .map(|g| g.unwrap().response)
+        .collect();
+    assert_eq!(batch, sequential);
+}
+
+#[test]
+fn requests_beyond_the_parallel_slots_queue_and_still_match() {
+    let Some(host) = shared() else { return };
+    // Two slots for four requests: two run, two queue; every answer must still
+    // equal the request's answer alone.
+    let model = host
+        .load(r#"{"model_name": "SmolLM2-135M-Instruct", "n_ctx": 256, "parallel": 2}"#)
+        .unwrap();
+    let params = GenerationParams::greedy(64);
+    let requests: Vec<_> = prompts().into_iter().map(|m| (m, params.clone())).collect();
+    let batch = model.generate_batch(&requests);
+    for (g, (m, _)) in batch.iter().zip(&requests) {
+        let g = g.as_ref().unwrap();
+        let alone = model.generate(m, &params).unwrap();
+        assert_eq!(g.response, alone.response);
+    }
+}
+
+#[test]
+fn bad_parameters_and_gpu_keys_are_clear_errors() {
+    let Some(host) = shared() else { return };
+    let model = host.load(MODEL).unwrap();
+    let m = [Message::user("hi")];
+    let bad = |p: GenerationParams| model.generate(&m, &p).unwrap_err().to_string();
+    assert!(bad(GenerationParams {
+        temperature: Some(-1.0),
+        ..Default::default()
+    })
+    .contains("temperature must be"));
+    let top_p = GenerationParams {
+        temperature: Some(0.7),
+        top_p: Some(2.0),
+        ..Default::default()
+    };
+    assert!(bad(top_p).contains("top_p must be in [0, 1]"));
+    assert!(bad(GenerationParams {
+        max_tokens: Some(0),
+        ..Default::default()
+    })
+    .contains("max_tokens must be at least 1"));
+    if !lmhost::engines::gpu_offload_supported() {
+        let err = host
+            .load(r#"{"model_name": "SmolLM2-135M-Instruct", "execute_on": "gpu"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("no GPU support"), "{err}");
+    }
+    let cpu = host
+        .load(r#"{"model_name": "SmolLM2-135M-Instruct", "execute_on": "cpu", "threads": 1}"#)
+        .unwrap();
+    assert!(cpu.run("hi").is_ok());
+}

@@ -57,6 +57,7 @@ enum ListWhat {
     Models,
     Backends,
     Keys,
+    Devices,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,32 +148,22 @@ fn host(cli: &Cli) -> Result<Host> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Commands that need no host (no registry load, no wasm engine) run without one.
     match &cli.command {
-        Command::Registry(RegistryCommand::Check { files }) => return registry_check(&cli, files),
+        Command::Registry(RegistryCommand::Check { files }) => registry_check(&cli, files),
         Command::Registry(RegistryCommand::Schema) => {
             println!("{}", serde_json::to_string_pretty(&crate::registry::registry_schema())?);
-            return Ok(());
+            Ok(())
         }
-        Command::Register(RegisterCommand::Model { name, values, cwd }) => return register(name, values, *cwd),
-        Command::List {
-            what: ListWhat::Backends,
-            json,
-        } => return backends(*json),
-        Command::List {
-            what: ListWhat::Keys,
-            json,
-        } => return keys(*json),
-        _ => {}
-    }
-    let host = host(&cli)?;
-    match cli.command {
-        Command::Models { json }
-        | Command::List {
-            what: ListWhat::Models,
-            json,
-        } => models(&host, json),
-        Command::Run(args) => run_prompt(&host, args),
-        _ => unreachable!("handled above"),
+        Command::Register(RegisterCommand::Model { name, values, cwd }) => register(name, values, *cwd),
+        Command::List { what, json } => match what {
+            ListWhat::Models => models(&host(&cli)?, *json),
+            ListWhat::Backends => backends(*json),
+            ListWhat::Keys => keys(*json),
+            ListWhat::Devices => devices(*json),
+        },
+        Command::Models { json } => models(&host(&cli)?, *json),
+        Command::Run(args) => run_prompt(&host(&cli)?, args),
     }
 }
 
@@ -244,6 +235,30 @@ fn register(name: &str, values: &[String], cwd: bool) -> Result<()> {
     match register_entry(&file, entry)? {
         Registered::Added(i) => println!("added `{name}` to {} as entry {i}", file.display()),
         Registered::Replaced(i) => println!("replaced entry {i} (`{name}`) in {}", file.display()),
+    }
+    Ok(())
+}
+
+fn devices(as_json: bool) -> Result<()> {
+    let rows: Vec<_> = crate::engines::devices()
+        .into_iter()
+        .map(|(backend, name, description, kind, memory)| {
+            json!({"backend": backend, "name": name, "description": description, "kind": kind, "memory_bytes": memory})
+        })
+        .collect();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for r in &rows {
+            println!(
+                "{:6} {:12} {:10} {:>8} MiB  {}",
+                r["kind"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or_default(),
+                r["backend"].as_str().unwrap_or_default(),
+                r["memory_bytes"].as_u64().unwrap_or(0) >> 20,
+                r["description"].as_str().unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }
@@ -357,7 +372,7 @@ fn models(host: &Host, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn run_prompt(host: &Host, args: RunArgs) -> Result<()> {
+fn run_prompt(host: &Host, args: &RunArgs) -> Result<()> {
     let prompt = match args.prompt.as_deref() {
         Some(p) if p != "-" => p.to_string(),
         _ => {
@@ -369,15 +384,15 @@ fn run_prompt(host: &Host, args: RunArgs) -> Result<()> {
         }
     };
     let mut messages = Vec::new();
-    if let Some(system) = args.system {
-        messages.push(Message::system(system));
+    if let Some(system) = &args.system {
+        messages.push(Message::system(system.as_str()));
     }
     messages.push(Message::user(prompt.trim_end_matches('\n')));
     let params = GenerationParams {
         max_tokens: args.max_tokens,
         temperature: args.temperature,
         seed: args.seed,
-        stop: args.stop,
+        stop: args.stop.clone(),
         ..GenerationParams::default()
     };
     let model = host.load(args.model.as_str())?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use files::resolve_model_file;
 pub use human::HumanEngine;
-pub use llama::LlamaEngine;
+pub use llama::{devices, gpu_offload_supported, LlamaEngine};
 pub use mock::MockEngine;
 
 use crate::generation::GenerationParams;
@@ -217,11 +217,15 @@ pub(crate) fn engine_key(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) ->
     match spec.backend() {
         "llamacpp" => {
             let path = resolve_model_file(spec, model_dirs).ok()?;
-            let threads = spec.get("threads").map(|v| v.to_string()).unwrap_or_default();
-            let n_ctx = spec.get("n_ctx").map(|v| v.to_string()).unwrap_or_default();
+            // Every key that changes how the engine is loaded is part of the key.
+            let settings: Vec<String> = ["threads", "n_ctx", "parallel", "execute_on", "gpu_layers_offloaded"]
+                .iter()
+                .map(|k| spec.get(k).map(|v| v.to_string()).unwrap_or_default())
+                .collect();
             Some(format!(
-                "llamacpp:{}:{threads}:{n_ctx}",
-                path.canonicalize().unwrap_or(path).display()
+                "llamacpp:{}:{}",
+                path.canonicalize().unwrap_or(path).display(),
+                settings.join(":")
             ))
         }
         _ => None,

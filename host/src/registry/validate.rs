@@ -135,6 +135,7 @@ pub const KEYS: &[KeyRule] = &[
     key("gpu_layers_offloaded", UInt, "Layers to offload to the GPU when execute_on is not set."),
     key("n_ctx", UInt, "Context length to run with (capped at the model's)."),
     key("threads", UInt, "CPU threads for llamacpp."),
+    key("parallel", UInt, "llamacpp: most requests decoded together (default 4); each has its own n_ctx of KV cache."),
     key("model_id", Str, "The provider's model id (remote backends)."),
     key("call_name", Str, "openai_compatible: the name the server knows the model by."),
     key("base_url", Str, "Base URL of the API, overriding the backend's default and key.json."),

@@ -1,0 +1,311 @@
+//! llama.cpp (GGUF) through `llama-cpp-2`.
+//!
+//! One loaded model is shared by every request. A scheduler thread per model
+//! owns one llama.cpp context with one KV stream per sequence slot; concurrent
+//! requests become sequences of that context and are decoded together, one
+//! batch per step (continuous batching), instead of queueing one by one, with
+//! the same tokens they would get alone (see `scheduler`). A request is
+//! checked against the context before any decoding: prompt + `max_tokens` over
+//! `n_ctx` fails with both numbers instead of being truncated.
+
+mod scheduler;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use super::{Engine, EngineError, EngineInfo, EngineOutput, PromptInput, TextSink};
+use crate::generation::GenerationParams;
+use crate::registry::ModelSpec;
+use scheduler::{Event, Job, SchedulerConfig};
+
+/// Default context when the entry sets no `n_ctx` (the model's own may be larger).
+const DEFAULT_N_CTX: u32 = 4096;
+/// Default most sequences decoded together (`parallel` in the entry). Each
+/// costs an `n_ctx`-sized KV stream.
+const DEFAULT_PARALLEL: u32 = 4;
+
+pub(crate) fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        let mut backend = LlamaBackend::init().expect("llama.cpp backend initialises once");
+        if std::env::var_os("LMHOST_LLAMA_LOG").is_none() {
+            backend.void_logs();
+        }
+        backend
+    })
+}
+
+/// Whether this build of llama.cpp sees a GPU to offload layers to. (llama.cpp's
+/// own `supports_gpu_offload` also counts RPC and says yes on CPU-only builds.)
+pub fn gpu_offload_supported() -> bool {
+    use llama_cpp_2::LlamaBackendDeviceType::{Gpu, IntegratedGpu};
+    backend();
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .iter()
+        .any(|d| matches!(d.device_type, Gpu | IntegratedGpu))
+}
+
+/// The compute devices llama.cpp sees: (backend, name, description, kind, total memory in bytes).
+pub fn devices() -> Vec<(String, String, String, &'static str, usize)> {
+    use llama_cpp_2::LlamaBackendDeviceType as T;
+    backend();
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .map(|d| {
+            let kind = match d.device_type {
+                T::Cpu => "cpu",
+                T::Accelerator => "accelerator",
+                T::Gpu => "gpu",
+                T::IntegratedGpu => "igpu",
+                T::Unknown => "unknown",
+            };
+            (d.backend, d.name, d.description, kind, d.memory_total)
+        })
+        .collect()
+}
+
+/// A GGUF model loaded with llama.cpp.
+pub struct LlamaEngine {
+    name: String,
+    model: Arc<LlamaModel>,
+    info: EngineInfo,
+    n_ctx: u32,
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl std::fmt::Debug for LlamaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaEngine")
+            .field("name", &self.name)
+            .field("n_ctx", &self.n_ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Layers to offload from `execute_on` (`gpu` = all, `cpu` = none), else `gpu_layers_offloaded`.
+fn gpu_layers(spec: &ModelSpec) -> Result<u32, String> {
+    match spec.get_str("execute_on")? {
+        Some("gpu") => Ok(u32::MAX),
+        Some("cpu") => Ok(0),
+        Some(other) => Err(format!(
+            "`execute_on` of `{}` must be `gpu` or `cpu`, found `{other}`",
+            spec.model_name()
+        )),
+        None => Ok(spec
+            .get_u64("gpu_layers_offloaded")?
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))),
+    }
+}
+
+impl LlamaEngine {
+    /// Load `path` with the settings of `spec`: `n_ctx`, `parallel`, `threads`,
+    /// `execute_on` / `gpu_layers_offloaded`.
+    pub fn load(spec: &ModelSpec, path: &Path) -> Result<Self, EngineError> {
+        let name = spec.model_name().to_string();
+        let invalid = |message: String| EngineError::InvalidSpec {
+            model: name.clone(),
+            message,
+        };
+        let threads = match spec.get_u64("threads").map_err(invalid)? {
+            Some(t) => i32::try_from(t).map_err(|_| invalid(format!("`threads` {t} is too large")))?,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get() as i32)
+                .unwrap_or(2),
+        };
+        let parallel = match spec.get_u64("parallel").map_err(invalid)? {
+            Some(0) => return Err(invalid("`parallel` must be at least 1".into())),
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(256),
+            None => DEFAULT_PARALLEL,
+        };
+        let gpu_layers = gpu_layers(spec).map_err(invalid)?;
+        if gpu_layers > 0 && !gpu_offload_supported() {
+            return Err(invalid(
+                "it asks for GPU layers (`execute_on: gpu` or `gpu_layers_offloaded`), but this build of lmhost has no \
+                 GPU support: build with `--features cuda`, or set `execute_on: cpu`"
+                    .into(),
+            ));
+        }
+        let requested_ctx = spec.get_u64("n_ctx").map_err(invalid)?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        let model = LlamaModel::load_from_file(backend(), path, &params).map_err(|e| EngineError::Load {
+            model: name.clone(),
+            path: path.to_path_buf(),
+            message: format!("{e} (is it a GGUF file?)"),
+        })?;
+        let trained = model.n_ctx_train().max(1);
+        let n_ctx = match requested_ctx {
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(trained),
+            None => DEFAULT_N_CTX.min(trained),
+        };
+        let vocab = model.vocab();
+        let piece = |t: LlamaToken| {
+            let bytes = vocab.token_to_piece(t, true, None);
+            Some(String::from_utf8_lossy(&bytes).into_owned()).filter(|s| !s.is_empty())
+        };
+        let bos = (vocab.bos().0 >= 0).then(|| piece(vocab.bos())).flatten();
+        let eos = (vocab.eos().0 >= 0).then(|| piece(vocab.eos())).flatten();
+        let spec_string = |key: &str| spec.get_str(key).ok().flatten().map(str::to_string);
+        let info = EngineInfo {
+            builtin_template: model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
+            bos_token: bos.or_else(|| spec_string("bos_string")),
+            eos_token: eos.or_else(|| spec_string("eos_string")),
+            add_bos: vocab.should_add_bos(),
+            context_length: Some(n_ctx),
+        };
+        let model = Arc::new(model);
+        let config = SchedulerConfig {
+            name: name.clone(),
+            n_ctx,
+            parallel,
+            threads,
+        };
+        let jobs = scheduler::start(model.clone(), config).map_err(|message| EngineError::Load {
+            model: name.clone(),
+            path: path.to_path_buf(),
+            message,
+        })?;
+        tracing::debug!(model = %name, path = %path.display(), n_ctx, parallel, threads, gpu_layers, "loaded GGUF");
+        Ok(Self {
+            name,
+            model,
+            info,
+            n_ctx,
+            jobs: Mutex::new(jobs),
+        })
+    }
+
+    fn bad_params(&self, message: String) -> EngineError {
+        EngineError::InvalidParams {
+            model: self.name.clone(),
+            message,
+        }
+    }
+
+    fn sampler(&self, p: &GenerationParams) -> Result<LlamaSampler, EngineError> {
+        let temperature = p.temperature.unwrap_or(0.0);
+        if !temperature.is_finite() || temperature < 0.0 {
+            return Err(self.bad_params(format!("temperature must be a number ≥ 0, got {temperature}")));
+        }
+        let mut chain = Vec::new();
+        let repeat = p.repetition_penalty.unwrap_or(1.0);
+        let freq = p.frequency_penalty.unwrap_or(0.0);
+        let presence = p.presence_penalty.unwrap_or(0.0);
+        if !(repeat.is_finite() && freq.is_finite() && presence.is_finite()) || repeat <= 0.0 {
+            return Err(self.bad_params(format!(
+                "penalties must be finite and repetition_penalty > 0, got {repeat}, {freq}, {presence}"
+            )));
+        }
+        if repeat != 1.0 || freq != 0.0 || presence != 0.0 {
+            chain.push(LlamaSampler::penalties(
+                self.model.n_vocab(),
+                64,
+                repeat,
+                freq,
+                presence,
+            ));
+        }
+        if temperature == 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            if let Some(k) = p.top_k.filter(|k| *k > 0) {
+                chain.push(LlamaSampler::top_k(i32::try_from(k).unwrap_or(i32::MAX)));
+            }
+            for (key, value) in [("top_p", p.top_p), ("min_p", p.min_p)] {
+                if let Some(v) = value {
+                    if !(0.0..=1.0).contains(&v) {
+                        return Err(self.bad_params(format!("{key} must be in [0, 1], got {v}")));
+                    }
+                }
+            }
+            if let Some(top_p) = p.top_p {
+                chain.push(LlamaSampler::top_p(top_p, 1));
+            }
+            if let Some(min_p) = p.min_p {
+                chain.push(LlamaSampler::min_p(min_p, 1));
+            }
+            chain.push(LlamaSampler::temp(temperature));
+            // u32::MAX is llama.cpp's "pick a random seed".
+            let seed = p.seed.map(|s| (s ^ (s >> 32)) as u32).unwrap_or(u32::MAX);
+            chain.push(LlamaSampler::dist(seed));
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+}
+
+impl Engine for LlamaEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError> {
+        let submitted = Instant::now();
+        let vocab = self.model.vocab();
+        let mut tokens = Vec::with_capacity(input.text.len() / 3 + 2);
+        if input.add_bos && vocab.bos().0 >= 0 {
+            tokens.push(vocab.bos());
+        }
+        tokens.extend(vocab.tokenize(input.text.as_bytes(), false, true));
+        if tokens.is_empty() {
+            return Err(self.bad_params("the prompt is empty".into()));
+        }
+        let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        let max_tokens = input.params.max_tokens.unwrap_or(crate::generation::DEFAULT_MAX_TOKENS);
+        if max_tokens == 0 {
+            return Err(self.bad_params("max_tokens must be at least 1".into()));
+        }
+        if u64::from(prompt_tokens) + u64::from(max_tokens) > u64::from(self.n_ctx) {
+            return Err(EngineError::ContextOverflow {
+                model: self.name.clone(),
+                prompt_tokens,
+                max_tokens,
+                context: self.n_ctx,
+            });
+        }
+        let sampler = self.sampler(input.params)?;
+        let (events, receiver) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            tokens,
+            max_tokens,
+            sampler,
+            stops: input.stop.to_vec(),
+            events,
+            cancel: cancel.clone(),
+            submitted,
+        };
+        let stopped = || EngineError::Inference {
+            model: self.name.clone(),
+            message: "the decoding thread stopped".into(),
+        };
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| stopped())?;
+        for event in receiver {
+            match event {
+                Event::Piece(piece) => {
+                    if !cancel.load(Ordering::Relaxed) && !sink(&piece) {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                Event::Done(output) => return Ok(output),
+                Event::Failed(message) => {
+                    return Err(EngineError::Inference {
+                        model: self.name.clone(),
+                        message,
+                    })
+                }
+            }
+        }
+        Err(stopped())
+    }
+}
