@@ -16,6 +16,7 @@
 //! ```
 
 pub mod adapters;
+pub mod bench;
 #[doc(hidden)]
 pub mod cli;
 pub mod credentials;

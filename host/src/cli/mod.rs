@@ -50,6 +50,27 @@ enum Command {
     Register(RegisterCommand),
     /// Answer one prompt.
     Run(RunArgs),
+    /// Measure a llamacpp model: lmhost vs a bare llama-cpp-2 loop, and N concurrent vs sequential.
+    Bench {
+        /// The model (name or JSON query).
+        #[arg(short, long, default_value = "SmolLM2-135M-Instruct")]
+        model: String,
+        /// Tokens to generate per request.
+        #[arg(short = 'l', long = "max-tokens", default_value_t = 128)]
+        max_tokens: u32,
+        /// Interleaved runs per side.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Requests in the concurrency comparison.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// CPU threads (default: all cores).
+        #[arg(long)]
+        threads: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -164,7 +185,60 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Models { json } => models(&host(&cli)?, *json),
         Command::Run(args) => run_prompt(&host(&cli)?, args),
+        Command::Bench {
+            model,
+            max_tokens,
+            runs,
+            concurrency,
+            threads,
+            json,
+        } => {
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(2)
+            });
+            let config = crate::bench::BenchConfig {
+                model: model.clone(),
+                max_tokens: *max_tokens,
+                runs: *runs,
+                concurrency: *concurrency,
+                threads,
+            };
+            let report = crate::bench::run_bench(&host(&cli)?, &config)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_bench(&report);
+            }
+            Ok(())
+        }
     }
+}
+
+fn print_bench(r: &crate::bench::BenchReport) {
+    println!("model {} ({}), {} threads, {} runs", r.model, r.file, r.threads, r.runs);
+    println!(
+        "prompt {} tokens, generation {} tokens (greedy)",
+        r.prompt_tokens, r.completion_tokens
+    );
+    println!("{:28} {:>12} {:>12}", "", "prompt t/s", "gen t/s");
+    println!(
+        "{:28} {:>12.1} {:>12.1}",
+        "bare llama-cpp-2 loop", r.bare.prompt_tps, r.bare.generation_tps
+    );
+    println!(
+        "{:28} {:>12.1} {:>12.1}",
+        "lmhost (adapter + engine)", r.lmhost.prompt_tps, r.lmhost.generation_tps
+    );
+    println!(
+        "{:28} {:>12.3} {:>12.3}",
+        "lmhost / bare", r.prompt_ratio, r.generation_ratio
+    );
+    println!(
+        "{} requests: sequential {:.1} t/s, concurrent {:.1} t/s, ratio {:.2}",
+        r.concurrency, r.sequential_tps, r.concurrent_tps, r.concurrency_ratio
+    );
 }
 
 fn registry_check(cli: &Cli, files: &[PathBuf]) -> Result<()> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use files::resolve_model_file;
 pub use human::HumanEngine;
-pub use llama::{devices, gpu_offload_supported, LlamaEngine};
+pub use llama::{backend as llama_backend, devices, gpu_offload_supported, LlamaEngine};
 pub use mock::MockEngine;
 
 use crate::generation::GenerationParams;

@@ -220,27 +220,40 @@ impl PostProcess {
     }
 }
 
-/// Streaming state: the raw text so far and how much answer was emitted.
+/// Streaming state: the output rules (parsed once, at the first push), the raw
+/// text so far and how much answer was emitted.
 struct Stream {
     model: ModelInfo,
+    post: RefCell<Option<PostProcess>>,
     raw: RefCell<String>,
     emitted: RefCell<usize>,
+}
+
+impl Stream {
+    /// The entry's output rules, parsed on first use (a constructor cannot fail).
+    fn with_post<T>(&self, f: impl FnOnce(&PostProcess) -> T) -> Result<T, AdapterError> {
+        let mut post = self.post.borrow_mut();
+        if post.is_none() {
+            *post = Some(PostProcess::new(&self.model)?);
+        }
+        Ok(f(post.as_ref().expect("just set")))
+    }
 }
 
 impl GuestResponseStream for Stream {
     fn new(model: ModelInfo) -> Self {
         Stream {
             model,
+            post: RefCell::new(None),
             raw: RefCell::new(String::new()),
             emitted: RefCell::new(0),
         }
     }
 
     fn push(&self, chunk: String) -> Result<String, AdapterError> {
-        let post = PostProcess::new(&self.model)?;
         let mut raw = self.raw.borrow_mut();
         raw.push_str(&chunk);
-        let stable = post.stable_prefix(&raw);
+        let stable = self.with_post(|post| post.stable_prefix(&raw))?;
         let mut emitted = self.emitted.borrow_mut();
         if stable.len() <= *emitted {
             return Ok(String::new());
@@ -251,8 +264,8 @@ impl GuestResponseStream for Stream {
     }
 
     fn finish(&self) -> Result<Completion, AdapterError> {
-        let post = PostProcess::new(&self.model)?;
-        Ok(completion(post.apply(&self.raw.borrow())))
+        let raw = self.raw.borrow();
+        self.with_post(|post| completion(post.apply(&raw)))
     }
 }
 

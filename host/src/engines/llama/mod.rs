@@ -32,7 +32,8 @@ const DEFAULT_N_CTX: u32 = 4096;
 /// costs an `n_ctx`-sized KV stream.
 const DEFAULT_PARALLEL: u32 = 4;
 
-pub(crate) fn backend() -> &'static LlamaBackend {
+/// The process's llama.cpp backend (initialised once, logs silenced unless `LMHOST_LLAMA_LOG` is set).
+pub fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
         let mut backend = LlamaBackend::init().expect("llama.cpp backend initialises once");

@@ -1,0 +1,276 @@
+//! `lmhost bench`: speed measured against a baseline in the same run.
+//!
+//! Timings on a shared machine swing by several times between runs, so every
+//! figure here is a ratio of two things measured in the same process, with runs
+//! interleaved (baseline, lmhost, baseline, lmhost, …) and medians compared:
+//! - lmhost's path (wasm adapter, streaming, scheduler thread) against a bare
+//!   `llama-cpp-2` decode loop on the same GGUF, prompt and thread count;
+//! - N concurrent requests (decoded together in one batch) against the same N
+//!   requests one after another.
+//!
+//! The bare loop is deliberately written out here: it is the baseline.
+
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engines::resolve_model_file;
+use crate::{Error, GenerationParams, Host, Message, Result};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// A llamacpp model (name or JSON query).
+    pub model: String,
+    /// Tokens to generate per request (greedy; both sides stop at the same end token).
+    pub max_tokens: u32,
+    /// Interleaved runs of each side.
+    pub runs: usize,
+    /// Requests in the concurrency comparison.
+    pub concurrency: usize,
+    /// CPU threads for both sides.
+    pub threads: u32,
+}
+
+/// Medians of one side.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Speed {
+    /// Prompt tokens per second.
+    pub prompt_tps: f64,
+    /// Generated tokens per second.
+    pub generation_tps: f64,
+}
+
+/// The results, with the ratios that matter.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Model name.
+    pub model: String,
+    /// The GGUF file.
+    pub file: String,
+    /// Threads used by both sides.
+    pub threads: u32,
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Tokens generated per request.
+    pub completion_tokens: u32,
+    /// Runs per side.
+    pub runs: usize,
+    /// Bare llama-cpp-2 loop.
+    pub bare: Speed,
+    /// Through lmhost (adapter + engine, streaming).
+    pub lmhost: Speed,
+    /// lmhost ÷ bare, prompt.
+    pub prompt_ratio: f64,
+    /// lmhost ÷ bare, generation.
+    pub generation_ratio: f64,
+    /// Requests in the concurrency comparison.
+    pub concurrency: usize,
+    /// Generated tokens per second, requests one after another.
+    pub sequential_tps: f64,
+    /// Generated tokens per second, requests concurrently.
+    pub concurrent_tps: f64,
+    /// concurrent ÷ sequential.
+    pub concurrency_ratio: f64,
+}
+
+const PROMPT: &str = "Read the following passage and summarise it in three sentences.\n\n\
+The lighthouse stood on a rock at the mouth of the harbour for two hundred years. Its keepers \
+lived in a small stone cottage beside it, trimming the wick every four hours through the night \
+and winding the clockwork that turned the great lens. Ships coming home in winter storms looked \
+for its beam long before they could see the coast, and many captains said they owed their lives \
+to it. When the light was finally automated, the last keeper refused to leave, and the town let \
+him stay on as a guide, telling visitors about the wrecks, the rescues and the long quiet nights.";
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs[xs.len() / 2]
+    }
+}
+
+fn rate(tokens: u32, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        f64::from(tokens) / seconds
+    } else {
+        0.0
+    }
+}
+
+fn fail(model: &str, message: impl std::fmt::Display) -> Error {
+    Error::InvalidRequest {
+        model: model.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Run the benchmark.
+pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
+    let mut query = match config.model.parse::<crate::registry::Query>()? {
+        crate::registry::Query::Name(name) => serde_json::json!({ "model_name": name }),
+        crate::registry::Query::Spec(map) => Value::Object(map),
+    };
+    let slots = config.concurrency.max(1);
+    query["threads"] = config.threads.into();
+    query["parallel"] = slots.into();
+    let spec = host.resolve(query.to_string().as_str())?;
+    let name = spec.model_name().to_string();
+    if spec.backend() != "llamacpp" {
+        return Err(fail(
+            &name,
+            format!(
+                "bench compares against llama.cpp; `{}` is a `{}` model",
+                name,
+                spec.backend()
+            ),
+        ));
+    }
+    let path = resolve_model_file(&spec, &host.config().model_dirs)?;
+    let model = host.load_spec(spec)?;
+    let messages = [Message::user(PROMPT)];
+    let params = GenerationParams::greedy(config.max_tokens);
+
+    // Warm up both sides and learn the exact prompt lmhost sends.
+    let warm = model.generate(&messages, &params)?;
+    let prompt_text = warm.prompt.as_str().unwrap_or_default().to_string();
+    let bare = BareLoop::load(&path, config.threads).map_err(|e| fail(&name, e))?;
+    bare.run(&prompt_text, config.max_tokens).map_err(|e| fail(&name, e))?;
+
+    let (mut bare_prompt, mut bare_gen, mut ours_prompt, mut ours_gen) = (vec![], vec![], vec![], vec![]);
+    let mut completion_tokens = 0;
+    for _ in 0..config.runs.max(1) {
+        let b = bare.run(&prompt_text, config.max_tokens).map_err(|e| fail(&name, e))?;
+        bare_prompt.push(rate(b.prompt_tokens, b.prompt_s));
+        bare_gen.push(rate(b.generated, b.generation_s));
+        let g = model.generate_stream(&messages, &params, |_| {})?;
+        if g.usage.completion_tokens != b.generated {
+            return Err(fail(
+                &name,
+                format!(
+                    "the two sides generated different token counts ({} vs {}): not comparable",
+                    g.usage.completion_tokens, b.generated
+                ),
+            ));
+        }
+        completion_tokens = g.usage.completion_tokens;
+        ours_prompt.push(g.prompt_tokens_per_second());
+        ours_gen.push(g.tokens_per_second());
+    }
+    let bare_speed = Speed {
+        prompt_tps: median(bare_prompt),
+        generation_tps: median(bare_gen),
+    };
+    let ours = Speed {
+        prompt_tps: median(ours_prompt),
+        generation_tps: median(ours_gen),
+    };
+
+    // N requests one after another, then the same N together.
+    let requests: Vec<_> = (0..slots).map(|_| (messages.to_vec(), params.clone())).collect();
+    let started = Instant::now();
+    let mut tokens = 0;
+    for (m, p) in &requests {
+        tokens += model.generate(m, p)?.usage.completion_tokens;
+    }
+    let sequential_tps = rate(tokens, started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    let mut tokens = 0;
+    for g in model.generate_batch(&requests) {
+        tokens += g?.usage.completion_tokens;
+    }
+    let concurrent_tps = rate(tokens, started.elapsed().as_secs_f64());
+
+    Ok(BenchReport {
+        model: name,
+        file: path.display().to_string(),
+        threads: config.threads,
+        prompt_tokens: warm.usage.prompt_tokens,
+        completion_tokens,
+        runs: config.runs.max(1),
+        prompt_ratio: ours.prompt_tps / bare_speed.prompt_tps,
+        generation_ratio: ours.generation_tps / bare_speed.generation_tps,
+        bare: bare_speed,
+        lmhost: ours,
+        concurrency: slots,
+        sequential_tps,
+        concurrent_tps,
+        concurrency_ratio: concurrent_tps / sequential_tps,
+    })
+}
+
+struct BareRun {
+    prompt_tokens: u32,
+    generated: u32,
+    prompt_s: f64,
+    generation_s: f64,
+}
+
+/// The baseline: the plainest greedy loop llama-cpp-2 allows.
+struct BareLoop {
+    model: LlamaModel,
+    threads: i32,
+}
+
+impl BareLoop {
+    fn load(path: &std::path::Path, threads: u32) -> std::result::Result<Self, String> {
+        let model = LlamaModel::load_from_file(crate::engines::llama_backend(), path, &LlamaModelParams::default())
+            .map_err(|e| format!("bare load: {e}"))?;
+        Ok(Self {
+            model,
+            threads: threads as i32,
+        })
+    }
+
+    fn run(&self, prompt: &str, max_tokens: u32) -> std::result::Result<BareRun, String> {
+        let vocab = self.model.vocab();
+        let tokens = vocab.tokenize(prompt.as_bytes(), false, true);
+        let n_ctx = (tokens.len() as u32 + max_tokens).div_ceil(256) * 256;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(512)
+            .with_n_ubatch(512)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let mut ctx = self
+            .model
+            .new_context(crate::engines::llama_backend(), params)
+            .map_err(|e| e.to_string())?;
+        let mut batch = LlamaBatch::new(512.max(tokens.len()), 1);
+        let started = Instant::now();
+        for (i, t) in tokens.iter().enumerate() {
+            batch
+                .add(*t, i as i32, &[0], i + 1 == tokens.len())
+                .map_err(|e| e.to_string())?;
+        }
+        ctx.decode(&mut batch).map_err(|e| e.to_string())?;
+        let mut sampler = LlamaSampler::greedy();
+        let mut token = sampler.sample(&ctx, batch.n_tokens() - 1);
+        let prompt_s = started.elapsed().as_secs_f64();
+        let mut generated = 1;
+        let mut pos = tokens.len() as i32;
+        while generated < max_tokens && !vocab.is_eog(token) {
+            let _piece = vocab.token_to_piece(token, true, None);
+            batch.clear();
+            batch.add(token, pos, &[0], true).map_err(|e| e.to_string())?;
+            pos += 1;
+            ctx.decode(&mut batch).map_err(|e| e.to_string())?;
+            token = sampler.sample(&ctx, 0);
+            generated += 1;
+        }
+        Ok(BareRun {
+            prompt_tokens: tokens.len() as u32,
+            generated,
+            prompt_s,
+            generation_s: started.elapsed().as_secs_f64() - prompt_s,
+        })
+    }
+}
