@@ -20,7 +20,7 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOpt
     };
     let repo = spec.get_str("huggingface_id").map_err(invalid)?;
     let filename = spec.get_str("filename").map_err(invalid)?;
-    let from_hub = |repo: &str, filename: &str| -> Result<PathBuf, EngineError> {
+    let from_hub = |repo: &str, filename: &str, tried: Vec<PathBuf>| -> Result<PathBuf, EngineError> {
         let revision = spec.get_str("revision").map_err(invalid)?.unwrap_or("main");
         let additional_files = match spec.get("additional_files") {
             None => Vec::new(),
@@ -36,11 +36,12 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOpt
         fetch_model_file(hub, &request).map_err(|error| EngineError::Hub {
             model: model.clone(),
             error: Box::new(error),
+            tried,
         })
     };
     let Some(given) = spec.get_str("model_path").map_err(invalid)? else {
         return match (repo, filename) {
-            (Some(repo), Some(filename)) => from_hub(repo, filename),
+            (Some(repo), Some(filename)) => from_hub(repo, filename, Vec::new()),
             _ => Err(invalid("the entry sets no `model_path`".into())),
         };
     };
@@ -65,7 +66,7 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOpt
     }
     if let (Some(repo), Some(filename)) = (repo, filename) {
         tracing::debug!(model = %model, "`model_path` not found; trying `{repo}` on the hub");
-        return from_hub(repo, filename);
+        return from_hub(repo, filename, tried);
     }
     Err(EngineError::ModelFileNotFound { model, tried })
 }

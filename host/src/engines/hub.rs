@@ -200,7 +200,7 @@ pub enum HubError {
     },
     /// The connection broke during the download; the partial file is kept.
     #[error(
-        "download of `{file}` of `{repo}` from {url} was interrupted after {received} of {} bytes ({message}); the next attempt resumes it",
+        "download of `{file}` of `{repo}` from {url} was interrupted after {received} of {} bytes ({cause}); the next attempt resumes it",
         expected.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
     )]
     Interrupted {
@@ -215,7 +215,7 @@ pub enum HubError {
         /// The file's size, when known.
         expected: Option<u64>,
         /// Why.
-        message: String,
+        cause: std::io::ErrorKind,
     },
     /// The downloaded file has the wrong size; it was discarded.
     #[error("`{file}` of `{repo}` from {url}: expected {expected} bytes, got {got}; the download was discarded")]
@@ -844,7 +844,7 @@ impl<'a> Client<'a> {
                             url: url.into(),
                             received,
                             expected,
-                            message: e.to_string(),
+                            cause: e.kind(),
                         });
                     }
                 };

@@ -138,12 +138,17 @@ pub enum EngineError {
         tried: Vec<std::path::PathBuf>,
     },
     /// The entry names its file on a model hub, and getting it failed.
-    #[error("model file of `{model}`: {error}")]
+    #[error(
+        "model file of `{model}`: {error}{}",
+        if tried.is_empty() { String::new() } else { format!("; `model_path` was not found either (tried {})", files::list_paths(tried)) }
+    )]
     Hub {
         /// Model name.
         model: String,
         /// What went wrong.
         error: Box<HubError>,
+        /// The `model_path` candidates looked at first, if the entry has one.
+        tried: Vec<std::path::PathBuf>,
     },
     /// The weights file exists but cannot be loaded.
     #[error("cannot load `{}` for `{model}`: {message}", path.display())]
