@@ -764,6 +764,7 @@ impl<'a> Client<'a> {
         let blobs = repo_dir.join("blobs");
         let blob = blobs.join(&meta.etag);
         if !blob.is_file() {
+            tracing::info!(repo, file, size = meta.size, "downloading into the hub cache");
             fs::create_dir_all(&blobs).map_err(|e| cache_error(&blobs, e))?;
             self.fetch_blob(&url, &what, repo, file, &meta, &blob)?;
         }
