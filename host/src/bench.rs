@@ -134,7 +134,7 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
             ),
         ));
     }
-    let path = resolve_model_file(&spec, &host.config().model_dirs)?;
+    let path = resolve_model_file(&spec, &host.config().model_dirs, &host.config().hub)?;
     let model = host.load_spec(spec)?;
     let messages = [Message::user(PROMPT)];
     let params = GenerationParams::greedy(config.max_tokens);

@@ -109,12 +109,19 @@ pub struct KeyStore {
 impl KeyStore {
     /// The default files (see the module docs) and the process environment.
     pub fn load(home: &Path) -> Result<Self, KeyFileError> {
+        let files = Self::default_files(home, std::env::var_os("HOME").map(PathBuf::from));
+        Self::from_files(&files, |name| std::env::var(name).ok())
+    }
+
+    /// The key files looked at, in order: `./key.json`, `<user_home>/.clemcore/key.json`,
+    /// `<home>/key.json`.
+    pub fn default_files(home: &Path, user_home: Option<PathBuf>) -> Vec<PathBuf> {
         let mut files = vec![PathBuf::from("key.json")];
-        if let Some(user_home) = std::env::var_os("HOME") {
-            files.push(PathBuf::from(user_home).join(".clemcore").join("key.json"));
+        if let Some(user_home) = user_home {
+            files.push(user_home.join(".clemcore").join("key.json"));
         }
         files.push(home.join("key.json"));
-        Self::from_files(&files, |name| std::env::var(name).ok())
+        files
     }
 
     /// From explicit files (missing ones skipped) and an environment lookup.

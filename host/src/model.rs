@@ -9,7 +9,10 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::adapters::{default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime};
-use crate::engines::{engine_key, load_engine, Engine, EngineError, EngineInfo, FinishReason, PromptInput};
+use crate::engines::hub::HubOptions;
+use crate::engines::{
+    engine_file, engine_key, load_engine_from, Engine, EngineError, EngineInfo, FinishReason, PromptInput,
+};
 use crate::error::{Error, Result};
 use crate::generation::{Generation, GenerationParams, Message, Timings, Usage};
 use crate::registry::{validate_spec, ModelSpec, Query, Registry, RegistryError, Severity, SpecSource};
@@ -27,28 +30,37 @@ pub struct HostConfig {
     pub component_cache: bool,
     /// Limits for every adapter call.
     pub adapter_limits: AdapterLimits,
+    /// Where `llamacpp` entries with `huggingface_id` + `filename` get their files
+    /// ([`HubOptions::from_lookup`] on the environment and `home`'s key.json).
+    pub hub: HubOptions,
+}
+
+/// `$LMHOST_HOME`, default `~/.lmhost`.
+pub(crate) fn default_home() -> PathBuf {
+    std::env::var_os("LMHOST_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".lmhost")
+    })
 }
 
 impl HostConfig {
     /// From the environment: `LMHOST_HOME` (default `~/.lmhost`), `LMHOST_MODELS_DIR`
     /// (default `<home>/models`), then `./models`.
     pub fn from_env() -> Self {
-        let home = std::env::var_os("LMHOST_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join(".lmhost")
-        });
-        Self::with_home(home)
+        Self::with_home(default_home())
     }
 
-    /// With an explicit home folder (tests use a temporary one).
+    /// With an explicit home folder (tests use a temporary one); the hub options
+    /// still come from the environment.
     pub fn with_home(home: PathBuf) -> Self {
         let models = std::env::var_os("LMHOST_MODELS_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("models"));
         Self {
             model_dirs: vec![models, PathBuf::from("models")],
+            hub: HubOptions::from_lookup(&home, |name| std::env::var(name).ok()),
             home,
             registry_files: Vec::new(),
             component_cache: true,
@@ -176,13 +188,14 @@ impl Host {
     }
 
     fn engine(&self, spec: &ModelSpec) -> Result<Arc<dyn Engine>> {
-        let key = engine_key(spec, &self.config.model_dirs);
+        let file = engine_file(spec, &self.config.model_dirs, &self.config.hub)?;
+        let key = engine_key(spec, file.as_deref());
         if let Some(key) = &key {
             if let Some(engine) = self.engines.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
                 return Ok(engine.clone());
             }
         }
-        let engine = load_engine(spec, &self.config.model_dirs)?;
+        let engine = load_engine_from(spec, file.as_deref())?;
         if let Some(key) = key {
             self.engines
                 .lock()

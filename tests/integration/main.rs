@@ -2,5 +2,6 @@
 
 mod adapters;
 mod golden;
+mod hub;
 mod llama;
 mod registry;

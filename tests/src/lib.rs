@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: the real model, temporary homes,
-//! test guests.
+//! test guests, and a loopback stand-in for the model hub ([`fake_hub`]).
 //!
 //! A test that needs the SmolLM2 GGUF is skipped with a message when the file is
 //! missing, and fails instead when `CI` is set: CI must run everything.
+
+pub mod fake_hub;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,29 +2,48 @@
 
 use std::path::{Path, PathBuf};
 
+use super::hub::{fetch_model_file, HubOptions, HubRequest};
 use super::EngineError;
 use crate::registry::{ModelSpec, SpecSource};
 
 /// The weights file of a spec: `model_path` as given when absolute; otherwise
 /// looked up relative to the current directory, the registry file's folder, and
-/// each of `model_dirs` in order. The error lists every place tried.
-pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf]) -> Result<PathBuf, EngineError> {
+/// each of `model_dirs` in order. When the entry has no `model_path`, or it is
+/// not found, but it names `huggingface_id` + `filename`, the file comes from the
+/// hub cache, downloaded first if needed (see [`super::hub`]). The error lists
+/// every place tried.
+pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOptions) -> Result<PathBuf, EngineError> {
     let model = spec.model_name().to_string();
     let invalid = |message: String| EngineError::InvalidSpec {
         model: model.clone(),
         message,
     };
-    let Some(given) = spec.get_str("model_path").map_err(invalid)? else {
-        let hint = match (
-            spec.get_str("huggingface_id").ok().flatten(),
-            spec.get_str("filename").ok().flatten(),
-        ) {
-            (Some(repo), Some(file)) => {
-                format!(" (it names `{repo}` / `{file}`: download that file and set `model_path` to it)")
-            }
-            _ => String::new(),
+    let repo = spec.get_str("huggingface_id").map_err(invalid)?;
+    let filename = spec.get_str("filename").map_err(invalid)?;
+    let from_hub = |repo: &str, filename: &str, tried: Vec<PathBuf>| -> Result<PathBuf, EngineError> {
+        let revision = spec.get_str("revision").map_err(invalid)?.unwrap_or("main");
+        let additional_files = match spec.get("additional_files") {
+            None => Vec::new(),
+            Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
+                .map_err(|_| invalid(format!("`additional_files` must be a list of strings, found {v}")))?,
         };
-        return Err(invalid(format!("the entry sets no `model_path`{hint}")));
+        let request = HubRequest {
+            repo,
+            revision,
+            filename,
+            additional_files: &additional_files,
+        };
+        fetch_model_file(hub, &request).map_err(|error| EngineError::Hub {
+            model: model.clone(),
+            error: Box::new(error),
+            tried,
+        })
+    };
+    let Some(given) = spec.get_str("model_path").map_err(invalid)? else {
+        return match (repo, filename) {
+            (Some(repo), Some(filename)) => from_hub(repo, filename, Vec::new()),
+            _ => Err(invalid("the entry sets no `model_path`".into())),
+        };
     };
     let given = PathBuf::from(given);
     let mut tried = Vec::new();
@@ -44,6 +63,10 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf]) -> Result<Pa
         if !tried.contains(&candidate) {
             tried.push(candidate);
         }
+    }
+    if let (Some(repo), Some(filename)) = (repo, filename) {
+        tracing::debug!(model = %model, "`model_path` not found; trying `{repo}` on the hub");
+        return from_hub(repo, filename, tried);
     }
     Err(EngineError::ModelFileNotFound { model, tried })
 }

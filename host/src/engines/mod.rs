@@ -6,15 +6,18 @@
 //! beyond its own keys.
 
 mod files;
+pub mod hub;
 mod human;
 mod llama;
 mod mock;
 pub(crate) mod text;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use files::resolve_model_file;
+pub use hub::{HubError, HubOptions};
 pub use human::HumanEngine;
 pub use llama::{backend as llama_backend, devices, gpu_offload_supported, LlamaEngine};
 pub use mock::MockEngine;
@@ -134,6 +137,19 @@ pub enum EngineError {
         /// Every path looked at.
         tried: Vec<std::path::PathBuf>,
     },
+    /// The entry names its file on a model hub, and getting it failed.
+    #[error(
+        "model file of `{model}`: {error}{}",
+        if tried.is_empty() { String::new() } else { format!("; `model_path` was not found either (tried {})", files::list_paths(tried)) }
+    )]
+    Hub {
+        /// Model name.
+        model: String,
+        /// What went wrong.
+        error: Box<HubError>,
+        /// The `model_path` candidates looked at first, if the entry has one.
+        tried: Vec<std::path::PathBuf>,
+    },
     /// The weights file exists but cannot be loaded.
     #[error("cannot load `{}` for `{model}`: {message}", path.display())]
     Load {
@@ -196,16 +212,36 @@ fn unsupported(model: &str, backend: &str) -> String {
     }
 }
 
-/// Load the engine a spec asks for. `model_dirs` are searched for relative `model_path`s.
-pub fn load_engine(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) -> Result<Arc<dyn Engine>, EngineError> {
+/// Load the engine a spec asks for. `model_dirs` are searched for relative
+/// `model_path`s; `hub` says where to get files an entry names by `huggingface_id`.
+pub fn load_engine(
+    spec: &ModelSpec,
+    model_dirs: &[std::path::PathBuf],
+    hub: &HubOptions,
+) -> Result<Arc<dyn Engine>, EngineError> {
+    let file = engine_file(spec, model_dirs, hub)?;
+    load_engine_from(spec, file.as_deref())
+}
+
+/// The weights file a spec's engine loads, for backends that load one.
+pub(crate) fn engine_file(
+    spec: &ModelSpec,
+    model_dirs: &[std::path::PathBuf],
+    hub: &HubOptions,
+) -> Result<Option<std::path::PathBuf>, EngineError> {
     match spec.backend() {
-        "llamacpp" => {
-            let path = resolve_model_file(spec, model_dirs)?;
-            Ok(Arc::new(LlamaEngine::load(spec, &path)?))
-        }
-        "mock" | "programmatic" => Ok(Arc::new(MockEngine::from_spec(spec)?)),
-        "human" | "terminal" => Ok(Arc::new(HumanEngine::stdio())),
-        other => Err(EngineError::UnsupportedBackend {
+        "llamacpp" => resolve_model_file(spec, model_dirs, hub).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Load the engine of a spec whose file [`engine_file`] found.
+pub(crate) fn load_engine_from(spec: &ModelSpec, file: Option<&Path>) -> Result<Arc<dyn Engine>, EngineError> {
+    match (spec.backend(), file) {
+        ("llamacpp", Some(path)) => Ok(Arc::new(LlamaEngine::load(spec, path)?)),
+        ("mock" | "programmatic", _) => Ok(Arc::new(MockEngine::from_spec(spec)?)),
+        ("human" | "terminal", _) => Ok(Arc::new(HumanEngine::stdio())),
+        (other, _) => Err(EngineError::UnsupportedBackend {
             model: spec.model_name().into(),
             backend: other.into(),
         }),
@@ -213,10 +249,9 @@ pub fn load_engine(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) -> Resul
 }
 
 /// The key under which a loaded engine can be shared by several specs.
-pub(crate) fn engine_key(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) -> Option<String> {
-    match spec.backend() {
-        "llamacpp" => {
-            let path = resolve_model_file(spec, model_dirs).ok()?;
+pub(crate) fn engine_key(spec: &ModelSpec, file: Option<&Path>) -> Option<String> {
+    match (spec.backend(), file) {
+        ("llamacpp", Some(path)) => {
             // Every key that changes how the engine is loaded is part of the key.
             let settings: Vec<String> = ["threads", "n_ctx", "parallel", "execute_on", "gpu_layers_offloaded"]
                 .iter()
@@ -224,7 +259,7 @@ pub(crate) fn engine_key(spec: &ModelSpec, model_dirs: &[std::path::PathBuf]) ->
                 .collect();
             Some(format!(
                 "llamacpp:{}:{}",
-                path.canonicalize().unwrap_or(path).display(),
+                path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display(),
                 settings.join(":")
             ))
         }

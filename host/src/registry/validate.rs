@@ -118,6 +118,7 @@ pub const KEYS: &[KeyRule] = &[
     key("huggingface_id", Str, "Hugging Face repository id (for openrouter: the model slug)."),
     key("filename", Str, "llamacpp: fnmatch glob of the GGUF file in the repository."),
     key("additional_files", StrList, "llamacpp: globs of further shards to fetch."),
+    key("revision", Str, "llamacpp: branch, tag or commit of huggingface_id to download from (default main)."),
     key("model_path", Str, "Local weights file (absolute, or relative to the registry file or a models folder)."),
     key("premade_chat_template", Bool, "Use the chat template shipped with the model."),
     key("custom_chat_template", Template, "A Jinja chat template used when premade_chat_template is false."),
