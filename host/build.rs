@@ -9,7 +9,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] = &["chat_template", "hostile"];
+const GUESTS: &[&str] = &["chat_template", "template_renderer", "hostile"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -20,6 +20,11 @@ fn main() {
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.lock").display());
     println!("cargo:rerun-if-changed={}", guests.join("rust").display());
     println!("cargo:rerun-if-changed={}", guests.join("test").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("host").join("template").display()
+    );
+    rerun_for_sources(&root.join("host").join("template"));
     rerun_for_sources(&guests.join("rust"));
     rerun_for_sources(&guests.join("test"));
 

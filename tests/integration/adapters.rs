@@ -248,3 +248,103 @@ fn precompiled_components_are_cached_on_disk() {
     eprintln!("load from cache {cached:?}, compile {compiled:?}");
     assert!(cached < compiled, "cache {cached:?} vs compile {compiled:?}");
 }
+
+#[test]
+fn deep_recursion_is_stopped_by_the_stack_limit() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "recursion").unwrap_err();
+    assert!(matches!(err, Error::Adapter(AdapterError::Crashed { .. })), "{err:?}");
+    // Either the wasm call stack runs out, or (Rust guests) the shadow stack in
+    // linear memory does first and the next frame is out of bounds.
+    let text = err.to_string();
+    assert!(
+        text.contains("call stack exhausted") || text.contains("out of bounds memory access"),
+        "{text}"
+    );
+    assert_still_serving(&host);
+}
+
+#[test]
+fn invalid_utf8_is_refused() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "bad-utf8").unwrap_err();
+    assert!(matches!(err, Error::Adapter(AdapterError::Crashed { .. })), "{err:?}");
+    assert!(err.to_string().to_lowercase().contains("utf-8"), "{err}");
+    assert_still_serving(&host);
+}
+
+#[test]
+fn sockets_are_denied() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "socket").unwrap_err().to_string();
+    assert!(err.contains("socket denied"), "{err}");
+}
+
+#[test]
+fn blocking_sleep_is_denied_at_once() {
+    // A sleep blocks inside the host, where no deadline can reach: it is refused.
+    let (host, _home) = hostile_host();
+    let started = Instant::now();
+    let err = hostile(&host, "sleep").unwrap_err();
+    assert!(matches!(err, Error::Adapter(AdapterError::Denied { .. })), "{err:?}");
+    assert!(err.to_string().contains("tried to block"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_still_serving(&host);
+}
+
+#[test]
+fn render_template_in_a_loop_times_out() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "render-loop").unwrap_err();
+    assert!(matches!(err, Error::Adapter(AdapterError::Timeout { .. })), "{err:?}");
+    assert_still_serving(&host);
+}
+
+#[test]
+fn template_memory_and_cpu_bombs_stop_in_the_template_sandbox() {
+    let (host, _home) = hostile_host();
+    for mode in ["template-memory-bomb", "template-concat-bomb"] {
+        let started = Instant::now();
+        let err = hostile(&host, mode).unwrap_err().to_string();
+        assert!(
+            err.contains("memory limit") || err.contains("over the limit") || err.contains("too large"),
+            "{mode}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{mode}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_still_serving(&host);
+}
+
+#[test]
+fn nothing_an_adapter_sees_holds_a_secret() {
+    let home = TempDir::new("secrets");
+    let secret = "sk-lmhost-test-secret-0123456789";
+    std::fs::write(
+        home.path().join("key.json"),
+        format!(r#"{{"openai": {{"api_key": "{secret}"}}}}"#),
+    )
+    .unwrap();
+    std::env::set_var("OPENAI_API_KEY", secret);
+    std::env::set_var("HF_TOKEN", secret);
+    let mut config = lmhost::HostConfig::with_home(home.path().to_path_buf());
+    let registry = home.path().join("r.json");
+    std::fs::write(&registry, mock_registry(guest("hostile").to_str().unwrap())).unwrap();
+    config.registry_files.push(registry);
+    let host = lmhost::Host::with_config(config).unwrap();
+    let g = host
+        .load(r#"{"model_name": "hostile", "hostile": "dump"}"#)
+        .unwrap()
+        .run("hello")
+        .unwrap();
+    let seen = g.prompt.as_str().unwrap();
+    assert!(seen.contains("\"hostile\":\"dump\""), "the dump is real: {seen}");
+    assert!(
+        seen.contains("env=[]") && seen.contains("args=[]") && seen.contains("files=0"),
+        "{seen}"
+    );
+    assert!(!seen.contains(secret), "{seen}");
+}

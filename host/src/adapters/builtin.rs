@@ -4,6 +4,10 @@
 #[doc(hidden)]
 pub const GUEST_DIR: &str = env!("LMHOST_GUEST_DIR");
 
+/// The host-internal template renderer (see `template.rs`).
+pub(crate) const TEMPLATE_RENDERER: &[u8] =
+    include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/template_renderer.wasm"));
+
 /// Names of the built-in adapters, as registries name them.
 pub const BUILTIN_ADAPTERS: &[&str] = &["chat-template"];
 

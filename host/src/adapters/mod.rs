@@ -25,7 +25,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use builtin::{builtin_adapter, default_adapter, BUILTIN_ADAPTERS, GUEST_DIR};
-pub use template::{check_template, render_template, TemplateLimits};
+use template::TemplateSandbox;
+pub use template::{check_template, TemplateLimits};
 
 #[allow(missing_docs)]
 mod bindings {
@@ -110,7 +111,15 @@ pub enum AdapterError {
         /// The cap.
         limit: usize,
     },
-    /// The adapter trapped (a panic, an illegal operation, a host-denied call).
+    /// The adapter tried something the sandbox refuses (blocking).
+    #[error("adapter `{adapter}` was stopped: {what}")]
+    Denied {
+        /// Adapter name.
+        adapter: String,
+        /// What it tried.
+        what: String,
+    },
+    /// The adapter trapped (a panic, an illegal operation, invalid UTF-8).
     #[error("adapter `{adapter}` crashed: {message}")]
     Crashed {
         /// Adapter name.
@@ -145,6 +154,7 @@ struct AdapterState {
     memory: MemoryCap,
     adapter: Arc<str>,
     template: TemplateLimits,
+    templates: Arc<TemplateSandbox>,
 }
 
 impl WasiView for AdapterState {
@@ -160,7 +170,7 @@ impl bindings::lmhost::adapter::types::Host for AdapterState {}
 
 impl bindings::lmhost::adapter::host::Host for AdapterState {
     fn render_template(&mut self, template: String, context_json: String) -> Result<String, String> {
-        render_template(&template, &context_json, &self.template)
+        self.templates.render(&template, &context_json, &self.template)
     }
 
     fn log(&mut self, level: bindings::lmhost::adapter::host::LogLevel, message: String) {
@@ -178,9 +188,49 @@ impl bindings::lmhost::adapter::host::Host for AdapterState {
 }
 
 /// Caps linear memory and remembers that it did, to tell a memory limit from a crash.
-struct MemoryCap {
-    limit: usize,
-    hit: bool,
+pub(crate) struct MemoryCap {
+    pub(crate) limit: usize,
+    pub(crate) hit: bool,
+}
+
+/// The trap an adapter gets for trying to block (see [`link_wasi`]).
+#[derive(Debug)]
+pub(crate) struct BlockingDenied;
+
+impl std::fmt::Display for BlockingDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("it tried to block (sleep, or wait on a pollable), which adapters may not do")
+    }
+}
+
+impl std::error::Error for BlockingDenied {}
+
+/// Link WASI p2, deny-by-default, into a linker for untrusted code.
+///
+/// Blocking is refused: `wasi:io/poll`'s `poll` and `pollable.block` trap. A
+/// call blocked inside the host cannot be interrupted by the epoch deadline, so
+/// an adapter that sleeps for an hour would hold its thread for an hour.
+/// Adapters are pure functions of their input; they have nothing to wait for.
+pub(crate) fn link_wasi<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance("wasi:io/poll@0.2.12")?;
+    for name in ["poll", "[method]pollable.block"] {
+        poll.func_new(name, |_, _, _, _| Err(wasmtime::Error::new(BlockingDenied)))?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// WASI for untrusted code: nothing but clocks, random and empty stdio. No
+/// preopened folders, no environment, no arguments, no sockets, no name lookup.
+pub(crate) fn sandbox_wasi() -> WasiCtx {
+    WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -208,6 +258,7 @@ struct RuntimeInner {
     linker: Linker<AdapterState>,
     cache_dir: Option<PathBuf>,
     loaded: Mutex<HashMap<String, bindings::AdapterPre<AdapterState>>>,
+    templates: Arc<TemplateSandbox>,
 }
 
 impl AdapterRuntime {
@@ -237,8 +288,9 @@ impl AdapterRuntime {
             .max_wasm_stack(1 << 20);
         let engine = Engine::new(&config).map_err(fail)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+        link_wasi(&mut linker).map_err(fail)?;
         bindings::Adapter::add_to_linker::<AdapterState, HasSelf<AdapterState>>(&mut linker, |s| s).map_err(fail)?;
+        let templates = Arc::new(TemplateSandbox::new(&engine, cache_dir.as_deref()).map_err(fail)?);
         start_ticker(&engine);
         Ok(Self {
             inner: Arc::new(RuntimeInner {
@@ -246,6 +298,7 @@ impl AdapterRuntime {
                 linker,
                 cache_dir,
                 loaded: Mutex::new(HashMap::new()),
+                templates,
             }),
         })
     }
@@ -318,6 +371,17 @@ impl AdapterRuntime {
         })
     }
 
+    /// Render a chat template in the template sandbox (as `render-template` does
+    /// for adapters).
+    pub fn render_template(
+        &self,
+        template: &str,
+        context_json: &str,
+        limits: &TemplateLimits,
+    ) -> Result<String, String> {
+        self.inner.templates.render(template, context_json, limits)
+    }
+
     /// Whether a component with these bytes is in the on-disk cache.
     pub fn is_cached(&self, bytes: &[u8]) -> bool {
         let Some(dir) = &self.inner.cache_dir else { return false };
@@ -388,14 +452,8 @@ impl Adapter {
     }
 
     fn instantiate(&self) -> Result<Instance, AdapterError> {
-        let wasi = WasiCtxBuilder::new()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .build();
         let state = AdapterState {
-            wasi,
+            wasi: sandbox_wasi(),
             table: ResourceTable::new(),
             memory: MemoryCap {
                 limit: self.limits.memory_bytes,
@@ -403,6 +461,7 @@ impl Adapter {
             },
             adapter: self.name.clone(),
             template: self.limits.template,
+            templates: self.runtime.templates.clone(),
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -425,14 +484,23 @@ impl Adapter {
                 limit: self.limits.memory_bytes,
             };
         }
+        if let Some(denied) = err.downcast_ref::<BlockingDenied>() {
+            return AdapterError::Denied {
+                adapter,
+                what: denied.to_string(),
+            };
+        }
         if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return AdapterError::Timeout {
                 adapter,
                 deadline: self.limits.deadline,
             };
         }
-        let full = format!("{err:#}");
-        let message = full.lines().take(3).collect::<Vec<_>>().join(" ");
+        // The trap's own words ("call stack exhausted", …), not the backtrace.
+        let message = match err.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => err.root_cause().to_string(),
+        };
         AdapterError::Crashed { adapter, message }
     }
 

@@ -1,191 +1,131 @@
-//! `render-template`: the Jinja dialect Hugging Face chat templates are written in,
-//! lent to adapters as a host import.
+//! `render-template`, the Jinja renderer lent to adapters, run in its own sandbox.
 //!
-//! minijinja with Python string/dict methods (`pycompat`), `trim_blocks` and
-//! `lstrip_blocks` (as transformers sets them), and the globals real templates
-//! call: `raise_exception`, `strftime_now`; `tojson` is minijinja's own. Every
-//! render runs on a fuel budget and an output cap, so a template from a registry
-//! or a model file can loop or bloat only until it is stopped. Pure: no I/O.
+//! The dialect lives in the `lmhost-template` crate (minijinja as Hugging Face
+//! templates use it). The host never renders a template itself: every render
+//! runs in a fresh instance of the built-in `template-renderer` component, with
+//! a memory cap and a deadline on top of the crate's fuel and output budgets.
+//! A template that loops, recurses or allocates without end (from an adapter,
+//! a registry entry or a model file) fails with an error; the host is untouched.
+//! Parsing alone (`check_template`, for registry validation) is bounded by
+//! minijinja's parser limits and runs on the host.
 
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+use std::path::Path;
+use std::time::Duration;
 
-/// Budgets for one render.
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::{cache, sandbox_wasi, MemoryCap, EPOCH_TICK};
+
+pub use lmhost_template::check as check_template;
+
+/// Budgets of one render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TemplateLimits {
     /// minijinja fuel (roughly one unit per instruction).
     pub fuel: u64,
-    /// Longest template source accepted, in bytes.
-    pub max_template_bytes: usize,
-    /// Longest rendered output accepted, in bytes.
+    /// Longest rendered output, in bytes.
     pub max_output_bytes: usize,
+    /// Memory of the renderer instance, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one render.
+    pub deadline: Duration,
 }
 
 impl Default for TemplateLimits {
     fn default() -> Self {
         Self {
             fuel: 5_000_000,
-            max_template_bytes: 1 << 20,
             max_output_bytes: 16 << 20,
+            memory_bytes: 128 << 20,
+            deadline: Duration::from_secs(1),
         }
     }
 }
 
-/// Render `template` with the JSON object `context_json`.
-///
-/// ```
-/// use lmhost::adapters::{render_template, TemplateLimits};
-/// let out = render_template(
-///     "{% for m in messages %}{{ m.role | upper }}: {{ m.content.strip() }}\n{% endfor %}",
-///     r#"{"messages": [{"role": "user", "content": " hi "}]}"#,
-///     &TemplateLimits::default(),
-/// ).unwrap();
-/// assert_eq!(out, "USER: hi\n");
-/// ```
-pub fn render_template(template: &str, context_json: &str, limits: &TemplateLimits) -> Result<String, String> {
-    if template.len() > limits.max_template_bytes {
-        return Err(format!(
-            "template is {} bytes, over the limit of {} bytes",
-            template.len(),
-            limits.max_template_bytes
-        ));
-    }
-    let context: serde_json::Value =
-        serde_json::from_str(context_json).map_err(|e| format!("template context is not valid JSON: {e}"))?;
-    if !context.is_object() {
-        return Err("template context must be a JSON object".into());
-    }
-    let env = environment(limits);
-    let rendered = env
-        .render_str(template, Value::from_serialize(&context))
-        .map_err(describe)?;
-    if rendered.len() > limits.max_output_bytes {
-        return Err(format!(
-            "template output is {} bytes, over the limit of {} bytes",
-            rendered.len(),
-            limits.max_output_bytes
-        ));
-    }
-    Ok(rendered)
-}
-
-/// Whether `template` parses (no rendering).
-pub fn check_template(template: &str) -> Result<(), String> {
-    let env = environment(&TemplateLimits::default());
-    env.template_from_str(template).map(|_| ()).map_err(describe)
-}
-
-fn environment(limits: &TemplateLimits) -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env.set_undefined_behavior(UndefinedBehavior::Lenient);
-    env.set_fuel(Some(limits.fuel));
-    env.set_recursion_limit(64);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
-        Err(Error::new(ErrorKind::InvalidOperation, message))
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "renderer",
+        path: "../wit",
     });
-    env.add_function("strftime_now", |format: String| -> Result<String, Error> {
-        use std::fmt::Write;
-        let mut out = String::new();
-        write!(out, "{}", chrono::Local::now().format(&format))
-            .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("bad strftime format `{format}`")))?;
-        Ok(out)
-    });
-    env
 }
 
-fn describe(err: Error) -> String {
-    let mut msg = match (err.kind(), err.detail()) {
-        (ErrorKind::OutOfFuel, _) => "template ran out of fuel (too much work)".to_string(),
-        (ErrorKind::InvalidOperation, Some(detail)) => format!("template raised an exception: {detail}"),
-        (kind, Some(detail)) => format!("{kind}: {detail}"),
-        (kind, None) => kind.to_string(),
-    };
-    if let Some(line) = err.line() {
-        msg.push_str(&format!(" (line {line})"));
-    }
-    msg
+struct RendererState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl WasiView for RendererState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
 
-    fn render(t: &str, ctx: &str) -> Result<String, String> {
-        render_template(t, ctx, &TemplateLimits::default())
+/// The compiled renderer, ready to instantiate.
+pub(crate) struct TemplateSandbox {
+    engine: Engine,
+    pre: bindings::RendererPre<RendererState>,
+}
+
+impl TemplateSandbox {
+    pub(crate) fn new(engine: &Engine, cache_dir: Option<&Path>) -> wasmtime::Result<Self> {
+        let bytes = super::builtin::TEMPLATE_RENDERER;
+        let (component, _) = cache::load(engine, bytes, &cache::content_hash(bytes), cache_dir)?;
+        let mut linker = Linker::new(engine);
+        super::link_wasi(&mut linker)?;
+        let pre = bindings::RendererPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(Self {
+            engine: engine.clone(),
+            pre,
+        })
     }
 
-    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-    #[test]
-    fn renders_chatml() {
-        let out = render(
-            CHATML,
-            r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "add_generation_prompt": true}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-        );
-    }
-
-    #[test]
-    fn trim_and_lstrip_blocks_like_transformers() {
-        let out = render("  {% if true %}\nx\n  {% endif %}\ny", "{}").unwrap();
-        assert_eq!(out, "x\ny");
-    }
-
-    #[test]
-    fn raise_exception_becomes_an_error() {
-        let err = render("{{ raise_exception('Conversation roles must alternate') }}", "{}").unwrap_err();
-        assert!(err.contains("Conversation roles must alternate"), "{err}");
-    }
-
-    #[test]
-    fn tojson_and_python_methods() {
-        let out = render(
-            "{{ x | tojson }} {{ s.startswith('a') }} {{ d.items() | list | length }}",
-            r#"{"x": [1, "a"], "s": "abc", "d": {"k": 1}}"#,
-        )
-        .unwrap();
-        assert_eq!(out, r#"[1,"a"] True 1"#, "booleans print as Jinja2 prints them");
-    }
-
-    #[test]
-    fn strftime_now_formats_today() {
-        let out = render("{{ strftime_now('%Y') }}", "{}").unwrap();
-        assert_eq!(out, chrono::Local::now().format("%Y").to_string());
-    }
-
-    #[test]
-    fn syntax_errors_are_reported_not_panicked() {
-        let err = render("{% for x in %}", "{}").unwrap_err();
-        assert!(err.contains("syntax error"), "{err}");
-    }
-
-    #[test]
-    fn endless_loops_run_out_of_fuel() {
-        let started = std::time::Instant::now();
-        let err = render("{% for i in range(1000000000) %}{{ i }}{% endfor %}", "{}").unwrap_err();
-        assert!(err.contains("fuel") || err.contains("range"), "{err}");
-        assert!(started.elapsed().as_secs() < 5);
-    }
-
-    #[test]
-    fn oversized_output_is_refused() {
-        let limits = TemplateLimits {
-            max_output_bytes: 10,
-            ..TemplateLimits::default()
+    /// Render in a fresh, capped instance.
+    pub(crate) fn render(&self, template: &str, context_json: &str, limits: &TemplateLimits) -> Result<String, String> {
+        let state = RendererState {
+            wasi: sandbox_wasi(),
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: limits.memory_bytes,
+                hit: false,
+            },
         };
-        let err = render_template("{{ 'x' * 100 }}", "{}", &limits).unwrap_err();
-        assert!(err.contains("over the limit of 10 bytes"), "{err}");
-    }
-
-    #[test]
-    fn context_must_be_an_object() {
-        assert!(render("x", "[1]").unwrap_err().contains("JSON object"));
-        assert!(render("x", "{").unwrap_err().contains("not valid JSON"));
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        let trapped = |store: &Store<RendererState>, e: wasmtime::Error| {
+            if store.data().memory.hit {
+                format!(
+                    "template rendering hit its memory limit of {} bytes",
+                    limits.memory_bytes
+                )
+            } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                format!("template rendering timed out after {:?}", limits.deadline)
+            } else {
+                format!(
+                    "template rendering crashed: {}",
+                    format!("{e:#}").lines().next().unwrap_or_default()
+                )
+            }
+        };
+        let renderer = self.pre.instantiate(&mut store).map_err(|e| trapped(&store, e))?;
+        renderer
+            .lmhost_adapter_template_renderer()
+            .call_render(
+                &mut store,
+                template,
+                context_json,
+                limits.fuel,
+                limits.max_output_bytes as u64,
+            )
+            .map_err(|e| trapped(&store, e))?
     }
 }

@@ -1,9 +1,10 @@
 //! A test-only adapter that misbehaves on purpose, to prove the sandbox holds.
 //!
 //! The registry entry's `hostile` key picks the misbehaviour of `shape-request`:
-//! `panic`, `loop`, `oom`, `huge-output`, `read-file`, `read-env`, `bad-template`,
-//! `template-bomb`; anything else (or none) shapes a plain prompt, so the same
-//! instance pool can be shown to keep serving.
+//! `panic`, `loop`, `oom`, `recursion`, `huge-output`, `bad-utf8`, `read-file`,
+//! `read-env`, `socket`, `sleep`, `dump`, `bad-template`, `template-bomb`,
+//! `template-memory-bomb`, `template-concat-bomb`, `render-loop`; anything else
+//! (or none) shapes a plain prompt, so the host can be shown to keep serving.
 
 wit_bindgen::generate!({
     world: "adapter",
@@ -52,6 +53,51 @@ impl Guest for Hostile {
                 }
             }
             "huge-output" => plain("x".repeat(64 << 20)),
+            "recursion" => plain(format!("{}", deep(std::hint::black_box(0)))),
+            "bad-utf8" => {
+                // SAFETY: deliberately not UTF-8; the host must refuse it, not crash.
+                plain(unsafe { String::from_utf8_unchecked(vec![b'o', b'k', 0xff, 0xfe]) })
+            }
+            "socket" => match std::net::TcpStream::connect("127.0.0.1:9") {
+                Ok(_) => plain("connected".into()),
+                Err(e) => Err(AdapterError::Unsupported(format!("socket denied: {e}"))),
+            },
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                plain("woke up".into())
+            }
+            "dump" => {
+                // Everything an adapter can see, to prove secrets are not in it.
+                let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                let args: Vec<String> = std::env::args().collect();
+                let files = std::fs::read_dir("/").map(|d| d.count()).unwrap_or(0);
+                plain(format!(
+                    "{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\nenv={env:?}\nargs={args:?}\nfiles={files}",
+                    model.spec_json,
+                    model.builtin_template,
+                    model.bos_token,
+                    model.eos_token,
+                    model.name,
+                    model.backend,
+                    messages.iter().map(|m| &m.content).collect::<Vec<_>>()
+                ))
+            }
+            "template-memory-bomb" => lmhost::adapter::host::render_template(
+                "{% set x = 'x' * 50000000 %}{% set x = x ~ x %}{% set x = x ~ x %}{% set x = x ~ x %}{{ x | length }}",
+                "{}",
+            )
+            .map_err(AdapterError::InvalidInput)
+            .and_then(plain),
+            "template-concat-bomb" => lmhost::adapter::host::render_template(
+                "{% for i in range(200) %}{{ 'x' * 99999999 }}{% endfor %}",
+                "{}",
+            )
+            .map_err(AdapterError::InvalidInput)
+            .and_then(plain),
+            "render-loop" => loop {
+                let out = lmhost::adapter::host::render_template("{{ x }}", "{\"x\": 1}");
+                std::hint::black_box(&out);
+            },
             "read-file" => match std::fs::read_to_string("/etc/passwd") {
                 Ok(text) => plain(text),
                 Err(e) => Err(AdapterError::Unsupported(format!("read-file denied: {e}"))),
@@ -86,6 +132,16 @@ impl Guest for Hostile {
             finish_reason: None,
         })
     }
+}
+
+/// Recursion with no end: the wasm stack limit must stop it.
+fn deep(n: u64) -> u64 {
+    if n == u64::MAX {
+        return n;
+    }
+    let mut frame = [n; 64];
+    frame[std::hint::black_box(3)] = deep(std::hint::black_box(n + 1));
+    frame.iter().sum()
 }
 
 struct Stream;

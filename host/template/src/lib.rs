@@ -1,0 +1,287 @@
+//! The Jinja dialect lmhost chat templates are written in, as Hugging Face
+//! templates use it: minijinja with Python string/dict methods (`pycompat`),
+//! `trim_blocks` and `lstrip_blocks` (as transformers sets them), and the globals
+//! real templates call: `raise_exception`, `strftime_now`; `tojson` is
+//! minijinja's own.
+//!
+//! One crate, two users: the host parses templates with it (registry
+//! validation), and the renderer guest (`guests/rust/template-renderer`) renders
+//! with it inside a wasm sandbox, where a template that allocates or loops
+//! without end hits a memory cap or a deadline instead of the host. Rendering
+//! here is also bounded by fuel, an output cap (enforced while writing) and a
+//! source-size cap. Pure: no I/O.
+
+use std::fmt::Write as _;
+
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+/// Budgets for one render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// minijinja fuel (roughly one unit per instruction).
+    pub fuel: u64,
+    /// Longest template source accepted, in bytes.
+    pub max_template_bytes: usize,
+    /// Longest rendered output accepted, in bytes.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            fuel: 5_000_000,
+            max_template_bytes: 1 << 20,
+            max_output_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Render `template` with the JSON object `context_json`.
+///
+/// ```
+/// let out = lmhost_template::render(
+///     "{% for m in messages %}{{ m.role | upper }}: {{ m.content.strip() }}\n{% endfor %}",
+///     r#"{"messages": [{"role": "user", "content": " hi "}]}"#,
+///     &lmhost_template::Budget::default(),
+/// ).unwrap();
+/// assert_eq!(out, "USER: hi\n");
+/// ```
+pub fn render(template: &str, context_json: &str, budget: &Budget) -> Result<String, String> {
+    check_size(template, budget)?;
+    let context: serde_json::Value =
+        serde_json::from_str(context_json).map_err(|e| format!("template context is not valid JSON: {e}"))?;
+    if !context.is_object() {
+        return Err("template context must be a JSON object".into());
+    }
+    let env = environment(budget.fuel);
+    let compiled = env.template_from_str(template).map_err(describe)?;
+    let mut out = CappedString {
+        text: String::new(),
+        cap: budget.max_output_bytes,
+        over: false,
+    };
+    let result = compiled
+        .render_captured_to(Value::from_serialize(&context), &mut out)
+        .map(|_| ());
+    if out.over {
+        return Err(format!(
+            "template output is over the limit of {} bytes",
+            budget.max_output_bytes
+        ));
+    }
+    result.map_err(describe)?;
+    Ok(out.text)
+}
+
+/// Whether `template` parses (no rendering).
+pub fn check(template: &str) -> Result<(), String> {
+    check_size(template, &Budget::default())?;
+    environment(Budget::default().fuel)
+        .template_from_str(template)
+        .map(|_| ())
+        .map_err(describe)
+}
+
+fn check_size(template: &str, budget: &Budget) -> Result<(), String> {
+    if template.len() > budget.max_template_bytes {
+        return Err(format!(
+            "template is {} bytes, over the limit of {} bytes",
+            template.len(),
+            budget.max_template_bytes
+        ));
+    }
+    Ok(())
+}
+
+/// A writer that refuses to grow past its cap.
+struct CappedString {
+    text: String,
+    cap: usize,
+    over: bool,
+}
+
+impl std::io::Write for CappedString {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > self.cap {
+            self.over = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        // minijinja writes whole UTF-8 strings.
+        self.text
+            .push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The environment every lmhost template runs in.
+pub fn environment(fuel: u64) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_fuel(Some(fuel));
+    env.set_recursion_limit(64);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, message))
+    });
+    env.add_function("strftime_now", |format: String| -> Result<String, Error> {
+        let mut out = String::new();
+        write!(out, "{}", chrono::Local::now().format(&format))
+            .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("bad strftime format `{format}`")))?;
+        Ok(out)
+    });
+    env
+}
+
+/// A template error as one line.
+pub fn describe(err: Error) -> String {
+    let mut msg = match (err.kind(), err.detail()) {
+        (ErrorKind::OutOfFuel, _) => "template ran out of fuel (too much work)".to_string(),
+        (ErrorKind::InvalidOperation, Some(detail)) => format!("template raised an exception: {detail}"),
+        (kind, Some(detail)) => format!("{kind}: {detail}"),
+        (kind, None) => kind.to_string(),
+    };
+    if let Some(line) = err.line() {
+        msg.push_str(&format!(" (line {line})"));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(t: &str, ctx: &str) -> Result<String, String> {
+        super::render(t, ctx, &Budget::default())
+    }
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    #[test]
+    fn renders_chatml() {
+        let out = render(
+            CHATML,
+            r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "add_generation_prompt": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn trim_and_lstrip_blocks_like_transformers() {
+        let out = render("  {% if true %}\nx\n  {% endif %}\ny", "{}").unwrap();
+        assert_eq!(out, "x\ny");
+    }
+
+    #[test]
+    fn raise_exception_becomes_an_error() {
+        let err = render("{{ raise_exception('Conversation roles must alternate') }}", "{}").unwrap_err();
+        assert!(err.contains("Conversation roles must alternate"), "{err}");
+    }
+
+    #[test]
+    fn tojson_and_python_methods() {
+        let out = render(
+            "{{ x | tojson }} {{ s.startswith('a') }} {{ d.items() | list | length }}",
+            r#"{"x": [1, "a"], "s": "abc", "d": {"k": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(out, r#"[1,"a"] True 1"#, "booleans print as Jinja2 prints them");
+    }
+
+    #[test]
+    fn strftime_now_formats_today() {
+        let out = render("{{ strftime_now('%Y') }}", "{}").unwrap();
+        assert_eq!(out, chrono::Local::now().format("%Y").to_string());
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_not_panicked() {
+        let err = render("{% for x in %}", "{}").unwrap_err();
+        assert!(err.contains("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn endless_loops_run_out_of_fuel() {
+        let started = std::time::Instant::now();
+        let err = render("{% for i in range(1000000000) %}{{ i }}{% endfor %}", "{}").unwrap_err();
+        assert!(err.contains("fuel") || err.contains("range"), "{err}");
+        assert!(started.elapsed().as_secs() < 5);
+    }
+
+    #[test]
+    fn oversized_output_is_refused() {
+        let budget = Budget {
+            max_output_bytes: 10,
+            ..Budget::default()
+        };
+        let err = super::render("{{ 'x' * 100 }}", "{}", &budget).unwrap_err();
+        assert!(err.contains("over the limit of 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn context_must_be_an_object() {
+        assert!(render("x", "[1]").unwrap_err().contains("JSON object"));
+        assert!(render("x", "{").unwrap_err().contains("not valid JSON"));
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    #[test]
+    fn output_is_capped_while_writing_not_after() {
+        let budget = Budget {
+            max_output_bytes: 1 << 20,
+            ..Budget::default()
+        };
+        let started = std::time::Instant::now();
+        let err = render(
+            "{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}",
+            "{}",
+            &budget,
+        )
+        .unwrap_err();
+        assert!(err.contains("over the limit"), "{err}");
+        assert!(started.elapsed().as_secs() < 2);
+    }
+
+    #[test]
+    fn deep_nesting_and_recursion_are_refused() {
+        let nested = format!("{}x{}", "{% if true %}".repeat(20_000), "{% endif %}".repeat(20_000));
+        let err = check(&nested).unwrap_err();
+        assert!(err.contains("recursion"), "{err}");
+        let err = render(
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            "{}",
+            &Budget::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("recursion"), "{err}");
+    }
+
+    #[test]
+    fn python_object_model_payloads_find_nothing() {
+        for payload in [
+            "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+            "{{ self.__init__.__globals__.__builtins__ }}",
+            "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+            "{% for x in ().__class__.__base__.__subclasses__() %}{{ x }}{% endfor %}",
+        ] {
+            let out = render(payload, "{}", &Budget::default());
+            assert!(
+                out.as_ref().map_or(true, |s| s.is_empty()),
+                "{payload} rendered {out:?}"
+            );
+        }
+    }
+}
