@@ -5,7 +5,9 @@
 //! - [`registry`]: model entries (clembench format) and lookup by unification;
 //! - [`adapters`]: the wasm sandbox and the `render-template` host import;
 //! - [`engines`]: llama.cpp and the mock engine, behind one trait;
-//! - [`Host`] / [`Model`]: the library API; [`Generation`] is what a call returns.
+//! - [`Host`] / [`Model`]: the library API; [`Generation`] is what a call returns;
+//! - [`Chat`]: a conversation that keeps its history;
+//! - async: [`Model::generate_async`], [`Model::stream`] (tokio).
 //!
 //! ```no_run
 //! let host = lmhost::Host::new()?;
@@ -16,6 +18,8 @@
 //! ```
 
 pub mod adapters;
+mod async_api;
+mod chat;
 #[doc(hidden)]
 pub mod cli;
 pub mod credentials;
@@ -25,6 +29,8 @@ mod generation;
 mod model;
 pub mod registry;
 
+pub use async_api::StreamEvent;
+pub use chat::Chat;
 pub use error::{Error, Result};
 pub use generation::{Generation, GenerationParams, Message, Timings, Usage, DEFAULT_MAX_TOKENS};
 pub use model::{Host, HostConfig, Model};
