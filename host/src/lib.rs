@@ -7,7 +7,8 @@
 //! - [`engines`]: llama.cpp and the mock engine, behind one trait;
 //! - [`Host`] / [`Model`]: the library API; [`Generation`] is what a call returns;
 //! - [`Chat`]: a conversation that keeps its history;
-//! - async: [`Model::generate_async`], [`Model::stream`] (tokio).
+//! - async: [`Model::generate_async`], [`Model::stream`] (tokio);
+//! - [`server`]: the OpenAI-compatible HTTP server behind `lmhost serve`.
 //!
 //! ```no_run
 //! let host = lmhost::Host::new()?;
@@ -28,6 +29,7 @@ mod error;
 mod generation;
 mod model;
 pub mod registry;
+pub mod server;
 
 pub use async_api::StreamEvent;
 pub use chat::Chat;
