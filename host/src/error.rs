@@ -24,6 +24,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An I/O failure outside any model (e.g. the server cannot bind its address).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with lmhost's [`Error`].

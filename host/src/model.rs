@@ -295,6 +295,39 @@ impl Model {
         params: &GenerationParams,
         mut on_text: impl FnMut(&str),
     ) -> Result<Generation> {
+        self.call(
+            messages,
+            params,
+            Some(&mut |piece: &str| {
+                on_text(piece);
+                true
+            }),
+        )
+    }
+
+    /// Like [`generate_stream`](Self::generate_stream), but `on_text` returns
+    /// whether to go on: `false` stops generation early (the generation then
+    /// ends with `finish_reason` `cancelled`). Used when the reader of a stream
+    /// has gone away.
+    ///
+    /// ```
+    /// # let host = lmhost::Host::new()?;
+    /// let model = host.load(r#"{"model_name": "x", "backend": "mock", "reply": "one two three four"}"#)?;
+    /// let mut pieces = Vec::new();
+    /// let g = model.generate_stream_while(&[lmhost::Message::user("Hi")], &Default::default(), |piece| {
+    ///     pieces.push(piece.to_string());
+    ///     pieces.len() < 2
+    /// })?;
+    /// assert_eq!(pieces, ["one", " two"]); // the adapter holds back trailing spaces
+    /// assert_eq!(g.finish_reason, "cancelled");
+    /// # Ok::<(), lmhost::Error>(())
+    /// ```
+    pub fn generate_stream_while(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         self.call(messages, params, Some(&mut on_text))
     }
 
@@ -302,7 +335,7 @@ impl Model {
         &self,
         messages: &[Message],
         params: &GenerationParams,
-        on_text: Option<&mut dyn FnMut(&str)>,
+        on_text: Option<&mut dyn FnMut(&str) -> bool>,
     ) -> Result<Generation> {
         let started = Instant::now();
         let name = self.name().to_string();
@@ -367,12 +400,7 @@ impl Model {
                     let pushed = stream.push(raw);
                     adapter_time += t.elapsed();
                     match pushed {
-                        Ok(piece) => {
-                            if !piece.is_empty() {
-                                on_text(&piece);
-                            }
-                            true
-                        }
+                        Ok(piece) => piece.is_empty() || on_text(&piece),
                         Err(e) => {
                             failure = Some(e);
                             false
@@ -385,7 +413,7 @@ impl Model {
                 let t = Instant::now();
                 let (completion, rest) = stream.finish()?;
                 adapter_time += t.elapsed();
-                if !rest.is_empty() {
+                if !rest.is_empty() && output.finish_reason != FinishReason::Cancelled {
                     on_text(&rest);
                 }
                 (output, completion)

@@ -326,3 +326,85 @@ fn registry_layers_flag_then_cwd_then_home_then_packaged() {
     // The packaged entries are still there, last.
     assert!(run(&["models"]).contains("SmolLM2-135M-Instruct"));
 }
+
+/// `lmhost chat` with piped input: one turn per line, answers on stdout.
+fn chat(home: &Path, model: &str, extra: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+        .args(["chat", "-m", model])
+        .args(extra)
+        .current_dir(repo_root())
+        .env("LMHOST_HOME", home)
+        .env_remove("LMHOST_MODELS_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn chat_keeps_history_and_obeys_commands_on_the_mock_backend() {
+    let home = temp_home("chat-mock");
+    // The reply echoes the whole prompt, so each answer shows what was sent.
+    let echo = r#"{"model_name": "echo", "backend": "mock", "reply": "[{prompt}]"}"#;
+    let out = chat(
+        &home,
+        echo,
+        &[],
+        "first\nsecond\n/reset\n\n/system Be brief.\nthird\n/nonsense\n/exit\nnever sent\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = "[<|user|>first\n<|assistant|>]";
+    let second = format!("[<|user|>first\n<|assistant|>{first}\n<|user|>second\n<|assistant|>]");
+    let third = "[<|system|>Be brief.\n<|user|>third\n<|assistant|>]";
+    assert_eq!(text(&out.stdout), format!("{first}\n{second}\n{third}\n"));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("(history cleared)"), "{stderr}");
+    assert!(stderr.contains("unknown command `/nonsense`"), "{stderr}");
+    // Plain `mock`: one answer per line, exit at end of input.
+    let out = chat(&home, "mock", &["--system", "S"], "a\nb\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "mock reply\nmock reply\n");
+}
+
+#[test]
+fn chat_with_smollm_streams_answers_turn_by_turn() {
+    if !have_model() {
+        return;
+    }
+    let home = temp_home("chat-smollm");
+    let q1 = "What is the capital of France? Answer in one sentence.";
+    let q2 = "And what is its most famous tower called?";
+    let opts = ["-l", "40", "-t", "0"];
+    let with_history = chat(&home, "SmolLM2-135M-Instruct", &opts, &format!("{q1}\n{q2}\n"));
+    assert!(with_history.status.success(), "{}", text(&with_history.stderr));
+    let with_history = text(&with_history.stdout);
+    let after_reset = chat(&home, "SmolLM2-135M-Instruct", &opts, &format!("{q1}\n/reset\n{q2}\n"));
+    let after_reset = text(&after_reset.stdout);
+    // Greedy answers to each question alone, as `run` gives them.
+    let alone =
+        |q: &str| text(&lmhost(&home, &["run", "-m", "SmolLM2-135M-Instruct", "-l", "40", "-t", "0", q]).stdout);
+    let (a1, a2) = (alone(q1), alone(q2));
+    assert!(a1.contains("Paris"), "{a1}");
+    assert!(!with_history.contains("<|im_end|>"), "{with_history}");
+    // After /reset the second turn is the question alone; without it, the
+    // second prompt carries the first turn, so the greedy answer differs.
+    assert_eq!(after_reset, format!("{a1}{a2}"));
+    assert!(with_history.starts_with(&a1), "{with_history}");
+    assert_ne!(with_history, after_reset, "the second turn must see the first");
+}
+
+#[test]
+fn chat_fails_clearly_for_an_unknown_model() {
+    let home = temp_home("chat-unknown");
+    let out = chat(&home, "no-such-model-here", &[], "hi\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("error: no registry entry matches `no-such-model-here`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -71,6 +71,51 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Talk with a model: one turn per line, answers streamed, history kept.
+    Chat(ChatArgs),
+    /// Serve the registry's models over an OpenAI-compatible HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct ChatArgs {
+    /// Model: a registry name, or a JSON object to unify with the registry.
+    #[arg(short, long, default_value = "SmolLM2-135M-Instruct")]
+    model: String,
+    /// System prompt (`/system TEXT` changes it during the chat).
+    #[arg(long)]
+    system: Option<String>,
+    /// Temperature (0 = greedy).
+    #[arg(short = 't', long)]
+    temperature: Option<f32>,
+    /// Most tokens to generate per answer.
+    #[arg(short = 'l', long = "max-tokens")]
+    max_tokens: Option<u32>,
+    /// Sampling seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    /// Models to load at start (repeatable); any registry model loads on first use.
+    #[arg(short, long = "model")]
+    model: Vec<String>,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to bind (0: a free one; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Generations running at once.
+    #[arg(long, default_value_t = 4)]
+    max_concurrency: usize,
+    /// Requests waiting for a slot before new ones get 429.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// Largest request body in bytes (larger gets 413).
+    #[arg(long, default_value_t = 8 << 20)]
+    max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -213,6 +258,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Chat(args) => chat(&host(&cli)?, args.clone()),
+        Command::Serve(args) => serve(host(&cli)?, args.clone()),
     }
 }
 
@@ -488,4 +535,102 @@ fn run_prompt(host: &Host, args: &RunArgs) -> Result<()> {
         "done"
     );
     Ok(())
+}
+
+const CHAT_HELP: &str = "commands: /reset (forget the turns so far), /system TEXT (set the system prompt), /exit";
+
+/// The chat REPL. Interactive on a terminal (prompt and notes on stderr); with
+/// piped input it reads one turn per line and stops at end of input.
+fn chat(host: &Host, args: ChatArgs) -> Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let model = host.load(args.model.as_str())?;
+    let mut chat = model.chat();
+    if let Some(system) = args.system {
+        chat.system(system);
+    }
+    *chat.params_mut() = GenerationParams {
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        seed: args.seed,
+        ..GenerationParams::default()
+    };
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!("chatting with `{}`; {CHAT_HELP}", model.name());
+    }
+    let mut failed = 0;
+    let mut lines = std::io::stdin().lock().lines();
+    loop {
+        if interactive {
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading standard input")?;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(command) = line.strip_prefix('/') {
+            let (name, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+            match name {
+                "exit" | "quit" => break,
+                "reset" => {
+                    chat.clear_history();
+                    eprintln!("(history cleared)");
+                }
+                "system" if !rest.trim().is_empty() => {
+                    chat.system(rest.trim());
+                    eprintln!("(system prompt set)");
+                }
+                _ => eprintln!("unknown command `/{name}`; {CHAT_HELP}"),
+            }
+            continue;
+        }
+        let mut stdout = std::io::stdout();
+        match chat.say_stream(line, |piece| {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }) {
+            Ok(generation) => {
+                println!();
+                tracing::info!(
+                    tokens = generation.usage.completion_tokens,
+                    tokens_per_second = format!("{:.1}", generation.tokens_per_second()),
+                    "turn done"
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if failed > 0 && !interactive {
+        anyhow::bail!("{failed} turns failed");
+    }
+    Ok(())
+}
+
+fn serve(host: Host, args: ServeArgs) -> Result<()> {
+    use crate::server::{shutdown_signal, Server, ServerConfig};
+    let config = ServerConfig {
+        host: args.host,
+        port: args.port,
+        max_concurrency: args.max_concurrency,
+        max_queue: args.max_queue,
+        max_body_bytes: args.max_body_bytes,
+        preload: args.model,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(std::sync::Arc::new(host), config).await?;
+        eprintln!("lmhost: serving on http://{}", server.local_addr());
+        server.run(shutdown_signal()).await?;
+        eprintln!("lmhost: stopped");
+        Ok::<(), anyhow::Error>(())
+    })
 }

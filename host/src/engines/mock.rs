@@ -5,7 +5,8 @@
 //! followed by the entry's `eos_string` when one is set, so adapters can be
 //! tested end to end. Its built-in chat template is [`MOCK_TEMPLATE`].
 //! `{prompt}` in the reply is replaced by the prompt it was given. Tokens are
-//! counted as whitespace-separated words and streamed one by one.
+//! counted as whitespace-separated words and streamed one by one; `delay_ms`
+//! waits that long before each word (a deterministic slow model for tests).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -24,6 +25,7 @@ pub struct MockEngine {
     replies: Vec<String>,
     calls: AtomicUsize,
     eos: Option<String>,
+    delay: std::time::Duration,
     info: EngineInfo,
 }
 
@@ -50,6 +52,12 @@ impl MockEngine {
             );
         }
         let eos = spec.get_str("eos_string").map_err(invalid)?.map(str::to_string);
+        let delay = match spec.get("delay_ms") {
+            None => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| invalid(format!("`delay_ms` must be a whole number of milliseconds, found {v}")))?,
+        };
         let info = EngineInfo {
             builtin_template: Some(MOCK_TEMPLATE.into()),
             eos_token: eos.clone(),
@@ -60,6 +68,7 @@ impl MockEngine {
             replies,
             calls: AtomicUsize::new(0),
             eos,
+            delay: std::time::Duration::from_millis(delay),
             info,
         })
     }
@@ -82,6 +91,9 @@ impl Engine for MockEngine {
             if completion_tokens == max_tokens {
                 finish_reason = FinishReason::Length;
                 break;
+            }
+            if !self.delay.is_zero() {
+                std::thread::sleep(self.delay);
             }
             completion_tokens += 1;
             let piece = acc.push(word.as_bytes());

@@ -145,6 +145,7 @@ pub const KEYS: &[KeyRule] = &[
     key("thinking_mode", Bool, "Enable the provider's extended thinking."),
     key("reply", Str, "mock: the reply ({prompt} is replaced by the prompt)."),
     key("replies", StrList, "mock: replies used in turn."),
+    key("delay_ms", UInt, "mock: milliseconds to wait before each generated word (a slow model for tests)."),
     key("max_tokens", UInt, "Default most tokens to generate."),
     key("temperature", Number, "Default temperature (0 = greedy)."),
     key("top_p", Number, "Default nucleus sampling."),

@@ -1,0 +1,79 @@
+"""The official `openai` client against `lmhost serve` with SmolLM2.
+
+Usage: python3 tests/python/test_openai_client.py BASE_URL   (e.g. http://127.0.0.1:8080/v1)
+
+Run by host/tests/openai_client.rs, which starts the server. Exits non-zero on
+the first failed check.
+"""
+
+import sys
+
+import openai
+
+MODEL = "SmolLM2-135M-Instruct"
+QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+
+
+def main(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=120)
+
+    ids = [m.id for m in client.models.list()]
+    assert MODEL in ids, ids
+    print(f"models: {len(ids)} listed")
+
+    whole = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=40, temperature=0)
+    answer = whole.choices[0].message.content
+    assert "Paris" in answer, answer
+    assert whole.model == MODEL, whole.model
+    assert whole.id.startswith("chatcmpl-"), whole.id
+    assert whole.choices[0].finish_reason in ("stop", "length"), whole.choices[0].finish_reason
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens, whole.usage
+    print(f"chat: {answer!r}")
+
+    pieces = []
+    usage = None
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+    streamed = "".join(pieces)
+    assert streamed == answer, (streamed, answer)
+    assert len(pieces) > 1, pieces
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens, usage
+    print(f"stream: {len(pieces)} chunks concatenate to the same answer")
+
+    completion = client.completions.create(model=MODEL, prompt="Name a colour.", max_tokens=8, temperature=0)
+    assert completion.choices[0].text.strip(), completion
+    print(f"completions: {completion.choices[0].text!r}")
+
+    try:
+        client.chat.completions.create(model="no-such-model", messages=QUESTION)
+    except openai.NotFoundError as e:
+        assert e.status_code == 404
+        print(f"unknown model: NotFoundError ({e.body['message'] if isinstance(e.body, dict) else e.body})")
+    else:
+        raise AssertionError("an unknown model must raise openai.NotFoundError")
+
+    try:
+        client.chat.completions.create(model=MODEL, messages=QUESTION, n=2)
+    except openai.BadRequestError as e:
+        assert e.status_code == 400
+        print("n=2: BadRequestError")
+    else:
+        raise AssertionError("n=2 must raise openai.BadRequestError")
+
+    print("ok")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
