@@ -13,10 +13,15 @@
 
 mod builtin;
 mod cache;
+pub mod conformance;
+pub mod inspect;
+pub mod scaffold;
 mod template;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +29,9 @@ use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-pub use builtin::{builtin_adapter, default_adapter, BUILTIN_ADAPTERS, GUEST_DIR};
+pub use builtin::{
+    adapter_dirs, builtin_adapter, default_adapter, is_adapter_name, BUILTIN_ADAPTERS, GUEST_DIR, REPO_ADAPTER_DIR,
+};
 pub use template::{check_template, render_template, TemplateLimits};
 
 #[allow(missing_docs)]
@@ -181,10 +188,13 @@ impl bindings::lmhost::adapter::host::Host for AdapterState {
 struct MemoryCap {
     limit: usize,
     hit: bool,
+    /// The largest size any linear memory of the instance asked for.
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
         if desired > self.limit {
             self.hit = true;
             wasmtime::bail!("memory limit of {} bytes reached", self.limit);
@@ -207,12 +217,41 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<AdapterState>,
     cache_dir: Option<PathBuf>,
+    adapter_dirs: Vec<PathBuf>,
     loaded: Mutex<HashMap<String, bindings::AdapterPre<AdapterState>>>,
 }
 
+/// Where an adapter reference points: a built-in's bytes or a `.wasm` file.
+#[derive(Debug, Clone)]
+pub enum AdapterSource {
+    /// Compiled into lmhost.
+    Builtin(&'static [u8]),
+    /// A component file.
+    File(PathBuf),
+}
+
+impl AdapterSource {
+    /// The component bytes.
+    pub fn bytes(&self, adapter: &str) -> Result<Cow<'static, [u8]>, AdapterError> {
+        match self {
+            Self::Builtin(bytes) => Ok(Cow::Borrowed(bytes)),
+            Self::File(path) => std::fs::read(path).map(Cow::Owned).map_err(|e| AdapterError::Load {
+                adapter: adapter.into(),
+                message: format!("cannot read `{}`: {e}", path.display()),
+            }),
+        }
+    }
+}
+
 impl AdapterRuntime {
-    /// A runtime whose precompiled components are cached in `cache_dir` (none: no disk cache).
+    /// A runtime whose precompiled components are cached in `cache_dir` (none: no
+    /// disk cache), finding named adapters in [`adapter_dirs`] of `$LMHOST_HOME`.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, AdapterError> {
+        Self::with_adapter_dirs(cache_dir, adapter_dirs(&crate::model::default_home()))
+    }
+
+    /// A runtime that looks for named adapters (`<name>.wasm`) in `adapter_dirs`, in order.
+    pub fn with_adapter_dirs(cache_dir: Option<PathBuf>, adapter_dirs: Vec<PathBuf>) -> Result<Self, AdapterError> {
         let fail = |e: wasmtime::Error| AdapterError::Load {
             adapter: "<runtime>".into(),
             message: format!("{e:#}"),
@@ -245,16 +284,45 @@ impl AdapterRuntime {
                 engine,
                 linker,
                 cache_dir,
+                adapter_dirs,
                 loaded: Mutex::new(HashMap::new()),
             }),
         })
     }
 
-    /// Load an adapter: a built-in name (`chat-template`) or a path to a `.wasm`
-    /// component. `base` resolves relative paths (e.g. the registry file's folder).
+    /// Load an adapter: a built-in name (`chat-template`), the name of a
+    /// `<name>.wasm` in the adapter folders (`chat-template-py`), or a path to a
+    /// `.wasm` component. `base` resolves relative paths (e.g. the registry file's folder).
     pub fn load(&self, reference: &str, base: Option<&Path>, limits: AdapterLimits) -> Result<Adapter, AdapterError> {
+        let bytes = self.locate(reference, base)?.bytes(reference)?;
+        self.load_bytes(reference, &bytes, limits)
+    }
+
+    /// The folders searched for named adapters, in order.
+    pub fn adapter_dirs(&self) -> &[PathBuf] {
+        &self.inner.adapter_dirs
+    }
+
+    /// Where `reference` points, without reading or compiling it (see [`Self::load`]).
+    pub fn locate(&self, reference: &str, base: Option<&Path>) -> Result<AdapterSource, AdapterError> {
         if let Some(bytes) = builtin_adapter(reference) {
-            return self.load_bytes(reference, bytes, limits);
+            return Ok(AdapterSource::Builtin(bytes));
+        }
+        if is_adapter_name(reference) {
+            let file = format!("{reference}.wasm");
+            if let Some(path) = self.inner.adapter_dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()) {
+                return Ok(AdapterSource::File(path));
+            }
+            let searched: Vec<String> = self.inner.adapter_dirs.iter().map(|d| d.display().to_string()).collect();
+            return Err(AdapterError::Load {
+                adapter: reference.into(),
+                message: format!(
+                    "it is not built in (built in: {}) and no {file} is in the adapter folders ({}): {}",
+                    BUILTIN_ADAPTERS.join(", "),
+                    searched.join(", "),
+                    builtin::build_hint(reference)
+                ),
+            });
         }
         if !reference.ends_with(".wasm") {
             return Err(AdapterError::Load {
@@ -271,11 +339,7 @@ impl AdapterRuntime {
                 path = base.join(path);
             }
         }
-        let bytes = std::fs::read(&path).map_err(|e| AdapterError::Load {
-            adapter: reference.into(),
-            message: format!("cannot read `{}`: {e}", path.display()),
-        })?;
-        self.load_bytes(reference, &bytes, limits)
+        Ok(AdapterSource::File(path))
     }
 
     /// Load an adapter from component bytes.
@@ -315,7 +379,32 @@ impl AdapterRuntime {
             pre,
             runtime: self.inner.clone(),
             limits,
+            peak_memory: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Compile a component with cranelift, bypassing every cache (to measure a cold start).
+    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, AdapterError> {
+        self.inner.engine.precompile_component(bytes).map_err(|e| AdapterError::Load {
+            adapter: name.into(),
+            message: format!("not a usable component: {e:#}"),
+        })
+    }
+
+    /// How long loading the component from the on-disk cache and linking it takes
+    /// (the entry is written first if missing); `None` without a disk cache.
+    pub fn time_cached_load(&self, name: &str, bytes: &[u8]) -> Result<Option<Duration>, AdapterError> {
+        let Some(dir) = self.inner.cache_dir.as_deref() else { return Ok(None) };
+        let fail = |e: wasmtime::Error| AdapterError::Load {
+            adapter: name.into(),
+            message: format!("{e:#}"),
+        };
+        let hash = cache::content_hash(bytes);
+        cache::load(&self.inner.engine, bytes, &hash, Some(dir)).map_err(fail)?;
+        let t = std::time::Instant::now();
+        let (component, from_cache) = cache::load(&self.inner.engine, bytes, &hash, Some(dir)).map_err(fail)?;
+        self.inner.linker.instantiate_pre(&component).map_err(fail)?;
+        Ok(from_cache.then(|| t.elapsed()))
     }
 
     /// Whether a component with these bytes is in the on-disk cache.
@@ -354,6 +443,8 @@ pub struct Adapter {
     pre: bindings::AdapterPre<AdapterState>,
     runtime: Arc<RuntimeInner>,
     limits: AdapterLimits,
+    /// The largest linear memory any instance of this handle (and its clones) reached.
+    peak_memory: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Adapter {
@@ -387,6 +478,26 @@ impl Adapter {
         self.limits
     }
 
+    /// The largest linear memory (bytes) any instance of this adapter reached so
+    /// far, over every call through this handle and its clones.
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.peak_memory.load(Ordering::Relaxed)
+    }
+
+    /// The compiled component (its type lists imports and exports).
+    pub fn component(&self) -> &wasmtime::component::Component {
+        self.pre.instance_pre().component()
+    }
+
+    /// The engine it runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.runtime.engine
+    }
+
+    fn note_peak(&self, store: &Store<AdapterState>) {
+        self.peak_memory.fetch_max(store.data().memory.peak, Ordering::Relaxed);
+    }
+
     fn instantiate(&self) -> Result<Instance, AdapterError> {
         let wasi = WasiCtxBuilder::new()
             .allow_tcp(false)
@@ -400,6 +511,7 @@ impl Adapter {
             memory: MemoryCap {
                 limit: self.limits.memory_bytes,
                 hit: false,
+                peak: 0,
             },
             adapter: self.name.clone(),
             template: self.limits.template,
@@ -472,7 +584,9 @@ impl Adapter {
             .bindings
             .lmhost_adapter_model_adapter()
             .call_shape_request(&mut inst.store, model, messages, params)
-            .map_err(|e| self.trap(&inst.store, e))?;
+            .map_err(|e| self.trap(&inst.store, e));
+        self.note_peak(&inst.store);
+        let result = result?;
         let request = result.map_err(|e| self.refused(e))?;
         match &request {
             wit::Request::Prompt(p) => self.check_len(&p.text)?,
@@ -488,7 +602,9 @@ impl Adapter {
             .bindings
             .lmhost_adapter_model_adapter()
             .call_parse_response(&mut inst.store, model, raw)
-            .map_err(|e| self.trap(&inst.store, e))?;
+            .map_err(|e| self.trap(&inst.store, e));
+        self.note_peak(&inst.store);
+        let result = result?;
         let completion = result.map_err(|e| self.refused(e))?;
         self.check_len(&completion.text)?;
         Ok(completion)
@@ -548,7 +664,9 @@ impl AdapterStream {
             .lmhost_adapter_model_adapter()
             .response_stream()
             .call_finish(&mut self.inst.store, self.resource)
-            .map_err(|e| self.adapter.trap(&self.inst.store, e))?;
+            .map_err(|e| self.adapter.trap(&self.inst.store, e));
+        self.adapter.note_peak(&self.inst.store);
+        let result = result?;
         let completion = result.map_err(|e| self.adapter.refused(e))?;
         self.adapter.check_len(&completion.text)?;
         let Some(rest) = completion.text.strip_prefix(self.emitted.as_str()) else {
