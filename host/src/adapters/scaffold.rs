@@ -73,10 +73,7 @@ impl Lang {
                 "Rust",
                 "cargo with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`).",
             ),
-            Self::Python => (
-                "Python",
-                "componentize-py 0.25.1 (`pip install -r requirements.txt`).",
-            ),
+            Self::Python => ("Python", "componentize-py 0.25.1 (`pip install -r requirements.txt`)."),
             Self::Js => (
                 "JavaScript",
                 "componentize-js 0.23.0 (`npm install`; exact pins in package.json).",
@@ -208,6 +205,11 @@ fn run(mut cmd: Command, what: &str) -> Result<()> {
 /// (`<dir>/<name>.wasm`). A Rust project builds into `$LMHOST_ADAPTER_TARGET_DIR`
 /// when set, else `<dir>/target`.
 pub fn build(dir: &Path) -> Result<PathBuf> {
+    build_with(dir, std::env::var_os("LMHOST_ADAPTER_TARGET_DIR").map(PathBuf::from))
+}
+
+/// [`build`], a Rust project building into `rust_target` (default `<dir>/target`).
+pub fn build_with(dir: &Path, rust_target: Option<PathBuf>) -> Result<PathBuf> {
     let lang = detect(dir)?;
     let name = project_name(dir, lang)?;
     let dir = std::fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
@@ -217,9 +219,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             let cargo = find_tool("CARGO", &[PathBuf::from("cargo")]).context(
                 "cargo not found: install Rust (rustup) and the wasm target (`rustup target add wasm32-wasip2`)",
             )?;
-            let target = std::env::var_os("LMHOST_ADAPTER_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| dir.join("target"));
+            let target = rust_target.unwrap_or_else(|| dir.join("target"));
             let mut cmd = Command::new(cargo);
             cmd.current_dir(&dir)
                 .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
@@ -230,7 +230,10 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
                     cmd.env_remove(&key);
                 }
             }
-            run(cmd, "cargo build --target wasm32-wasip2 (is the target installed? `rustup target add wasm32-wasip2`)")?;
+            run(
+                cmd,
+                "cargo build --target wasm32-wasip2 (is the target installed? `rustup target add wasm32-wasip2`)",
+            )?;
             let built = target
                 .join("wasm32-wasip2/release")
                 .join(format!("{}.wasm", name.replace('-', "_")));
@@ -269,7 +272,16 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
             )?;
             let mut cmd = Command::new(tool);
             cmd.current_dir(&dir)
-                .args(["--wit", "wit", "--world-name", "adapter", "-d", "http", "fetch-event", "-o"])
+                .args([
+                    "--wit",
+                    "wit",
+                    "--world-name",
+                    "adapter",
+                    "-d",
+                    "http",
+                    "fetch-event",
+                    "-o",
+                ])
                 .arg(&out)
                 .arg("adapter.js");
             run(cmd, "componentize-js")?;
