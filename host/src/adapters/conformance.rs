@@ -195,7 +195,10 @@ impl Report {
             out.push_str(&format!("rendered prompt (roles):\n{prompt}\n---\n"));
         }
         let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(10).max(10);
-        out.push_str(&format!("{:width$}  {:6}  {:>6}  {:>10}  DETAIL\n", "CHECK", "RESULT", "CALLS", "TIME"));
+        out.push_str(&format!(
+            "{:width$}  {:6}  {:>6}  {:>10}  DETAIL\n",
+            "CHECK", "RESULT", "CALLS", "TIME"
+        ));
         for c in &self.checks {
             out.push_str(&format!(
                 "{:width$}  {:6}  {:>6}  {:>7.2} ms  {}\n",
@@ -340,7 +343,10 @@ fn spec_str<'a>(spec: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 fn reference_template(model: &wit::ModelInfo) -> Option<String> {
     let spec = spec_of(model);
     let custom = spec.get("custom_chat_template").and_then(Value::as_str);
-    let premade = spec.get("premade_chat_template").and_then(Value::as_bool).unwrap_or(true);
+    let premade = spec
+        .get("premade_chat_template")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     match (premade, custom, model.builtin_template.as_deref()) {
         (false, Some(custom), _) => Some(custom.into()),
         (_, _, Some(builtin)) => Some(builtin.into()),
@@ -381,7 +387,11 @@ fn reference_answer(model: &wit::ModelInfo, raw: &str) -> Option<String> {
 }
 
 fn raw_output(model: &wit::ModelInfo, template: &str) -> String {
-    let eos = model.eos_token.as_deref().filter(|e| !e.is_empty()).unwrap_or("<|im_end|>");
+    let eos = model
+        .eos_token
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .unwrap_or("<|im_end|>");
     template.replace("{eos}", eos)
 }
 
@@ -525,7 +535,9 @@ impl Suite<'_> {
                     for (_, content) in turns.iter() {
                         match prompt.text[at..].find(content) {
                             Some(i) => at += i + content.len(),
-                            None => row.problems.push(format!("the prompt lacks (or misorders) {content:?}")),
+                            None => row
+                                .problems
+                                .push(format!("the prompt lacks (or misorders) {content:?}")),
                         }
                     }
                     match reference_prompt(self.adapter, model, turns) {
@@ -534,17 +546,18 @@ impl Suite<'_> {
                             super::truncate(&prompt.text),
                             super::truncate(&expected)
                         )),
-                        Some(_) => row.notes.push(format!("{} chars, = template rendering", prompt.text.len())),
+                        Some(_) => row
+                            .notes
+                            .push(format!("{} chars, = template rendering", prompt.text.len())),
                         None => row.notes.push(format!("{} chars", prompt.text.len())),
                     }
                     let bos = model.bos_token.as_deref().filter(|b| !b.is_empty());
-                    let expected_bos = model.add_bos && !bos.is_some_and(|b| prompt.text.starts_with(b));
+                    let starts_with_bos = bos.is_some_and(|b| prompt.text.starts_with(b));
+                    let expected_bos = model.add_bos && !starts_with_bos;
                     if prompt.add_bos != expected_bos {
                         bos_row.problems.push(format!(
-                            "{name}: add-bos is {} but should be {expected_bos} (model add-bos {}, prompt starts with BOS: {})",
-                            prompt.add_bos,
-                            model.add_bos,
-                            !expected_bos && model.add_bos
+                            "{name}: add-bos is {} but should be {expected_bos} (model add-bos {}, the prompt starts with BOS: {starts_with_bos})",
+                            prompt.add_bos, model.add_bos
                         ));
                     }
                     if *name == "roles" {
@@ -567,7 +580,8 @@ impl Suite<'_> {
             Ok(wit::Request::Prompt(prompt)) => {
                 for s in STOP {
                     if !prompt.stop.iter().any(|p| p == s) {
-                        row.problems.push(format!("stop {s:?} is missing from {:?}", prompt.stop));
+                        row.problems
+                            .push(format!("stop {s:?} is missing from {:?}", prompt.stop));
                     }
                 }
             }
@@ -585,7 +599,8 @@ impl Suite<'_> {
                 Ok(completion) => {
                     if let Some(expected) = reference_answer(model, &raw) {
                         if completion.text != expected {
-                            row.problems.push(format!("raw {raw:?} gave {:?}, expected {expected:?}", completion.text));
+                            row.problems
+                                .push(format!("raw {raw:?} gave {:?}, expected {expected:?}", completion.text));
                         }
                     }
                     self.output(format!("response:{i}"), completion.text);
@@ -593,7 +608,8 @@ impl Suite<'_> {
             }
         }
         if spec_str(&spec_of(model), "eos_to_cull").is_none() {
-            row.notes.push("the entry sets no eos_to_cull: answers are only trimmed".into());
+            row.notes
+                .push("the entry sets no eos_to_cull: answers are only trimmed".into());
         }
         self.finish(row);
     }
@@ -615,7 +631,8 @@ impl Suite<'_> {
                     Err(e) => row.problems.push(format!("raw {raw:?} in {how} chunks: {e}")),
                     Ok((shown, text)) => {
                         if shown != text {
-                            row.problems.push(format!("{how} chunks: shown {shown:?} but final text {text:?}"));
+                            row.problems
+                                .push(format!("{how} chunks: shown {shown:?} but final text {text:?}"));
                         }
                         if text != whole {
                             row.problems.push(format!(
@@ -698,7 +715,8 @@ impl Suite<'_> {
             p50(&self.parse)
         ));
         if slowest >= deadline {
-            row.problems.push(format!("a call took {slowest:?}, at or over the deadline {deadline:?}"));
+            row.problems
+                .push(format!("a call took {slowest:?}, at or over the deadline {deadline:?}"));
         }
         self.finish(row);
 
@@ -711,7 +729,8 @@ impl Suite<'_> {
             limit as f64 / 1048576.0
         ));
         if peak > limit {
-            row.problems.push(format!("peak {peak} bytes is over the limit {limit}"));
+            row.problems
+                .push(format!("peak {peak} bytes is over the limit {limit}"));
         }
         self.finish(row);
     }

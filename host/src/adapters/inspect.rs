@@ -115,8 +115,14 @@ fn kind(item: &ComponentItem) -> &'static str {
 pub fn imports_exports(adapter: &Adapter) -> (Vec<String>, Vec<String>) {
     let ty = adapter.component().component_type();
     let engine = adapter.engine();
-    let imports = ty.imports(engine).map(|(n, i)| format!("{n}: {}", kind(&i.ty))).collect();
-    let exports = ty.exports(engine).map(|(n, i)| format!("{n}: {}", kind(&i.ty))).collect();
+    let imports = ty
+        .imports(engine)
+        .map(|(n, i)| format!("{n}: {}", kind(&i.ty)))
+        .collect();
+    let exports = ty
+        .exports(engine)
+        .map(|(n, i)| format!("{n}: {}", kind(&i.ty)))
+        .collect();
     (imports, exports)
 }
 

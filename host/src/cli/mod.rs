@@ -331,7 +331,11 @@ fn adapter_command(cli: &Cli, command: &AdapterCommand) -> Result<()> {
 
 fn print_adapter_info(i: &crate::adapters::inspect::AdapterInfo) {
     println!("adapter   {} ({})", i.adapter, i.source);
-    println!("size      {} bytes ({:.1} MiB)", i.size_bytes, i.size_bytes as f64 / 1048576.0);
+    println!(
+        "size      {} bytes ({:.1} MiB)",
+        i.size_bytes,
+        i.size_bytes as f64 / 1048576.0
+    );
     println!("sha256    {}", i.sha256);
     println!("imports   {}", i.imports.join(", "));
     println!("exports   {}", i.exports.join(", "));
