@@ -14,12 +14,12 @@ APT_PACKAGES := cmake libclang1-14 libclang-common-14-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT ?= What is the capital of France? Answer in one sentence.
 
-.PHONY: run test setup model build guests lint fmt ci clean-cache
+.PHONY: run test setup model build guests adapters lint fmt ci clean-cache
 
 run: build model
 	$(BIN) run -m SmolLM2-135M-Instruct "$(PROMPT)"
 
-test: setup model
+test: setup model adapters
 	cargo test --release --workspace
 
 build: setup
@@ -50,6 +50,36 @@ $(MODEL_FILE):
 # The adapters alone (host/build.rs does this as part of every build).
 guests: setup
 	cd guests && cargo build --release --target wasm32-wasip2
+
+# The Python and JavaScript adapters, built into guests/out/ (where lmhost finds
+# adapters by name). Toolchains: componentize-py in .venv-adapters/, the npm
+# packages (exact pins, package-lock.json) in guests/js/chat-template-js/node_modules.
+ADAPTERS_OUT := guests/out
+PY_ADAPTER := guests/python/chat-template-py
+JS_ADAPTER := guests/js/chat-template-js
+COMPONENTIZE_PY := .venv-adapters/bin/componentize-py
+COMPONENTIZE_JS := $(JS_ADAPTER)/node_modules/.bin/componentize-js
+
+adapters: $(ADAPTERS_OUT)/chat-template-py.wasm $(ADAPTERS_OUT)/chat-template-js.wasm
+
+$(COMPONENTIZE_PY): guests/python/requirements.txt
+	python3 -m venv .venv-adapters
+	.venv-adapters/bin/pip install --quiet -r guests/python/requirements.txt
+	@touch $@
+
+# `npm ci` installs the committed lock file. Some optional platform packages the
+# toolchain lists (other OSes, musl) are not published at the listed versions, and
+# newer npm then refuses the lock as "out of sync"; `npm install --no-save` installs
+# the same locked tree without rewriting it.
+$(COMPONENTIZE_JS): $(JS_ADAPTER)/package.json $(JS_ADAPTER)/package-lock.json
+	cd $(JS_ADAPTER) && { npm ci --no-audit --no-fund 2>/dev/null || npm install --no-save --no-audit --no-fund; }
+	@touch $@
+
+$(ADAPTERS_OUT)/chat-template-py.wasm: $(COMPONENTIZE_PY) $(wildcard $(PY_ADAPTER)/*.py) $(PY_ADAPTER)/build.sh wit/adapter.wit
+	$(PY_ADAPTER)/build.sh $@
+
+$(ADAPTERS_OUT)/chat-template-js.wasm: $(COMPONENTIZE_JS) $(JS_ADAPTER)/chat-template.js $(JS_ADAPTER)/build.sh wit/adapter.wit
+	$(JS_ADAPTER)/build.sh $@
 
 fmt:
 	cargo fmt --all

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::adapters::{default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime};
+use crate::adapters::{adapter_dirs, default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime};
 use crate::engines::hub::HubOptions;
 use crate::engines::{
     engine_file, engine_key, load_engine_from, Engine, EngineError, EngineInfo, FinishReason, PromptInput,
@@ -30,6 +30,10 @@ pub struct HostConfig {
     pub component_cache: bool,
     /// Limits for every adapter call.
     pub adapter_limits: AdapterLimits,
+    /// Folders searched for `<name>.wasm` when an entry names an adapter that is
+    /// not built in ([`adapter_dirs`]: `$LMHOST_ADAPTERS_DIR`, `<home>/adapters`,
+    /// this checkout's `guests/out`).
+    pub adapter_dirs: Vec<PathBuf>,
     /// Where `llamacpp` entries with `huggingface_id` + `filename` get their files
     /// ([`HubOptions::from_lookup`] on the environment and `home`'s key.json).
     pub hub: HubOptions,
@@ -61,6 +65,7 @@ impl HostConfig {
         Self {
             model_dirs: vec![models, PathBuf::from("models")],
             hub: HubOptions::from_lookup(&home, |name| std::env::var(name).ok()),
+            adapter_dirs: adapter_dirs(&home),
             home,
             registry_files: Vec::new(),
             component_cache: true,
@@ -98,7 +103,7 @@ impl Host {
         let cache = config
             .component_cache
             .then(|| config.home.join("cache").join("components"));
-        let adapters = AdapterRuntime::new(cache)?;
+        let adapters = AdapterRuntime::with_adapter_dirs(cache, config.adapter_dirs.clone())?;
         Ok(Self {
             config,
             registry,
@@ -252,6 +257,11 @@ impl Model {
     /// The adapter shaping its requests.
     pub fn adapter(&self) -> &Adapter {
         &self.adapter
+    }
+
+    /// What its adapter is told about it (`model-info`: spec, template, BOS/EOS from the engine).
+    pub fn model_info(&self) -> &wit::ModelInfo {
+        &self.info
     }
 
     /// One user message, the entry's default parameters.

@@ -104,7 +104,7 @@ fn unknown_model_fails_with_close_names() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr).trim(),
-        "error: no registry entry matches `SmolLM2-135M-instruct-x`; did you mean `SmolLM2-135M-Instruct`?"
+        "error: no registry entry matches `SmolLM2-135M-instruct-x`; did you mean `SmolLM2-135M-Instruct`, `SmolLM2-135M-Instruct-py`, `SmolLM2-135M-Instruct-js`?"
     );
 }
 
@@ -406,5 +406,57 @@ fn chat_fails_clearly_for_an_unknown_model() {
         text(&out.stderr).starts_with("error: no registry entry matches `no-such-model-here`"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn adapter_check_passes_the_builtin_and_fails_a_broken_adapter() {
+    let home = temp_home("adapter-check");
+    let out = lmhost(&home, &["adapter", "check", "chat-template", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["adapter"], "chat-template");
+    assert!(report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "pass"));
+
+    let hostile = Path::new(lmhost::adapters::GUEST_DIR).join("hostile.wasm");
+    let out = lmhost(&home, &["adapter", "check", hostile.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("FAIL"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("failed"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn adapter_info_reports_size_exports_and_cost() {
+    let home = temp_home("adapter-info");
+    let out = lmhost(
+        &home,
+        &["adapter", "info", "chat-template", "-n", "50", "--no-cold", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let info = &info[0];
+    assert!(info["size_bytes"].as_u64().unwrap() > 1000);
+    assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
+    assert!(info["exports"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("lmhost:adapter/model-adapter@0.1.0"));
+    assert_eq!(info["limits"]["deadline_ms"], 2000);
+    assert!(info["overhead"]["request"]["p50_us"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn missing_named_adapter_says_how_to_build_it() {
+    let home = temp_home("adapter-missing");
+    let out = lmhost(&home, &["adapter", "check", "no-such-adapter"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no-such-adapter.wasm") && err.contains("lmhost adapter build"),
+        "{err}"
     );
 }

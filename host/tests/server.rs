@@ -326,7 +326,7 @@ async fn bad_requests_are_4xx_in_openai_shape() {
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("did you mean `SmolLM2-135M-Instruct`?"));
+        .contains("did you mean `SmolLM2-135M-Instruct`"));
 
     let (status, body) = post(&client, &url, json!({"model": "echo", "messages": []})).await;
     assert_eq!(status, 400, "{body}");

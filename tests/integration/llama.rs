@@ -122,7 +122,7 @@ fn unknown_model_lists_close_names() {
     let err = host.load("SmolLM2-135M").unwrap_err().to_string();
     assert_eq!(
         err,
-        "no registry entry matches `SmolLM2-135M`; did you mean `SmolLM2-135M-Instruct`?"
+        "no registry entry matches `SmolLM2-135M`; did you mean `SmolLM2-135M-Instruct`, `SmolLM2-135M-Instruct-py`, `SmolLM2-135M-Instruct-js`?"
     );
 }
 

@@ -13,10 +13,15 @@
 
 mod builtin;
 mod cache;
+pub mod conformance;
+pub mod inspect;
+pub mod scaffold;
 mod template;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +29,9 @@ use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-pub use builtin::{builtin_adapter, default_adapter, BUILTIN_ADAPTERS, GUEST_DIR};
+pub use builtin::{
+    adapter_dirs, builtin_adapter, default_adapter, is_adapter_name, BUILTIN_ADAPTERS, GUEST_DIR, REPO_ADAPTER_DIR,
+};
 use template::TemplateSandbox;
 pub use template::{check_template, TemplateLimits};
 
@@ -73,6 +80,9 @@ impl Default for AdapterLimits {
 
 /// The largest memory any adapter may be given (the pool's slot size).
 const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// Memory of a freed instance reset in place rather than returned to the kernel.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 /// What went wrong in an adapter. Each variant names the adapter.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -191,6 +201,8 @@ impl bindings::lmhost::adapter::host::Host for AdapterState {
 pub(crate) struct MemoryCap {
     pub(crate) limit: usize,
     pub(crate) hit: bool,
+    /// The largest size any linear memory of the instance asked for.
+    pub(crate) peak: usize,
 }
 
 /// The trap an adapter gets for trying to block (see [`link_wasi`]).
@@ -235,6 +247,7 @@ pub(crate) fn sandbox_wasi() -> WasiCtx {
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
         if desired > self.limit {
             self.hit = true;
             wasmtime::bail!("memory limit of {} bytes reached", self.limit);
@@ -257,13 +270,42 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<AdapterState>,
     cache_dir: Option<PathBuf>,
+    adapter_dirs: Vec<PathBuf>,
     loaded: Mutex<HashMap<String, bindings::AdapterPre<AdapterState>>>,
     templates: Arc<TemplateSandbox>,
 }
 
+/// Where an adapter reference points: a built-in's bytes or a `.wasm` file.
+#[derive(Debug, Clone)]
+pub enum AdapterSource {
+    /// Compiled into lmhost.
+    Builtin(&'static [u8]),
+    /// A component file.
+    File(PathBuf),
+}
+
+impl AdapterSource {
+    /// The component bytes.
+    pub fn bytes(&self, adapter: &str) -> Result<Cow<'static, [u8]>, AdapterError> {
+        match self {
+            Self::Builtin(bytes) => Ok(Cow::Borrowed(bytes)),
+            Self::File(path) => std::fs::read(path).map(Cow::Owned).map_err(|e| AdapterError::Load {
+                adapter: adapter.into(),
+                message: format!("cannot read `{}`: {e}", path.display()),
+            }),
+        }
+    }
+}
+
 impl AdapterRuntime {
-    /// A runtime whose precompiled components are cached in `cache_dir` (none: no disk cache).
+    /// A runtime whose precompiled components are cached in `cache_dir` (none: no
+    /// disk cache), finding named adapters in [`adapter_dirs`] of `$LMHOST_HOME`.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, AdapterError> {
+        Self::with_adapter_dirs(cache_dir, adapter_dirs(&crate::model::default_home()))
+    }
+
+    /// A runtime that looks for named adapters (`<name>.wasm`) in `adapter_dirs`, in order.
+    pub fn with_adapter_dirs(cache_dir: Option<PathBuf>, adapter_dirs: Vec<PathBuf>) -> Result<Self, AdapterError> {
         let fail = |e: wasmtime::Error| AdapterError::Load {
             adapter: "<runtime>".into(),
             message: format!("{e:#}"),
@@ -279,7 +321,14 @@ impl AdapterRuntime {
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(4 << 20)
             .max_memory_size(MAX_MEMORY_BYTES)
-            .max_unused_warm_slots(32);
+            .max_unused_warm_slots(32)
+            // Reset a freed slot's memory with memset (only its dirty pages where the
+            // kernel has PAGEMAP_SCAN) instead of madvise: every instance still starts
+            // from the component's original memory image, without the page faults
+            // that made a fresh instance cost most of a call.
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -297,17 +346,57 @@ impl AdapterRuntime {
                 engine,
                 linker,
                 cache_dir,
+                adapter_dirs,
                 loaded: Mutex::new(HashMap::new()),
                 templates,
             }),
         })
     }
 
-    /// Load an adapter: a built-in name (`chat-template`) or a path to a `.wasm`
-    /// component. `base` resolves relative paths (e.g. the registry file's folder).
+    /// Load an adapter: a built-in name (`chat-template`), the name of a
+    /// `<name>.wasm` in the adapter folders (`chat-template-py`), or a path to a
+    /// `.wasm` component. `base` resolves relative paths (e.g. the registry file's folder).
     pub fn load(&self, reference: &str, base: Option<&Path>, limits: AdapterLimits) -> Result<Adapter, AdapterError> {
+        let bytes = self.locate(reference, base)?.bytes(reference)?;
+        self.load_bytes(reference, &bytes, limits)
+    }
+
+    /// The folders searched for named adapters, in order.
+    pub fn adapter_dirs(&self) -> &[PathBuf] {
+        &self.inner.adapter_dirs
+    }
+
+    /// Where `reference` points, without reading or compiling it (see [`Self::load`]).
+    pub fn locate(&self, reference: &str, base: Option<&Path>) -> Result<AdapterSource, AdapterError> {
         if let Some(bytes) = builtin_adapter(reference) {
-            return self.load_bytes(reference, bytes, limits);
+            return Ok(AdapterSource::Builtin(bytes));
+        }
+        if is_adapter_name(reference) {
+            let file = format!("{reference}.wasm");
+            if let Some(path) = self
+                .inner
+                .adapter_dirs
+                .iter()
+                .map(|d| d.join(&file))
+                .find(|p| p.is_file())
+            {
+                return Ok(AdapterSource::File(path));
+            }
+            let searched: Vec<String> = self
+                .inner
+                .adapter_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return Err(AdapterError::Load {
+                adapter: reference.into(),
+                message: format!(
+                    "it is not built in (built in: {}) and no {file} is in the adapter folders ({}): {}",
+                    BUILTIN_ADAPTERS.join(", "),
+                    searched.join(", "),
+                    builtin::build_hint(reference)
+                ),
+            });
         }
         if !reference.ends_with(".wasm") {
             return Err(AdapterError::Load {
@@ -324,11 +413,7 @@ impl AdapterRuntime {
                 path = base.join(path);
             }
         }
-        let bytes = std::fs::read(&path).map_err(|e| AdapterError::Load {
-            adapter: reference.into(),
-            message: format!("cannot read `{}`: {e}", path.display()),
-        })?;
-        self.load_bytes(reference, &bytes, limits)
+        Ok(AdapterSource::File(path))
     }
 
     /// Load an adapter from component bytes.
@@ -368,6 +453,7 @@ impl AdapterRuntime {
             pre,
             runtime: self.inner.clone(),
             limits,
+            peak_memory: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -380,6 +466,35 @@ impl AdapterRuntime {
         limits: &TemplateLimits,
     ) -> Result<String, String> {
         self.inner.templates.render(template, context_json, limits)
+    }
+
+    /// Compile a component with cranelift, bypassing every cache (to measure a cold start).
+    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, AdapterError> {
+        self.inner
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| AdapterError::Load {
+                adapter: name.into(),
+                message: format!("not a usable component: {e:#}"),
+            })
+    }
+
+    /// How long loading the component from the on-disk cache and linking it takes
+    /// (the entry is written first if missing); `None` without a disk cache.
+    pub fn time_cached_load(&self, name: &str, bytes: &[u8]) -> Result<Option<Duration>, AdapterError> {
+        let Some(dir) = self.inner.cache_dir.as_deref() else {
+            return Ok(None);
+        };
+        let fail = |e: wasmtime::Error| AdapterError::Load {
+            adapter: name.into(),
+            message: format!("{e:#}"),
+        };
+        let hash = cache::content_hash(bytes);
+        cache::load(&self.inner.engine, bytes, &hash, Some(dir)).map_err(fail)?;
+        let t = std::time::Instant::now();
+        let (component, from_cache) = cache::load(&self.inner.engine, bytes, &hash, Some(dir)).map_err(fail)?;
+        self.inner.linker.instantiate_pre(&component).map_err(fail)?;
+        Ok(from_cache.then(|| t.elapsed()))
     }
 
     /// Whether a component with these bytes is in the on-disk cache.
@@ -418,6 +533,8 @@ pub struct Adapter {
     pre: bindings::AdapterPre<AdapterState>,
     runtime: Arc<RuntimeInner>,
     limits: AdapterLimits,
+    /// The largest linear memory any instance of this handle (and its clones) reached.
+    peak_memory: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Adapter {
@@ -446,9 +563,37 @@ impl Adapter {
         &self.hash
     }
 
+    /// Render a template in the template sandbox under this adapter's limits,
+    /// exactly as its `render-template` import would.
+    pub fn render_template(&self, template: &str, context_json: &str) -> Result<String, String> {
+        self.runtime
+            .templates
+            .render(template, context_json, &self.limits.template)
+    }
+
     /// The limits applied to each call.
     pub fn limits(&self) -> AdapterLimits {
         self.limits
+    }
+
+    /// The largest linear memory (bytes) any instance of this adapter reached so
+    /// far, over every call through this handle and its clones.
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.peak_memory.load(Ordering::Relaxed)
+    }
+
+    /// The compiled component (its type lists imports and exports).
+    pub fn component(&self) -> &wasmtime::component::Component {
+        self.pre.instance_pre().component()
+    }
+
+    /// The engine it runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.runtime.engine
+    }
+
+    fn note_peak(&self, store: &Store<AdapterState>) {
+        self.peak_memory.fetch_max(store.data().memory.peak, Ordering::Relaxed);
     }
 
     fn instantiate(&self) -> Result<Instance, AdapterError> {
@@ -458,6 +603,7 @@ impl Adapter {
             memory: MemoryCap {
                 limit: self.limits.memory_bytes,
                 hit: false,
+                peak: 0,
             },
             adapter: self.name.clone(),
             template: self.limits.template,
@@ -540,7 +686,9 @@ impl Adapter {
             .bindings
             .lmhost_adapter_model_adapter()
             .call_shape_request(&mut inst.store, model, messages, params)
-            .map_err(|e| self.trap(&inst.store, e))?;
+            .map_err(|e| self.trap(&inst.store, e));
+        self.note_peak(&inst.store);
+        let result = result?;
         let request = result.map_err(|e| self.refused(e))?;
         match &request {
             wit::Request::Prompt(p) => self.check_len(&p.text)?,
@@ -556,7 +704,9 @@ impl Adapter {
             .bindings
             .lmhost_adapter_model_adapter()
             .call_parse_response(&mut inst.store, model, raw)
-            .map_err(|e| self.trap(&inst.store, e))?;
+            .map_err(|e| self.trap(&inst.store, e));
+        self.note_peak(&inst.store);
+        let result = result?;
         let completion = result.map_err(|e| self.refused(e))?;
         self.check_len(&completion.text)?;
         Ok(completion)
@@ -616,7 +766,9 @@ impl AdapterStream {
             .lmhost_adapter_model_adapter()
             .response_stream()
             .call_finish(&mut self.inst.store, self.resource)
-            .map_err(|e| self.adapter.trap(&self.inst.store, e))?;
+            .map_err(|e| self.adapter.trap(&self.inst.store, e));
+        self.adapter.note_peak(&self.inst.store);
+        let result = result?;
         let completion = result.map_err(|e| self.adapter.refused(e))?;
         self.adapter.check_len(&completion.text)?;
         let Some(rest) = completion.text.strip_prefix(self.emitted.as_str()) else {

@@ -94,6 +94,7 @@ impl TemplateSandbox {
             memory: MemoryCap {
                 limit: limits.memory_bytes,
                 hit: false,
+                peak: 0,
             },
         };
         let mut store = Store::new(&self.engine, state);

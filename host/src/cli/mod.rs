@@ -50,6 +50,9 @@ enum Command {
     Register(RegisterCommand),
     /// Answer one prompt.
     Run(RunArgs),
+    /// Write, build, check and measure adapters.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
     /// Measure a llamacpp model: lmhost vs a bare llama-cpp-2 loop, and N concurrent vs sequential.
     Bench {
         /// The model (name or JSON query).
@@ -153,6 +156,53 @@ enum RegisterCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AdapterCommand {
+    /// Scaffold a buildable adapter project in `<dir>/<name>/`.
+    New {
+        /// Language: rust, python or js.
+        #[arg(long, default_value = "rust")]
+        lang: crate::adapters::scaffold::Lang,
+        /// The adapter's name (also its folder's).
+        name: String,
+        /// Where to create the project folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build an adapter project with its toolchain (cargo, componentize-py, componentize-js).
+    Build {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run the conformance suite on an adapter (a .wasm or a name); exit 1 on any failure.
+    Check {
+        /// The adapter: a built-in name, a name in the adapter folders, or a .wasm file.
+        adapter: String,
+        /// Take model-info from this registry model (loads it) instead of the fixed one.
+        #[arg(short, long)]
+        model: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe adapters: size, sha256, imports/exports, limits, compile and per-request cost.
+    Info {
+        /// Adapters: built-in names, names in the adapter folders, or .wasm files.
+        #[arg(required = true)]
+        adapters: Vec<String>,
+        /// Requests to measure.
+        #[arg(short = 'n', long, default_value_t = 2000)]
+        iterations: usize,
+        /// Skip the cold (uncached) compile.
+        #[arg(long)]
+        no_cold: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Model: a registry name, or a JSON object to unify with the registry.
@@ -230,6 +280,7 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Models { json } => models(&host(&cli)?, *json),
         Command::Run(args) => run_prompt(&host(&cli)?, args),
+        Command::Adapter(command) => adapter_command(&cli, command),
         Command::Bench {
             model,
             max_tokens,
@@ -261,6 +312,105 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => chat(&host(&cli)?, args.clone()),
         Command::Serve(args) => serve(host(&cli)?, args.clone()),
     }
+}
+
+fn adapter_command(cli: &Cli, command: &AdapterCommand) -> Result<()> {
+    use crate::adapters::{conformance, inspect, scaffold};
+    match command {
+        AdapterCommand::New { lang, name, dir } => {
+            let root = scaffold::new_project(*lang, name, dir)?;
+            println!("created {}", root.display());
+            println!(
+                "next: lmhost adapter build {0} && lmhost adapter check {0}/{1}.wasm",
+                root.display(),
+                name
+            );
+            Ok(())
+        }
+        AdapterCommand::Build { dir } => {
+            let wasm = scaffold::build(dir)?;
+            println!("built {}", wasm.display());
+            Ok(())
+        }
+        AdapterCommand::Check { adapter, model, json } => {
+            let host = host(cli)?;
+            let limits = host.config().adapter_limits;
+            let loaded = host.adapters().load(adapter, None, limits)?;
+            let info = match model {
+                Some(m) => host.load(m.as_str())?.model_info().clone(),
+                None => conformance::fixed_model_info(),
+            };
+            let report = conformance::run(&loaded, &info);
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            let failures = report.failures().len();
+            if failures > 0 {
+                anyhow::bail!("adapter `{adapter}` failed {failures} conformance checks");
+            }
+            Ok(())
+        }
+        AdapterCommand::Info {
+            adapters,
+            iterations,
+            no_cold,
+            json,
+        } => {
+            let host = host(cli)?;
+            let limits = host.config().adapter_limits;
+            let mut infos = Vec::new();
+            for adapter in adapters {
+                let info = inspect::info(host.adapters(), adapter, limits, !*no_cold, *iterations)?;
+                if !*json {
+                    print_adapter_info(&info);
+                }
+                infos.push(info);
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&infos)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_adapter_info(i: &crate::adapters::inspect::AdapterInfo) {
+    println!("adapter   {} ({})", i.adapter, i.source);
+    println!(
+        "size      {} bytes ({:.1} MiB)",
+        i.size_bytes,
+        i.size_bytes as f64 / 1048576.0
+    );
+    println!("sha256    {}", i.sha256);
+    println!("imports   {}", i.imports.join(", "));
+    println!("exports   {}", i.exports.join(", "));
+    let l = &i.limits;
+    println!(
+        "limits    deadline {} ms, memory {} MiB, output {} MiB, template fuel {}, template output {} MiB",
+        l.deadline_ms,
+        l.memory_bytes >> 20,
+        l.output_bytes >> 20,
+        l.template_fuel,
+        l.template_output_bytes >> 20
+    );
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "-".into());
+    println!(
+        "compile   cold {}, from the disk cache {}",
+        ms(i.cold_compile_ms),
+        ms(i.cached_load_ms)
+    );
+    let o = &i.overhead;
+    println!(
+        "per call  instance + shape-request: p50 {:.1} µs, p99 {:.1} µs",
+        o.shape_request.p50_us, o.shape_request.p99_us
+    );
+    println!(
+        "request   instance + shape-request + instance + parse-response: p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs ({} iterations)",
+        o.request.p50_us, o.request.p99_us, o.request.mean_us, o.request.iterations
+    );
+    println!();
 }
 
 fn print_bench(r: &crate::bench::BenchReport) {

@@ -1,0 +1,134 @@
+"""`chat-template` in Python: the lmhost adapter for local models, clembench's semantics.
+
+Request: the chat template is the one shipped in the model file, unless the
+registry entry sets `premade_chat_template: false` and a `custom_chat_template`
+(or the model file has none). The host renders it; the adapter picks it.
+
+Response, in clembench's order: strip whitespace; if `output_split_prefix` is set
+and present, keep what follows its last occurrence; if `cot_end_tag` is set and
+present, keep what follows its last occurrence (stripped again); then remove every
+match of the `eos_to_cull` regex (Python `re` dialect).
+
+The resource `response-stream` lives in `model_adapter.py` (componentize-py looks
+exported resources up in a module named after their interface).
+"""
+import json
+import re
+
+from wit_world.exports import ModelAdapter as ModelAdapterBase
+from wit_world.imports import host
+from wit_world.imports.types import (
+    AdapterError_InvalidInput,
+    AdapterError_Unsupported,
+    Completion,
+    ModelInfo,
+    Prompt,
+    Request_Prompt,
+)
+from componentize_py_types import Err
+
+
+def to_json(value) -> str:
+    """Compact JSON, as serde_json writes it in the Rust adapter."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def invalid(message: str) -> Err:
+    return Err(AdapterError_InvalidInput(message))
+
+
+def parse_spec(model: ModelInfo) -> dict:
+    try:
+        spec = json.loads(model.spec_json)
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict):
+        raise invalid(f"registry entry of `{model.name}` is not a JSON object")
+    return spec
+
+
+def string_key(model: ModelInfo, spec: dict, key: str):
+    value = spec.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise invalid(f"`{key}` of `{model.name}` must be a string, found {to_json(value)}")
+
+
+def choose_template(model: ModelInfo, spec: dict) -> str:
+    custom = string_key(model, spec, "custom_chat_template")
+    premade = spec.get("premade_chat_template")
+    if premade is None:
+        premade = True
+    elif not isinstance(premade, bool):  # bool first: in Python, 1 is not a bool but True is an int
+        raise invalid(
+            f"`premade_chat_template` of `{model.name}` must be true or false, found {to_json(premade)}"
+        )
+    builtin = model.builtin_template
+    if not premade and custom is not None:
+        return custom
+    if builtin is not None:
+        return builtin
+    if custom is not None:
+        return custom
+    raise Err(AdapterError_Unsupported(
+        f"`{model.name}` has no chat template: the model file ships none and the registry entry "
+        "sets no `custom_chat_template`"
+    ))
+
+
+class PostProcess:
+    """The output rules of one registry entry."""
+
+    def __init__(self, model: ModelInfo):
+        spec = parse_spec(model)
+        self.split_prefix = string_key(model, spec, "output_split_prefix") or None
+        self.cot_end_tag = string_key(model, spec, "cot_end_tag") or None
+        pattern = string_key(model, spec, "eos_to_cull") or None
+        self.cull = None
+        if pattern is not None:
+            try:
+                self.cull = re.compile(pattern)
+            except re.error as e:
+                raise invalid(f"`eos_to_cull` of `{model.name}` is not a valid regex `{pattern}`: {e}")
+
+    def apply(self, raw: str) -> str:
+        text = raw.strip()
+        if self.split_prefix is not None:
+            head, sep, after = text.rpartition(self.split_prefix)
+            if sep:
+                text = after
+        if self.cot_end_tag is not None:
+            head, sep, after = text.rpartition(self.cot_end_tag)
+            if sep:
+                text = after.strip()
+        if self.cull is not None:
+            text = self.cull.sub("", text)
+        return text
+
+
+def completion(text: str) -> Completion:
+    return Completion(text=text, prompt_tokens=None, completion_tokens=None, finish_reason=None)
+
+
+class ModelAdapter(ModelAdapterBase):
+    def shape_request(self, model, messages, params):
+        spec = parse_spec(model)
+        template = choose_template(model, spec)
+        context = {
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "add_generation_prompt": True,
+            "bos_token": model.bos_token or "",
+            "eos_token": model.eos_token or "",
+        }
+        try:
+            # An imported `result<string, string>` returns the ok value or raises Err(str).
+            text = host.render_template(template, to_json(context))
+        except Err as e:
+            raise invalid(f"chat template of `{model.name}` failed to render: {e.value}")
+        # A template that writes the BOS token itself must not get a second one.
+        bos = model.bos_token
+        starts_with_bos = bool(bos) and text.startswith(bos)
+        return Request_Prompt(Prompt(text=text, stop=params.stop, add_bos=model.add_bos and not starts_with_bos))
+
+    def parse_response(self, model, raw):
+        return completion(PostProcess(model).apply(raw))

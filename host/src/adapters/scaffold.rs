@@ -1,0 +1,291 @@
+//! `lmhost adapter new` and `lmhost adapter build`: adapter projects in Rust,
+//! Python and JavaScript.
+//!
+//! This module owns the project templates (the files under `scaffold/`, compiled
+//! in with `include_str!`, plus a copy of `wit/adapter.wit`) and the build of a
+//! project with its language's toolchain: cargo (`wasm32-wasip2`), componentize-py
+//! or componentize-js. A project is a folder named after the adapter; building it
+//! writes `<folder>/<name>.wasm`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const WIT: &str = include_str!("../../../wit/adapter.wit");
+/// The guests' lock file: a Rust project starts from the versions lmhost's own adapters use.
+const CARGO_LOCK: &str = include_str!("../../../guests/Cargo.lock");
+const README: &str = include_str!("scaffold/README.md");
+
+const RUST: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("scaffold/rust/Cargo.toml")),
+    ("src/lib.rs", include_str!("scaffold/rust/lib.rs")),
+    ("build.sh", include_str!("scaffold/rust/build.sh")),
+    ("Cargo.lock", CARGO_LOCK),
+];
+const PYTHON: &[(&str, &str)] = &[
+    ("app.py", include_str!("scaffold/python/app.py")),
+    ("model_adapter.py", include_str!("scaffold/python/model_adapter.py")),
+    ("requirements.txt", include_str!("scaffold/python/requirements.txt")),
+    ("build.sh", include_str!("scaffold/python/build.sh")),
+];
+const JS: &[(&str, &str)] = &[
+    ("adapter.js", include_str!("scaffold/js/adapter.js")),
+    ("package.json", include_str!("scaffold/js/package.json")),
+    ("build.sh", include_str!("scaffold/js/build.sh")),
+];
+
+/// The language of an adapter project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Rust with wit-bindgen, built by cargo for `wasm32-wasip2`.
+    Rust,
+    /// Python, built by componentize-py.
+    Python,
+    /// JavaScript, built by componentize-js.
+    Js,
+}
+
+impl std::str::FromStr for Lang {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rust" | "rs" => Ok(Self::Rust),
+            "python" | "py" => Ok(Self::Python),
+            "js" | "javascript" => Ok(Self::Js),
+            other => Err(format!("unknown language `{other}`: rust, python or js")),
+        }
+    }
+}
+
+impl Lang {
+    fn files(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Rust => RUST,
+            Self::Python => PYTHON,
+            Self::Js => JS,
+        }
+    }
+
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Rust => (
+                "Rust",
+                "cargo with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`).",
+            ),
+            Self::Python => ("Python", "componentize-py 0.25.1 (`pip install -r requirements.txt`)."),
+            Self::Js => (
+                "JavaScript",
+                "componentize-js 0.23.0 (`npm install`; exact pins in package.json).",
+            ),
+        }
+    }
+}
+
+/// Whether `name` can name an adapter: a letter, then letters, digits, `-`, `_`.
+fn valid_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Create `<dir>/<name>/`, a buildable adapter project in `lang`. Refuses to
+/// write into a non-empty folder. Returns the project folder.
+pub fn new_project(lang: Lang, name: &str, dir: &Path) -> Result<PathBuf> {
+    if !valid_name(name) {
+        bail!("`{name}` cannot name an adapter: use a letter, then letters, digits, `-` or `_`");
+    }
+    let root = dir.join(name);
+    if root.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} already exists and is not empty", root.display());
+    }
+    let (language, toolchain) = lang.describe();
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{language}}", language)
+            .replace("{{toolchain}}", toolchain)
+    };
+    let mut files: Vec<(&str, String)> = lang.files().iter().map(|(p, t)| (*p, fill(t))).collect();
+    files.push(("wit/adapter.wit", WIT.to_string()));
+    files.push(("README.md", fill(README)));
+    files.push((".gitignore", "/target/\n/node_modules/\n__pycache__/\n*.wasm\n".into()));
+    for (path, text) in files {
+        let path = root.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        if path.extension().is_some_and(|e| e == "sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(root)
+}
+
+/// The language of the project in `dir`, from its files.
+pub fn detect(dir: &Path) -> Result<Lang> {
+    if dir.join("Cargo.toml").is_file() {
+        Ok(Lang::Rust)
+    } else if dir.join("app.py").is_file() {
+        Ok(Lang::Python)
+    } else if dir.join("package.json").is_file() {
+        Ok(Lang::Js)
+    } else {
+        bail!(
+            "{} is not an adapter project: no Cargo.toml (rust), app.py (python) or package.json (js)",
+            dir.display()
+        )
+    }
+}
+
+/// The adapter's name: the Rust package name, else the folder's name.
+fn project_name(dir: &Path, lang: Lang) -> Result<String> {
+    if lang == Lang::Rust {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+        if let Some(name) = manifest
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("name"))
+            .filter_map(|rest| rest.trim().strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .next()
+        {
+            return Ok(name);
+        }
+    }
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("the project folder has no name")
+}
+
+/// Find a program: an explicit path from `env`, else the first of `candidates`
+/// that exists (a bare name is looked up in `PATH`).
+fn find_tool(env: &str, candidates: &[PathBuf]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    for candidate in candidates {
+        if candidate.components().count() > 1 {
+            if candidate.is_file() {
+                return Some(candidate.clone());
+            }
+        } else if let Some(paths) = std::env::var_os("PATH") {
+            if let Some(found) = std::env::split_paths(&paths)
+                .map(|p| p.join(candidate))
+                .find(|p| p.is_file())
+            {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<()> {
+    let output = cmd
+        .output()
+        .with_context(|| format!("cannot run {what} ({:?})", cmd.get_program()))?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stdout));
+        let tail: Vec<&str> = text.lines().rev().take(25).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!("{what} failed ({}):\n{}", output.status, tail.join("\n"));
+    }
+    Ok(())
+}
+
+/// Build the project in `dir` with its toolchain; returns the `.wasm` written
+/// (`<dir>/<name>.wasm`). A Rust project builds into `$LMHOST_ADAPTER_TARGET_DIR`
+/// when set, else `<dir>/target`.
+pub fn build(dir: &Path) -> Result<PathBuf> {
+    build_with(dir, std::env::var_os("LMHOST_ADAPTER_TARGET_DIR").map(PathBuf::from))
+}
+
+/// [`build`], a Rust project building into `rust_target` (default `<dir>/target`).
+pub fn build_with(dir: &Path, rust_target: Option<PathBuf>) -> Result<PathBuf> {
+    let lang = detect(dir)?;
+    let name = project_name(dir, lang)?;
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let out = dir.join(format!("{name}.wasm"));
+    match lang {
+        Lang::Rust => {
+            let cargo = find_tool("CARGO", &[PathBuf::from("cargo")]).context(
+                "cargo not found: install Rust (rustup) and the wasm target (`rustup target add wasm32-wasip2`)",
+            )?;
+            let target = rust_target.unwrap_or_else(|| dir.join("target"));
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(&dir)
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+                .arg(&target);
+            // The project's own settings, not those of a cargo that may have started us.
+            for (key, _) in std::env::vars() {
+                if key == "CARGO_TARGET_DIR" || key == "CARGO_BUILD_TARGET" || key.starts_with("CARGO_PRIMARY") {
+                    cmd.env_remove(&key);
+                }
+            }
+            run(
+                cmd,
+                "cargo build --target wasm32-wasip2 (is the target installed? `rustup target add wasm32-wasip2`)",
+            )?;
+            let built = target
+                .join("wasm32-wasip2/release")
+                .join(format!("{}.wasm", name.replace('-', "_")));
+            std::fs::copy(&built, &out).with_context(|| format!("cannot copy {}", built.display()))?;
+        }
+        Lang::Python => {
+            let tool = find_tool(
+                "COMPONENTIZE_PY",
+                &[
+                    PathBuf::from("componentize-py"),
+                    repo_path(".venv-adapters/bin/componentize-py"),
+                ],
+            )
+            .context(
+                "componentize-py not found: `pip install componentize-py==0.25.1` (or `make adapters` in an \
+                 lmhost checkout), or set COMPONENTIZE_PY to its path",
+            )?;
+            let mut cmd = Command::new(tool);
+            cmd.current_dir(&dir)
+                .args(["-d", "wit", "-w", "adapter", "componentize", "-p", ".", "app", "-o"])
+                .arg(&out);
+            run(cmd, "componentize-py")?;
+        }
+        Lang::Js => {
+            let tool = find_tool(
+                "COMPONENTIZE_JS",
+                &[
+                    dir.join("node_modules/.bin/componentize-js"),
+                    repo_path("guests/js/chat-template-js/node_modules/.bin/componentize-js"),
+                    PathBuf::from("componentize-js"),
+                ],
+            )
+            .context(
+                "componentize-js not found: run `npm install` in the project (exact pins in package.json), \
+                 or set COMPONENTIZE_JS to its path",
+            )?;
+            let mut cmd = Command::new(tool);
+            cmd.current_dir(&dir)
+                .args([
+                    "--wit",
+                    "wit",
+                    "--world-name",
+                    "adapter",
+                    "-d",
+                    "http",
+                    "fetch-event",
+                    "-o",
+                ])
+                .arg(&out)
+                .arg("adapter.js");
+            run(cmd, "componentize-js")?;
+        }
+    }
+    Ok(out)
+}

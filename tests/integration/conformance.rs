@@ -1,0 +1,252 @@
+//! Adapters in any language: the conformance suite on the Rust, Python and
+//! JavaScript chat-template adapters (same checks, same outputs), adapters found
+//! by name, scaffolded projects that build and pass the suite, and the Python and
+//! JavaScript adapters generating with the real model exactly as the Rust one does.
+//!
+//! The Python and JS components (`make adapters`, into guests/out/) are large:
+//! each is loaded once per test binary (OnceLock) through the user's component
+//! cache, so only the first run ever compiles them. A missing component or
+//! toolchain skips its test with a message, and fails it when `CI` is set.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use lmhost::adapters::conformance::{self, fixed_model_info, Report};
+use lmhost::adapters::scaffold::{self, Lang};
+use lmhost::adapters::{Adapter, AdapterLimits, AdapterRuntime, REPO_ADAPTER_DIR};
+use lmhost::{GenerationParams, HostConfig, Message};
+use lmhost_tests::{guest, repo_root, smollm, TempDir};
+
+/// The user's component cache: compiled Python/JS components survive test runs.
+fn component_cache() -> PathBuf {
+    HostConfig::from_env().home.join("cache").join("components")
+}
+
+fn runtime() -> &'static AdapterRuntime {
+    static RUNTIME: OnceLock<AdapterRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        AdapterRuntime::with_adapter_dirs(Some(component_cache()), vec![PathBuf::from(REPO_ADAPTER_DIR)]).unwrap()
+    })
+}
+
+/// Skip (or, under CI, fail) because something is missing.
+fn missing(what: &str) -> bool {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is missing; CI must run `make adapters` first");
+    }
+    eprintln!("skipped: {what} is missing (run `make adapters`)");
+    false
+}
+
+fn built(name: &str) -> Option<PathBuf> {
+    let path = Path::new(REPO_ADAPTER_DIR).join(format!("{name}.wasm"));
+    if path.is_file() {
+        Some(path)
+    } else {
+        missing(&path.display().to_string());
+        None
+    }
+}
+
+fn load(name: &str) -> Option<Adapter> {
+    built(name)?;
+    Some(runtime().load(name, None, AdapterLimits::default()).unwrap())
+}
+
+fn rust() -> &'static Adapter {
+    static A: OnceLock<Adapter> = OnceLock::new();
+    A.get_or_init(|| runtime().load("chat-template", None, AdapterLimits::default()).unwrap())
+}
+
+fn python() -> Option<&'static Adapter> {
+    static A: OnceLock<Option<Adapter>> = OnceLock::new();
+    A.get_or_init(|| load("chat-template-py")).as_ref()
+}
+
+fn js() -> Option<&'static Adapter> {
+    static A: OnceLock<Option<Adapter>> = OnceLock::new();
+    A.get_or_init(|| load("chat-template-js")).as_ref()
+}
+
+fn report(adapter: &Adapter) -> &'static Report {
+    static REPORTS: OnceLock<std::sync::Mutex<Vec<(String, &'static Report)>>> = OnceLock::new();
+    let reports = REPORTS.get_or_init(Default::default);
+    let mut reports = reports.lock().unwrap();
+    if let Some((_, r)) = reports.iter().find(|(n, _)| n == adapter.name()) {
+        return r;
+    }
+    let r: &'static Report = Box::leak(Box::new(conformance::run(adapter, &fixed_model_info())));
+    reports.push((adapter.name().into(), r));
+    r
+}
+
+fn assert_conforms(adapter: &Adapter) {
+    let r = report(adapter);
+    eprintln!("{}", r.table());
+    assert!(r.passed(), "{} failed: {:#?}", adapter.name(), r.failures());
+}
+
+#[test]
+fn rust_chat_template_conforms() {
+    assert_conforms(rust());
+}
+
+#[test]
+fn python_chat_template_conforms() {
+    if let Some(a) = python() {
+        assert_conforms(a);
+    }
+}
+
+#[test]
+fn js_chat_template_conforms() {
+    if let Some(a) = js() {
+        assert_conforms(a);
+    }
+}
+
+#[test]
+fn languages_give_identical_prompts_and_answers() {
+    let expected = report(rust());
+    assert!(expected.outputs.len() >= 4 + 4 + 5 + 5, "{:?}", expected.outputs);
+    for adapter in [python(), js()].into_iter().flatten() {
+        let got = report(adapter);
+        assert_eq!(
+            got.outputs,
+            expected.outputs,
+            "{} differs from chat-template",
+            adapter.name()
+        );
+    }
+}
+
+#[test]
+fn the_suite_catches_a_broken_adapter() {
+    // The hostile test adapter breaks the contract in several ways.
+    let runtime = AdapterRuntime::new(None).unwrap();
+    let limits = AdapterLimits {
+        deadline: std::time::Duration::from_millis(300),
+        ..AdapterLimits::default()
+    };
+    let adapter = runtime.load(guest("hostile").to_str().unwrap(), None, limits).unwrap();
+    let r = conformance::run(&adapter, &fixed_model_info());
+    assert!(!r.passed(), "{}", r.table());
+}
+
+#[test]
+fn named_adapters_come_from_the_adapter_folders() {
+    let dir = TempDir::new("adapter-dir");
+    std::fs::copy(guest("chat_template"), dir.path().join("my-adapter.wasm")).unwrap();
+    let runtime = AdapterRuntime::with_adapter_dirs(None, vec![dir.path().to_path_buf()]).unwrap();
+    let a = runtime.load("my-adapter", None, AdapterLimits::default()).unwrap();
+    assert!(conformance::run(&a, &fixed_model_info()).passed());
+
+    let err = runtime
+        .load("chat-template-py", None, AdapterLimits::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chat-template-py"), "{err}");
+    assert!(err.contains("make adapters"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    let err = runtime
+        .load("mine", None, AdapterLimits::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lmhost adapter build"), "{err}");
+}
+
+/// Scaffold `lang`, build it, and run the suite on it.
+fn scaffold_builds_and_conforms(lang: Lang, tool: &str) {
+    let name = format!("scaffolded-{lang:?}").to_lowercase();
+    let parent = std::env::temp_dir().join("lmhost-scaffold-test");
+    let project = parent.join(&name);
+    let _ = std::fs::remove_dir_all(&project);
+    std::fs::create_dir_all(&parent).unwrap();
+    scaffold::new_project(lang, &name, &parent).unwrap();
+    // A target folder kept between runs: the dependencies build once.
+    let target = parent.join("rust-target");
+    let wasm = match scaffold::build_with(&project, Some(target)) {
+        Ok(wasm) => wasm,
+        Err(e) if format!("{e:#}").contains("not found") => {
+            missing(&format!("{tool} ({e:#})"));
+            return;
+        }
+        Err(e) => panic!("building the {lang:?} scaffold failed: {e:#}"),
+    };
+    assert_eq!(
+        wasm,
+        std::fs::canonicalize(&project).unwrap().join(format!("{name}.wasm"))
+    );
+    let adapter = runtime()
+        .load(wasm.to_str().unwrap(), None, AdapterLimits::default())
+        .unwrap();
+    let r = conformance::run(&adapter, &fixed_model_info());
+    eprintln!("{}", r.table());
+    assert!(r.passed(), "{:#?}", r.failures());
+    assert_eq!(r.outputs, report(rust()).outputs);
+}
+
+#[test]
+fn rust_scaffold_builds_and_conforms() {
+    scaffold_builds_and_conforms(Lang::Rust, "cargo");
+}
+
+#[test]
+fn python_scaffold_builds_and_conforms() {
+    scaffold_builds_and_conforms(Lang::Python, "componentize-py");
+}
+
+#[test]
+fn js_scaffold_builds_and_conforms() {
+    scaffold_builds_and_conforms(Lang::Js, "componentize-js");
+}
+
+#[test]
+fn scaffold_refuses_bad_names_and_full_folders() {
+    let dir = TempDir::new("scaffold");
+    assert!(scaffold::new_project(Lang::Rust, "../evil", dir.path()).is_err());
+    scaffold::new_project(Lang::Python, "mine", dir.path()).unwrap();
+    let err = scaffold::new_project(Lang::Python, "mine", dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert!(dir.path().join("mine/wit/adapter.wit").is_file());
+    let err = scaffold::build(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not an adapter project"), "{err}");
+}
+
+#[test]
+fn smollm_answers_the_same_through_python_and_js_adapters() {
+    if smollm().is_none() || built("chat-template-py").is_none() || built("chat-template-js").is_none() {
+        return;
+    }
+    let home = TempDir::new("home-pyjs");
+    // Share the user's compiled components: no cold compile of the big ones here.
+    std::fs::create_dir_all(home.path().join("cache")).unwrap();
+    std::os::unix::fs::symlink(component_cache(), home.path().join("cache/components")).unwrap();
+    std::fs::create_dir_all(component_cache()).unwrap();
+    let mut config = HostConfig::with_home(home.path().to_path_buf());
+    config.model_dirs = vec![repo_root().join("models")];
+    config.adapter_dirs = vec![PathBuf::from(REPO_ADAPTER_DIR)];
+    let host = lmhost::Host::with_config(config).unwrap();
+    let messages = [
+        Message::system("Answer in one short sentence."),
+        Message::user("What is the capital of France?"),
+    ];
+    let params = GenerationParams::greedy(24);
+    let reference = host.load("SmolLM2-135M-Instruct").unwrap();
+    let want = reference.generate(&messages, &params).unwrap();
+    assert!(!want.response_text.is_empty());
+    for name in ["SmolLM2-135M-Instruct-py", "SmolLM2-135M-Instruct-js"] {
+        let model = host.load(name).unwrap();
+        assert!(model.adapter().name().starts_with("chat-template-"));
+        let got = model.generate(&messages, &params).unwrap();
+        assert_eq!(got.prompt, want.prompt, "{name}");
+        assert_eq!(got.response, want.response, "{name}");
+        assert_eq!(got.response_text, want.response_text, "{name}");
+        let mut streamed = String::new();
+        let g = model
+            .generate_stream(&messages, &params, |piece| streamed.push_str(piece))
+            .unwrap();
+        assert_eq!(g.response_text, want.response_text, "{name}");
+        assert_eq!(streamed, want.response_text, "{name}");
+    }
+}
