@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -181,7 +181,7 @@ impl Host {
         };
         let adapter = self
             .adapters
-            .load(&adapter_ref, base.as_deref(), self.config.adapter_limits)?;
+            .load(&adapter_ref, base.as_deref(), limits_for(&spec, self.config.adapter_limits)?)?;
         let info = model_info(&spec, engine.info());
         Ok(Model {
             spec,
@@ -209,6 +209,46 @@ impl Host {
         }
         Ok(engine)
     }
+}
+
+/// The adapter limits of an entry: the host's, with the entry's `adapter_limits`
+/// (`deadline_ms`, `memory_mb`, `output_mb`, `template_fuel`,
+/// `template_memory_mb`, `template_deadline_ms`) on top. Values above the
+/// sandbox's maxima are refused, not clamped.
+fn limits_for(spec: &ModelSpec, base: AdapterLimits) -> Result<AdapterLimits> {
+    let invalid = |message: String| Error::from(EngineError::InvalidSpec { model: spec.model_name().into(), message });
+    let Some(value) = spec.get("adapter_limits") else { return Ok(base) };
+    let Some(map) = value.as_object() else {
+        return Err(invalid(format!("`adapter_limits` must be an object, found {value}")));
+    };
+    let mut limits = base;
+    for (key, v) in map {
+        let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            invalid(format!("`adapter_limits.{key}` must be a positive integer, found {v}"))
+        })?;
+        let within = |max: u64, unit: &str| {
+            if n > max {
+                Err(invalid(format!("`adapter_limits.{key}` is {n}, over the maximum of {max} {unit}")))
+            } else {
+                Ok(n)
+            }
+        };
+        match key.as_str() {
+            "deadline_ms" => limits.deadline = Duration::from_millis(within(60_000, "ms")?),
+            "memory_mb" => limits.memory_bytes = (within(1024, "MiB")? as usize) << 20,
+            "output_mb" => limits.output_bytes = (within(256, "MiB")? as usize) << 20,
+            "template_fuel" => limits.template.fuel = within(1_000_000_000, "units")?,
+            "template_memory_mb" => limits.template.memory_bytes = (within(1024, "MiB")? as usize) << 20,
+            "template_deadline_ms" => limits.template.deadline = Duration::from_millis(within(60_000, "ms")?),
+            other => {
+                return Err(invalid(format!(
+                    "unknown key `adapter_limits.{other}` (known: deadline_ms, memory_mb, output_mb, template_fuel, \
+                     template_memory_mb, template_deadline_ms)"
+                )))
+            }
+        }
+    }
+    Ok(limits)
 }
 
 fn model_info(spec: &ModelSpec, engine: &EngineInfo) -> wit::ModelInfo {

@@ -2,6 +2,7 @@
 
 mod adapters;
 mod conformance;
+mod fuzz;
 mod golden;
 mod hub;
 mod llama;

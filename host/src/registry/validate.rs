@@ -114,6 +114,7 @@ pub const KEYS: &[KeyRule] = &[
     key("languages", StrList, "Metadata: languages."),
     key("context_size", ContextSize, "Metadata: context length, e.g. \"128k\"."),
     key("license", Any, "Metadata: license."),
+    key("adapter_limits", Object, "Sandbox limits for this entry's adapter: deadline_ms, memory_mb, output_mb, template_fuel, template_memory_mb, template_deadline_ms."),
     key("adapter", Str, "The adapter: a built-in name (chat-template) or a path to a .wasm component."),
     key("huggingface_id", Str, "Hugging Face repository id (for openrouter: the model slug)."),
     key("filename", Str, "llamacpp: fnmatch glob of the GGUF file in the repository."),
