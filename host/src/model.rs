@@ -179,9 +179,11 @@ impl Host {
             SpecSource::File { path, .. } => path.parent().map(|p| p.to_path_buf()),
             _ => None,
         };
-        let adapter = self
-            .adapters
-            .load(&adapter_ref, base.as_deref(), limits_for(&spec, self.config.adapter_limits)?)?;
+        let adapter = self.adapters.load(
+            &adapter_ref,
+            base.as_deref(),
+            limits_for(&spec, self.config.adapter_limits)?,
+        )?;
         let info = model_info(&spec, engine.info());
         Ok(Model {
             spec,
@@ -216,19 +218,29 @@ impl Host {
 /// `template_memory_mb`, `template_deadline_ms`) on top. Values above the
 /// sandbox's maxima are refused, not clamped.
 fn limits_for(spec: &ModelSpec, base: AdapterLimits) -> Result<AdapterLimits> {
-    let invalid = |message: String| Error::from(EngineError::InvalidSpec { model: spec.model_name().into(), message });
-    let Some(value) = spec.get("adapter_limits") else { return Ok(base) };
+    let invalid = |message: String| {
+        Error::from(EngineError::InvalidSpec {
+            model: spec.model_name().into(),
+            message,
+        })
+    };
+    let Some(value) = spec.get("adapter_limits") else {
+        return Ok(base);
+    };
     let Some(map) = value.as_object() else {
         return Err(invalid(format!("`adapter_limits` must be an object, found {value}")));
     };
     let mut limits = base;
     for (key, v) in map {
-        let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            invalid(format!("`adapter_limits.{key}` must be a positive integer, found {v}"))
-        })?;
+        let n = v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(format!("`adapter_limits.{key}` must be a positive integer, found {v}")))?;
         let within = |max: u64, unit: &str| {
             if n > max {
-                Err(invalid(format!("`adapter_limits.{key}` is {n}, over the maximum of {max} {unit}")))
+                Err(invalid(format!(
+                    "`adapter_limits.{key}` is {n}, over the maximum of {max} {unit}"
+                )))
             } else {
                 Ok(n)
             }

@@ -359,15 +359,30 @@ fn limits_are_configurable_per_entry_and_bounded() {
     let started = Instant::now();
     let err = model.run("hi").unwrap_err();
     assert!(matches!(err, Error::Adapter(AdapterError::Timeout { .. })), "{err:?}");
-    assert!(started.elapsed() < AdapterLimits::default().deadline, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < AdapterLimits::default().deadline,
+        "{:?}",
+        started.elapsed()
+    );
     // A smaller memory cap is named in the error.
     let q = r#"{"model_name": "hostile", "hostile": "oom", "adapter_limits": {"memory_mb": 16}}"#;
     let err = host.load(q).unwrap().run("hi").unwrap_err();
-    assert!(matches!(err, Error::Adapter(AdapterError::MemoryLimit { limit, .. }) if limit == 16 << 20), "{err:?}");
+    assert!(
+        matches!(err, Error::Adapter(AdapterError::MemoryLimit { limit, .. }) if limit == 16 << 20),
+        "{err:?}"
+    );
     // Over the maxima, or unknown keys: refused at load, not clamped.
-    let err = host.load(r#"{"model_name": "hostile", "adapter_limits": {"memory_mb": 4096}}"#).unwrap_err();
-    assert!(err.to_string().contains("`adapter_limits.memory_mb` is 4096, over the maximum of 1024 MiB"), "{err}");
-    let err = host.load(r#"{"model_name": "hostile", "adapter_limits": {"fuel": 1}}"#).unwrap_err();
+    let err = host
+        .load(r#"{"model_name": "hostile", "adapter_limits": {"memory_mb": 4096}}"#)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`adapter_limits.memory_mb` is 4096, over the maximum of 1024 MiB"),
+        "{err}"
+    );
+    let err = host
+        .load(r#"{"model_name": "hostile", "adapter_limits": {"fuel": 1}}"#)
+        .unwrap_err();
     assert!(err.to_string().contains("unknown key `adapter_limits.fuel`"), "{err}");
     assert_still_serving(&host);
 }
@@ -390,7 +405,10 @@ fn known_template_payloads_end_with_a_clear_error_within_50ms_cpu() {
     let payloads: Vec<(&str, String)> = vec![
         // Server-side template injection through a model file's chat template: walk
         // Python's object model to os.popen. There is no Python object model here.
-        ("object-model walk", "{{ ''.__class__.__mro__[1].__subclasses__() }}".into()),
+        (
+            "object-model walk",
+            "{{ ''.__class__.__mro__[1].__subclasses__() }}".into(),
+        ),
         (
             "popen through subclasses",
             "{% for x in ().__class__.__base__.__subclasses__() %}{% if 'warning' in x.__name__ %}\
@@ -398,13 +416,22 @@ fn known_template_payloads_end_with_a_clear_error_within_50ms_cpu() {
              {% endif %}{% endfor %}"
                 .into(),
         ),
-        ("globals of a builtin", "{{ cycler.__init__.__globals__.os.popen('id').read() }}".into()),
+        (
+            "globals of a builtin",
+            "{{ cycler.__init__.__globals__.os.popen('id').read() }}".into(),
+        ),
         ("50k nested if", nested(50_000)),
         ("20k nested if", nested(20_000)),
         ("range(10**9)", "{% for i in range(10**9) %}{{ i }}{% endfor %}".into()),
-        ("recursive macro", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}".into()),
+        (
+            "recursive macro",
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}".into(),
+        ),
         ("string times 10**9", "{{ 'x' * 10**9 }}".into()),
-        ("output flood", "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}".into()),
+        (
+            "output flood",
+            "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}".into(),
+        ),
     ];
     for (name, payload) in payloads {
         let Some(before) = thread_cpu() else {
@@ -418,7 +445,10 @@ fn known_template_payloads_end_with_a_clear_error_within_50ms_cpu() {
             Ok(out) => assert!(out.trim().is_empty(), "{name} rendered something: {out:?}"),
             Err(e) => assert!(!e.is_empty()),
         }
-        assert!(!std::path::Path::new("/tmp/lmhost-pwned").exists(), "{name} executed code");
+        assert!(
+            !std::path::Path::new("/tmp/lmhost-pwned").exists(),
+            "{name} executed code"
+        );
         assert!(cpu <= Duration::from_millis(50), "{name} took {cpu:?} of CPU");
     }
 }

@@ -20,7 +20,12 @@ impl Rng {
         let seed = std::env::var("LMHOST_FUZZ_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
         eprintln!("fuzz {target}: LMHOST_FUZZ_SEED={seed}");
         Rng(seed | 1)
     }
@@ -39,12 +44,39 @@ impl Rng {
 }
 
 fn cases(default: usize) -> usize {
-    std::env::var("LMHOST_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("LMHOST_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 const PIECES: &[&str] = &[
-    "{", "}", "[", "]", ",", ":", "\"", "\\", "null", "true", "1", "-0", "1e999", "\"model_name\"", "\"backend\"",
-    "\"model_config\"", "\"llamacpp\"", "{%", "%}", "{{", "}}", "\u{0}", "é", "𝄞", "\n", " ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "\\",
+    "null",
+    "true",
+    "1",
+    "-0",
+    "1e999",
+    "\"model_name\"",
+    "\"backend\"",
+    "\"model_config\"",
+    "\"llamacpp\"",
+    "{%",
+    "%}",
+    "{{",
+    "}}",
+    "\u{0}",
+    "é",
+    "𝄞",
+    "\n",
+    " ",
 ];
 
 /// Flip, insert, delete or splice, keeping the text valid UTF-8.
@@ -77,7 +109,10 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
 
 fn compat_text() -> Option<String> {
     let dir = lmhost_tests::repo_root().parent()?.join("shared").join("compat");
-    let file = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+    let file = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
     std::fs::read_to_string(file.path()).ok()
 }
 
@@ -95,7 +130,9 @@ fn registry_parsing_and_lookup_never_panic() {
             let loaded = registry.add_json("fuzz.json", &text, |index| SpecSource::Packaged { index });
             if loaded.is_ok() {
                 for spec in registry.entries().iter().take(20) {
-                    let found = registry.resolve(&spec.model_name().into()).expect("a loaded name resolves");
+                    let found = registry
+                        .resolve(&spec.model_name().into())
+                        .expect("a loaded name resolves");
                     assert_eq!(found.model_name(), spec.model_name());
                 }
             }
@@ -115,7 +152,9 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
     match rng.below(if depth == 0 { 4 } else { 6 }) {
         0 => Value::Null,
         1 => json!(rng.below(3) == 0),
-        2 => rng.pick(&[json!(1), json!(1.0), json!(-1), json!(0), json!(2.5)]).clone(),
+        2 => rng
+            .pick(&[json!(1), json!(1.0), json!(-1), json!(0), json!(2.5)])
+            .clone(),
         3 => json!(*rng.pick(&["a", "b", "", "1"])),
         4 => Value::Array((0..rng.below(3)).map(|_| random_value(rng, depth - 1)).collect()),
         _ => {
@@ -149,14 +188,22 @@ fn unification_is_symmetric_idempotent_and_absorbing() {
 fn templates_render_or_fail_cleanly_in_the_sandbox() {
     let mut rng = Rng::seeded("templates");
     let runtime = AdapterRuntime::new(None).unwrap();
-    let limits = TemplateLimits { fuel: 200_000, max_output_bytes: 1 << 20, ..TemplateLimits::default() };
+    let limits = TemplateLimits {
+        fuel: 200_000,
+        max_output_bytes: 1 << 20,
+        ..TemplateLimits::default()
+    };
     let mut seeds: Vec<String> = vec![
         "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}".into(),
         "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content | trim }} [/INST]{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}".into(),
     ];
     if let Some(text) = compat_text() {
         let entries: Vec<Value> = serde_json::from_str(&text).unwrap();
-        seeds.extend(entries.iter().filter_map(|e| e["model_config"]["custom_chat_template"].as_str().map(String::from)));
+        seeds.extend(
+            entries
+                .iter()
+                .filter_map(|e| e["model_config"]["custom_chat_template"].as_str().map(String::from)),
+        );
     }
     let context = json!({"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U é"}],
                          "add_generation_prompt": true, "bos_token": "<s>", "eos_token": "</s>"})
@@ -166,7 +213,10 @@ fn templates_render_or_fail_cleanly_in_the_sandbox() {
         let template = mutate(&mut rng, &seed);
         let started = std::time::Instant::now();
         let result = runtime.render_template(&template, &context, &limits);
-        assert!(started.elapsed() < limits.deadline + std::time::Duration::from_secs(2), "{template:?}");
+        assert!(
+            started.elapsed() < limits.deadline + std::time::Duration::from_secs(2),
+            "{template:?}"
+        );
         if let Err(e) = result {
             assert!(!e.is_empty());
         }
@@ -180,8 +230,30 @@ fn streamed_answers_always_equal_the_final_answer() {
     let mut rng = Rng::seeded("stream");
     let runtime = AdapterRuntime::new(None).unwrap();
     let adapter = runtime.load("chat-template", None, AdapterLimits::default()).unwrap();
-    let culls = ["<\\|im_end\\|>", "</s>", "<end_of_turn>\\n*<eos>", "<\\|eot_id\\|>", "\\[EOS\\]", ""];
-    let tokens = ["Hello", " world", "<|im_end|>", "</s>", "<end_of_turn>", "\n", "<eos>", " ", "é", "[EOS]", "<", "|", ">", "assistant\n"];
+    let culls = [
+        "<\\|im_end\\|>",
+        "</s>",
+        "<end_of_turn>\\n*<eos>",
+        "<\\|eot_id\\|>",
+        "\\[EOS\\]",
+        "",
+    ];
+    let tokens = [
+        "Hello",
+        " world",
+        "<|im_end|>",
+        "</s>",
+        "<end_of_turn>",
+        "\n",
+        "<eos>",
+        " ",
+        "é",
+        "[EOS]",
+        "<",
+        "|",
+        ">",
+        "assistant\n",
+    ];
     for _ in 0..cases(300) {
         let mut spec = json!({"model_name": "fuzz", "backend": "mock"});
         let cull = *rng.pick(&culls);
@@ -214,7 +286,9 @@ fn streamed_answers_always_equal_the_final_answer() {
             streamed.push_str(&stream.push(&rest[..cut]).unwrap());
             rest = &rest[cut..];
         }
-        let (finished, tail) = stream.finish().unwrap_or_else(|e| panic!("{e}: raw {raw:?}, spec {spec}"));
+        let (finished, tail) = stream
+            .finish()
+            .unwrap_or_else(|e| panic!("{e}: raw {raw:?}, spec {spec}"));
         streamed.push_str(&tail);
         assert_eq!(finished.text, whole, "raw {raw:?}, spec {spec}");
         assert_eq!(streamed, whole, "raw {raw:?}, spec {spec}");
@@ -224,7 +298,9 @@ fn streamed_answers_always_equal_the_final_answer() {
 #[test]
 fn generation_params_reject_what_they_do_not_support() {
     // Beam search and other unknown parameters are errors, not silently ignored.
-    let err = serde_json::from_str::<GenerationParams>(r#"{"num_beams": 4}"#).unwrap_err().to_string();
+    let err = serde_json::from_str::<GenerationParams>(r#"{"num_beams": 4}"#)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown field `num_beams`"), "{err}");
     let ok: GenerationParams = serde_json::from_str(r#"{"max_tokens": 8, "stop": ["\n"]}"#).unwrap();
     assert_eq!(ok.max_tokens, Some(8));
