@@ -60,7 +60,7 @@ JS_ADAPTER := guests/js/chat-template-js
 COMPONENTIZE_PY := .venv-adapters/bin/componentize-py
 COMPONENTIZE_JS := $(JS_ADAPTER)/node_modules/.bin/componentize-js
 
-adapters: $(ADAPTERS_OUT)/chat-template-py.wasm $(ADAPTERS_OUT)/chat-template-js.wasm
+adapters: $(ADAPTERS_OUT)/chat-template-py.wasm $(ADAPTERS_OUT)/chat-template-js.wasm $(ADAPTERS_OUT)/hostile-py.wasm
 
 $(COMPONENTIZE_PY): guests/python/requirements.txt
 	python3 -m venv .venv-adapters
@@ -77,6 +77,10 @@ $(COMPONENTIZE_JS): $(JS_ADAPTER)/package.json $(JS_ADAPTER)/package-lock.json
 
 $(ADAPTERS_OUT)/chat-template-py.wasm: $(COMPONENTIZE_PY) $(wildcard $(PY_ADAPTER)/*.py) $(PY_ADAPTER)/build.sh wit/adapter.wit
 	$(PY_ADAPTER)/build.sh $@
+
+# Test-only: a Python adapter that misbehaves on purpose (tests/integration/adapters.rs).
+$(ADAPTERS_OUT)/hostile-py.wasm: $(COMPONENTIZE_PY) $(wildcard guests/python/hostile-py/*.py) guests/python/hostile-py/build.sh wit/adapter.wit
+	guests/python/hostile-py/build.sh $@
 
 $(ADAPTERS_OUT)/chat-template-js.wasm: $(COMPONENTIZE_JS) $(JS_ADAPTER)/chat-template.js $(JS_ADAPTER)/build.sh wit/adapter.wit
 	$(JS_ADAPTER)/build.sh $@

@@ -205,6 +205,19 @@ fn register_model_writes_the_user_registry_and_the_model_runs() {
     // The user registry is layered in: the model resolves and runs.
     let out = lmhost(&home, &["run", "-m", "greeter", "hello"]);
     assert_eq!(text(&out.stdout), "Updated.\n", "{}", text(&out.stderr));
+    // --cwd writes ./model_registry.json instead.
+    let work = home.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+        .args(["register", "model", "-n", "local", "-v", "backend=mock", "--cwd"])
+        .current_dir(&work)
+        .env("LMHOST_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let local: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(work.join("model_registry.json")).unwrap()).unwrap();
+    assert_eq!(local[0]["model_name"], "local");
     // Invalid entries are refused with the reason.
     let out = lmhost(&home, &["register", "model", "-n", "bad", "-v", "backend=llamacpp"]);
     assert_eq!(out.status.code(), Some(1));

@@ -452,3 +452,41 @@ fn known_template_payloads_end_with_a_clear_error_within_50ms_cpu() {
         assert!(cpu <= Duration::from_millis(50), "{name} took {cpu:?} of CPU");
     }
 }
+
+#[test]
+fn a_hostile_python_adapter_is_contained_too() {
+    let wasm = std::path::Path::new(lmhost::adapters::REPO_ADAPTER_DIR).join("hostile-py.wasm");
+    if !wasm.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing; CI must run `make adapters`",
+            wasm.display()
+        );
+        eprintln!("skipped: {} is missing (run `make adapters`)", wasm.display());
+        return;
+    }
+    let registry =
+        serde_json::json!([{"model_name": "py-hostile", "backend": "mock", "adapter": wasm, "reply": "fine"}]);
+    let (host, _home) = host(Some(&registry.to_string()));
+    let run = |mode: &str| {
+        let q = format!(r#"{{"model_name": "py-hostile", "hostile": "{mode}"}}"#);
+        host.load(q.as_str()).unwrap().run("hi")
+    };
+    let started = Instant::now();
+    let err = run("loop").unwrap_err();
+    assert!(matches!(err, Error::Adapter(AdapterError::Timeout { .. })), "{err:?}");
+    assert!(
+        started.elapsed() < AdapterLimits::default().deadline + Duration::from_secs(30),
+        "includes a cold compile"
+    );
+    let err = run("oom").unwrap_err();
+    assert!(
+        matches!(err, Error::Adapter(AdapterError::MemoryLimit { .. })),
+        "{err:?}"
+    );
+    let err = run("raise").unwrap_err();
+    assert!(matches!(err, Error::Adapter(AdapterError::Crashed { .. })), "{err:?}");
+    let err = run("file").unwrap_err().to_string();
+    assert!(err.contains("read-file denied"), "{err}");
+    assert_eq!(run("none").unwrap().response_text, "fine");
+}
