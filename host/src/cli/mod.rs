@@ -80,12 +80,13 @@ enum Command {
     Serve(ServeArgs),
 }
 
+/// The model and generation options `run` and `chat` share.
 #[derive(Debug, Clone, Args)]
-struct ChatArgs {
+struct GenArgs {
     /// Model: a registry name, or a JSON object to unify with the registry.
     #[arg(short, long, default_value = "SmolLM2-135M-Instruct")]
     model: String,
-    /// System prompt (`/system TEXT` changes it during the chat).
+    /// System prompt (in `chat`, `/system TEXT` changes it).
     #[arg(long)]
     system: Option<String>,
     /// Temperature (0 = greedy).
@@ -97,6 +98,23 @@ struct ChatArgs {
     /// Sampling seed.
     #[arg(long)]
     seed: Option<u64>,
+}
+
+impl GenArgs {
+    fn params(&self) -> GenerationParams {
+        GenerationParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            seed: self.seed,
+            ..GenerationParams::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    gen: GenArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -205,21 +223,8 @@ enum AdapterCommand {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Model: a registry name, or a JSON object to unify with the registry.
-    #[arg(short, long, default_value = "SmolLM2-135M-Instruct")]
-    model: String,
-    /// System prompt.
-    #[arg(long)]
-    system: Option<String>,
-    /// Temperature (0 = greedy).
-    #[arg(short = 't', long)]
-    temperature: Option<f32>,
-    /// Most tokens to generate.
-    #[arg(short = 'l', long = "max-tokens")]
-    max_tokens: Option<u32>,
-    /// Sampling seed.
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    gen: GenArgs,
     /// Stop string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
@@ -655,18 +660,15 @@ fn run_prompt(host: &Host, args: &RunArgs) -> Result<()> {
         }
     };
     let mut messages = Vec::new();
-    if let Some(system) = &args.system {
+    if let Some(system) = &args.gen.system {
         messages.push(Message::system(system.as_str()));
     }
     messages.push(Message::user(prompt.trim_end_matches('\n')));
     let params = GenerationParams {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        seed: args.seed,
         stop: args.stop.clone(),
-        ..GenerationParams::default()
+        ..args.gen.params()
     };
-    let model = host.load(args.model.as_str())?;
+    let model = host.load(args.gen.model.as_str())?;
     if args.json {
         let generation = model.generate(&messages, &params)?;
         println!("{}", serde_json::to_string_pretty(&generation)?);
@@ -693,17 +695,12 @@ const CHAT_HELP: &str = "commands: /reset (forget the turns so far), /system TEX
 /// piped input it reads one turn per line and stops at end of input.
 fn chat(host: &Host, args: ChatArgs) -> Result<()> {
     use std::io::{BufRead, IsTerminal};
-    let model = host.load(args.model.as_str())?;
+    let model = host.load(args.gen.model.as_str())?;
     let mut chat = model.chat();
-    if let Some(system) = args.system {
+    *chat.params_mut() = args.gen.params();
+    if let Some(system) = args.gen.system {
         chat.system(system);
     }
-    *chat.params_mut() = GenerationParams {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        seed: args.seed,
-        ..GenerationParams::default()
-    };
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         eprintln!("chatting with `{}`; {CHAT_HELP}", model.name());
