@@ -690,3 +690,95 @@ async fn load_200_requests_at_concurrency_16() {
     assert!(ok >= 4 && rejected >= 1, "{statuses:?}");
     server.shutdown().await;
 }
+
+/// Fuzzing the request bodies: seeded mutations of valid requests (and random
+/// junk) must never get a 5xx or break the server. `LMHOST_FUZZ_SEED` replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzed_request_bodies_never_get_a_5xx() {
+    let server = start(ServerConfig::ephemeral()).await;
+    let client = reqwest::Client::new();
+    let mut seed: u64 = std::env::var("LMHOST_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
+    eprintln!("fuzz server bodies: LMHOST_FUZZ_SEED={seed}");
+    let mut next = move || {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let valid = [
+        json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}).to_string(),
+        json!({"model": "mock", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "é"}],
+               "stream": true, "stop": ["x"], "temperature": 0.5, "seed": 3})
+        .to_string(),
+        json!({"model": "mock", "prompt": "hi", "max_tokens": 2}).to_string(),
+    ];
+    let pieces = [
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "\"",
+        "null",
+        "-1",
+        "1e400",
+        "true",
+        "\"model\"",
+        "\"messages\"",
+        "\u{0}",
+        "𝄞",
+    ];
+    for i in 0..300 {
+        let base = &valid[(next() % valid.len() as u64) as usize];
+        let mut text: Vec<char> = base.chars().collect();
+        for _ in 0..=(next() % 4) {
+            let at = (next() % (text.len() as u64 + 1)) as usize;
+            match next() % 3 {
+                0 if !text.is_empty() => {
+                    text.remove(at.min(text.len() - 1));
+                }
+                1 => {
+                    let piece = pieces[(next() % pieces.len() as u64) as usize];
+                    for (k, c) in piece.chars().enumerate() {
+                        text.insert(at + k, c);
+                    }
+                }
+                _ => text.insert(at, char::from_u32((next() % 0x7f) as u32 + 1).unwrap_or('x')),
+            }
+        }
+        let body: String = text.into_iter().collect();
+        let path = if i % 3 == 2 {
+            "/v1/completions"
+        } else {
+            "/v1/chat/completions"
+        };
+        let response = client
+            .post(server.url(path))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("server broke on {body:?}: {e}"));
+        let status = response.status().as_u16();
+        assert!(status < 500, "{status} for {body:?}: {:?}", response.text().await);
+    }
+    // Still serving.
+    let (status, _) = post(
+        &client,
+        &server.url("/v1/chat/completions"),
+        json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    server.shutdown().await;
+}
