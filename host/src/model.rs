@@ -417,7 +417,7 @@ impl Model {
             .collect();
         let request = self
             .adapter
-            .shape_request(&self.info, &wit_messages, &wit_params(&params))?;
+            .shape_request(&self.info, &wit_messages, &wit::Params::from(&params))?;
         let mut adapter_time = started.elapsed();
         let prompt = match request {
             wit::Request::Prompt(p) => p,
@@ -507,17 +507,20 @@ impl Model {
     }
 }
 
-fn wit_params(p: &GenerationParams) -> wit::Params {
-    wit::Params {
-        max_tokens: p.max_tokens,
-        temperature: p.temperature,
-        top_p: p.top_p,
-        top_k: p.top_k,
-        min_p: p.min_p,
-        seed: p.seed,
-        stop: p.stop.clone(),
-        repetition_penalty: p.repetition_penalty,
-        frequency_penalty: p.frequency_penalty,
-        presence_penalty: p.presence_penalty,
+/// The parameters as the adapter contract carries them.
+impl From<&GenerationParams> for wit::Params {
+    fn from(p: &GenerationParams) -> Self {
+        wit::Params {
+            max_tokens: p.max_tokens,
+            temperature: p.temperature,
+            top_p: p.top_p,
+            top_k: p.top_k,
+            min_p: p.min_p,
+            seed: p.seed,
+            stop: p.stop.clone(),
+            repetition_penalty: p.repetition_penalty,
+            frequency_penalty: p.frequency_penalty,
+            presence_penalty: p.presence_penalty,
+        }
     }
 }

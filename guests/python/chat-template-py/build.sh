@@ -2,6 +2,7 @@
 # Build the Python chat-template adapter with componentize-py (pinned in
 # ../requirements.txt; `make adapters` installs it into .venv-adapters/).
 # Usage: build.sh [OUT.wasm]   (default: guests/out/chat-template-py.wasm)
+# ADAPTER_DIR=DIR builds the Python adapter in DIR instead (same steps).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -13,7 +14,7 @@ if ! command -v "$cpy" >/dev/null 2>&1; then
 fi
 mkdir -p "$(dirname "$out")"
 out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
-cd "$here"
+cd "${ADAPTER_DIR:-$here}"
 "$cpy" -d "$root/wit" -w adapter componentize -p . app -o "$out.part"
 mv "$out.part" "$out"
 echo "built $out"

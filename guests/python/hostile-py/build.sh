@@ -1,19 +1,7 @@
 #!/usr/bin/env bash
-# Build the test-only hostile Python adapter with componentize-py (pinned in
-# ../requirements.txt; `make adapters` installs it into .venv-adapters/).
+# Build the test-only hostile Python adapter: the same steps as the
+# chat-template adapter's build script, run on this folder.
 # Usage: build.sh [OUT.wasm]   (default: guests/out/hostile-py.wasm)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../../.." && pwd)"
-out="${1:-$root/guests/out/hostile-py.wasm}"
-cpy="${COMPONENTIZE_PY:-$root/.venv-adapters/bin/componentize-py}"
-if ! command -v "$cpy" >/dev/null 2>&1; then
-    echo "componentize-py not found at $cpy: run \`make adapters\` (or pip install componentize-py==0.25.1 and set COMPONENTIZE_PY)" >&2
-    exit 1
-fi
-mkdir -p "$(dirname "$out")"
-out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
-cd "$here"
-"$cpy" -d "$root/wit" -w adapter componentize -p . app -o "$out.part"
-mv "$out.part" "$out"
-echo "built $out"
+ADAPTER_DIR="$here" exec "$here/../chat-template-py/build.sh" "${1:-$here/../../out/hostile-py.wasm}"

@@ -304,18 +304,11 @@ impl Row {
 }
 
 fn params(stop: &[&str]) -> wit::Params {
-    wit::Params {
-        max_tokens: Some(64),
-        temperature: Some(0.0),
-        top_p: None,
-        top_k: None,
-        min_p: None,
-        seed: None,
+    let greedy = crate::GenerationParams {
         stop: stop.iter().map(|s| s.to_string()).collect(),
-        repetition_penalty: None,
-        frequency_penalty: None,
-        presence_penalty: None,
-    }
+        ..crate::GenerationParams::greedy(64)
+    };
+    wit::Params::from(&greedy)
 }
 
 fn messages(turns: &[(&str, &str)]) -> Vec<wit::Message> {

@@ -138,18 +138,7 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
             content: c.to_string(),
         })
         .collect();
-    let params = wit::Params {
-        max_tokens: Some(64),
-        temperature: Some(0.0),
-        top_p: None,
-        top_k: None,
-        min_p: None,
-        seed: None,
-        stop: Vec::new(),
-        repetition_penalty: None,
-        frequency_penalty: None,
-        presence_penalty: None,
-    };
+    let params = wit::Params::from(&crate::GenerationParams::greedy(64));
     let raw = "  The answer is 4.<|im_end|>";
     let iterations = iterations.max(1);
     for _ in 0..iterations.min(20) {
