@@ -521,6 +521,7 @@ impl From<&GenerationParams> for wit::Params {
             repetition_penalty: p.repetition_penalty,
             frequency_penalty: p.frequency_penalty,
             presence_penalty: p.presence_penalty,
+            stream: false,
         }
     }
 }
