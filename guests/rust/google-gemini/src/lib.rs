@@ -1,0 +1,200 @@
+//! `google-gemini`: the adapter for the Gemini API's `generateContent` (backend
+//! `google`).
+//!
+//! Request: `POST /models/{model_id}:generateContent`, or for a streamed call
+//! `POST /models/{model_id}:streamGenerateContent?alt=sse`, with a JSON body. The
+//! entry's `model_id` goes into the path, so it must be a plain model name (a
+//! leading `models/` is dropped; `/`, `?`, `#`, `%`, `:`, `..` and whitespace
+//! are refused). The system messages are joined with a blank line into
+//! `systemInstruction` (left out when there are none); the other messages go as
+//! `contents` of `{role, parts: [{text}]}`, `assistant` as `model`, consecutive
+//! messages of the same role merged into one content with several parts.
+//! `generationConfig` holds what the call sets, and is left out when that is
+//! nothing: `temperature`, `maxOutputTokens`, `topP`, `topK`, `stopSequences`
+//! (when not empty), `seed`, `presencePenalty` and `frequencyPenalty`. The
+//! entry's `extra_body` is merged into the top level of the body last; its keys
+//! win (so an `extra_body.generationConfig` replaces the one built here). No
+//! credentials: the host adds them.
+//!
+//! Response: the `text` of `candidates[0].content.parts`, joined, skipping the
+//! parts marked `thought: true`; `candidates[0].finishReason` (`STOP` becomes
+//! `stop`, `MAX_TOKENS` `length`, `SAFETY`, `RECITATION` and the other block
+//! reasons `content_filter`); `usageMetadata.promptTokenCount` /
+//! `candidatesTokenCount`. Streamed, each event is a partial reply of the same
+//! shape: the texts are appended and the latest finish reason and usage kept. A
+//! prompt blocked before any candidate (`promptFeedback.blockReason`) and an
+//! `error` object are `upstream` errors. The answer text is stripped of leading
+//! and trailing whitespace.
+
+wit_bindgen::generate!({
+    world: "adapter",
+    path: "../../../wit",
+});
+
+use exports::lmhost::adapter::model_adapter::{
+    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
+};
+use lmhost::adapter::types::HttpRequest;
+use remote_kit::{
+    describe_error, final_text, invalid, parse_reply, str_at, u32_at, upstream, Body, KitResult, Reply, Role, Spec,
+    StreamState,
+};
+use serde_json::{json, Value};
+
+struct GoogleGemini;
+
+impl Guest for GoogleGemini {
+    type ResponseStream = Stream;
+
+    fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
+        Ok(Request::Http(shape(&model, &messages, &params)?))
+    }
+
+    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
+        Ok(completion(parse_whole(&model.name, &raw)?))
+    }
+}
+
+/// The entry's `model_id`, checked to be safe as one path segment.
+fn model_segment(spec: &Spec) -> KitResult<&str> {
+    let id = spec.first_str(&["model_id"])?;
+    let id = id.strip_prefix("models/").unwrap_or(id);
+    let bad = id.is_empty()
+        || id.contains("..")
+        || id
+            .chars()
+            .any(|c| matches!(c, '/' | '?' | '#' | '%' | ':' | '\\') || c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(invalid(
+            spec.name(),
+            format!("`model_id` `{id}` is not a plain model name (it goes into the request path)"),
+        ));
+    }
+    Ok(id)
+}
+
+fn text_parts(texts: &[&str]) -> Vec<Value> {
+    texts.iter().map(|t| json!({ "text": t })).collect()
+}
+
+fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
+    let name = model.name.as_str();
+    let spec = Spec::parse(name, &model.spec_json)?;
+    let model_id = model_segment(&spec)?;
+    let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
+    let dialogue = remote_kit::dialogue(name, &turns)?;
+    let contents: Vec<Value> = dialogue
+        .turns
+        .iter()
+        .map(|(role, texts)| {
+            let role = if *role == Role::Assistant { "model" } else { "user" };
+            json!({ "role": role, "parts": text_parts(texts) })
+        })
+        .collect();
+
+    let mut config = Body::new();
+    config
+        .float(name, "temperature", params.temperature)?
+        .opt("maxOutputTokens", params.max_tokens)
+        .float(name, "topP", params.top_p)?
+        .opt("topK", params.top_k)
+        .stop("stopSequences", &params.stop)
+        .opt("seed", params.seed)
+        .float(name, "presencePenalty", params.presence_penalty)?
+        .float(name, "frequencyPenalty", params.frequency_penalty)?;
+
+    let mut body = Body::new();
+    body.set("contents", contents);
+    if let Some(system) = &dialogue.system {
+        body.set("systemInstruction", json!({ "parts": text_parts(&[system]) }));
+    }
+    if !config.is_empty() {
+        body.set("generationConfig", config.into_map());
+    }
+    let body = body.finish(&spec)?;
+    let method = if params.stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    };
+    Ok(HttpRequest {
+        method: "POST".to_string(),
+        path: format!("/models/{model_id}:{method}"),
+        headers: remote_kit::json_headers(&[]),
+        body: Value::Object(body).to_string(),
+    })
+}
+
+/// What one reply (or streamed chunk) says.
+struct Chunk {
+    text: String,
+    finish_reason: Option<String>,
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
+}
+
+/// Reads a reply or chunk, and whether it has a candidate.
+fn read_chunk(name: &str, raw: &str) -> KitResult<(Chunk, bool)> {
+    let v = parse_reply(name, raw)?;
+    if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+        return Err(upstream(
+            name,
+            format!("the provider answered with an error: {}", describe_error(error)),
+        ));
+    }
+    let candidate = v.pointer("/candidates/0");
+    if candidate.is_none() {
+        if let Some(reason) = str_at(&v, "/promptFeedback/blockReason") {
+            let detail = str_at(&v, "/promptFeedback/blockReasonMessage")
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return Err(upstream(
+                name,
+                format!("the provider blocked the prompt ({reason}){detail}"),
+            ));
+        }
+    }
+    let text: String = candidate
+        .and_then(|c| c.pointer("/content/parts"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+        .filter_map(|p| str_at(p, "/text"))
+        .collect();
+    let chunk = Chunk {
+        text,
+        finish_reason: candidate
+            .and_then(|c| str_at(c, "/finishReason"))
+            .map(remote_kit::finish_reason),
+        prompt_tokens: u32_at(&v, "/usageMetadata/promptTokenCount"),
+        completion_tokens: u32_at(&v, "/usageMetadata/candidatesTokenCount"),
+    };
+    Ok((chunk, candidate.is_some()))
+}
+
+fn parse_whole(name: &str, raw: &str) -> KitResult<Reply> {
+    let (chunk, has_candidate) = read_chunk(name, raw)?;
+    if !has_candidate {
+        return Err(upstream(name, "the provider's reply has no candidates"));
+    }
+    Ok(Reply {
+        text: final_text(&chunk.text),
+        prompt_tokens: chunk.prompt_tokens,
+        completion_tokens: chunk.completion_tokens,
+        finish_reason: chunk.finish_reason,
+    })
+}
+
+fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String> {
+    let (chunk, _) = read_chunk(name, data)?;
+    if chunk.finish_reason.is_some() {
+        state.finish_reason = chunk.finish_reason;
+    }
+    state.set_usage(chunk.prompt_tokens, chunk.completion_tokens);
+    Ok(state.text.push(&chunk.text))
+}
+
+remote_kit::adapter_glue!(stream_event);
+
+export!(GoogleGemini);

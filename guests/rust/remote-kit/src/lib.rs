@@ -1,0 +1,764 @@
+//! `remote-kit`: what the remote-API adapters share.
+//!
+//! The adapters (`openai-chat`, `anthropic-messages`, `google-gemini`,
+//! `cohere-chat`) differ in wire format only. The rules they must agree on live
+//! here, once:
+//!
+//! - the registry entry: typed lookups with errors that name the model and key
+//!   ([`Spec`]);
+//! - the request body: parameters are sent only when set, and the entry's
+//!   `extra_body` is merged into the top level last ([`Body`]);
+//! - the answer text: leading and trailing whitespace stripped ([`final_text`]),
+//!   and while streaming only the part of it no later event can change
+//!   ([`StreamText`], [`StreamState`]);
+//! - finish reasons in OpenAI spelling ([`finish_reason`]);
+//! - reading provider JSON ([`parse_reply`], [`u32_at`], [`str_at`]).
+//!
+//! It has no bindings of its own: errors are [`KitError`] and answers [`Reply`],
+//! which each adapter turns into its WIT types.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// An adapter error before it becomes the WIT `adapter-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KitError {
+    /// The messages, parameters or registry entry cannot be used.
+    InvalidInput(String),
+    /// The adapter does not support what was asked.
+    Unsupported(String),
+    /// The provider's reply is an error or cannot be understood.
+    Upstream(String),
+}
+
+impl fmt::Display for KitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KitError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            KitError::Unsupported(m) => write!(f, "unsupported: {m}"),
+            KitError::Upstream(m) => write!(f, "upstream: {m}"),
+        }
+    }
+}
+
+pub type KitResult<T> = Result<T, KitError>;
+
+/// An `invalid-input` error about model `name`.
+pub fn invalid(name: &str, what: impl fmt::Display) -> KitError {
+    KitError::InvalidInput(format!("`{name}`: {what}"))
+}
+
+/// An `unsupported` error about model `name`.
+pub fn unsupported(name: &str, what: impl fmt::Display) -> KitError {
+    KitError::Unsupported(format!("`{name}`: {what}"))
+}
+
+/// An `upstream` error about model `name`.
+pub fn upstream(name: &str, what: impl fmt::Display) -> KitError {
+    KitError::Upstream(format!("`{name}`: {what}"))
+}
+
+// ---------------------------------------------------------------------------
+// Registry entry
+// ---------------------------------------------------------------------------
+
+/// The registry entry of one model (`model-info.spec-json`), read with errors
+/// that name the model and the key.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    name: String,
+    map: Map<String, Value>,
+}
+
+impl Spec {
+    /// Parses `spec_json`, which must be a JSON object, for model `name`.
+    pub fn parse(name: &str, spec_json: &str) -> KitResult<Self> {
+        match serde_json::from_str::<Value>(spec_json) {
+            Ok(Value::Object(map)) => Ok(Spec {
+                name: name.to_string(),
+                map,
+            }),
+            _ => Err(invalid(name, "the registry entry is not a JSON object")),
+        }
+    }
+
+    /// The model's registry name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The raw value of `key`; a JSON `null` counts as absent.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A string key; absent, `null` and `""` are `None`, other types an error.
+    pub fn str(&self, key: &str) -> KitResult<Option<&str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(invalid(&self.name, format!("`{key}` must be a string, found {other}"))),
+        }
+    }
+
+    /// The first of `keys` that is set, or an error naming all of them.
+    pub fn first_str(&self, keys: &[&str]) -> KitResult<&str> {
+        for key in keys {
+            if let Some(s) = self.str(key)? {
+                return Ok(s);
+            }
+        }
+        let names: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+        Err(invalid(
+            &self.name,
+            format!("the registry entry sets no {}", names.join(" or ")),
+        ))
+    }
+
+    /// A boolean key; absent or `null` is `false`, other types an error.
+    pub fn flag(&self, key: &str) -> KitResult<bool> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(invalid(
+                &self.name,
+                format!("`{key}` must be true or false, found {other}"),
+            )),
+        }
+    }
+
+    /// A positive integer key; absent or `null` is `None`.
+    pub fn positive_int(&self, key: &str) -> KitResult<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Ok(Some(n)),
+                _ => Err(invalid(
+                    &self.name,
+                    format!("`{key}` must be a positive integer, found {v}"),
+                )),
+            },
+        }
+    }
+
+    /// `extra_body`: a JSON object merged into the request body, if set.
+    pub fn extra_body(&self) -> KitResult<Option<&Map<String, Value>>> {
+        match self.get("extra_body") {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map)),
+            Some(other) => Err(invalid(
+                &self.name,
+                format!("`extra_body` must be a JSON object, found {other}"),
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------
+
+/// A chat role the remote APIs know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// Reads `role` (`system`, `user` or `assistant`) of a message to model `name`.
+    pub fn parse(name: &str, role: &str) -> KitResult<Self> {
+        match role {
+            "system" => Ok(Role::System),
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            other => Err(invalid(
+                name,
+                format!("unknown message role `{other}` (expected system, user or assistant)"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// Messages checked for model `name`: every role known, at least one message.
+pub fn turns<'a>(
+    name: &str,
+    messages: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> KitResult<Vec<(Role, &'a str)>> {
+    let turns = messages
+        .into_iter()
+        .map(|(role, content)| Ok((Role::parse(name, role)?, content)))
+        .collect::<KitResult<Vec<_>>>()?;
+    if turns.is_empty() {
+        return Err(invalid(name, "no messages to send"));
+    }
+    Ok(turns)
+}
+
+/// The shape APIs with a separate system prompt and alternating roles want.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialogue<'a> {
+    /// The system messages, joined with a blank line; `None` when there are none.
+    pub system: Option<String>,
+    /// The other messages, consecutive ones of the same role grouped together.
+    pub turns: Vec<(Role, Vec<&'a str>)>,
+}
+
+/// Splits `turns` into a system prompt and grouped user/assistant turns; an
+/// error when nothing but system messages is left.
+pub fn dialogue<'a>(name: &str, turns: &[(Role, &'a str)]) -> KitResult<Dialogue<'a>> {
+    let system: Vec<&str> = turns
+        .iter()
+        .filter(|(role, _)| *role == Role::System)
+        .map(|(_, content)| *content)
+        .collect();
+    let mut grouped: Vec<(Role, Vec<&'a str>)> = Vec::new();
+    for (role, content) in turns.iter().filter(|(role, _)| *role != Role::System) {
+        match grouped.last_mut() {
+            Some((last, texts)) if last == role => texts.push(content),
+            _ => grouped.push((*role, vec![content])),
+        }
+    }
+    if grouped.is_empty() {
+        return Err(invalid(name, "no user or assistant message to send"));
+    }
+    Ok(Dialogue {
+        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        turns: grouped,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Request body
+// ---------------------------------------------------------------------------
+
+/// A JSON request body that takes parameters only when they are set.
+#[derive(Debug, Clone, Default)]
+pub struct Body {
+    map: Map<String, Value>,
+}
+
+impl Body {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` unconditionally.
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
+        self.map.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Sets `key` when `value` is `Some`.
+    pub fn opt<T: Into<Value>>(&mut self, key: &str, value: Option<T>) -> &mut Self {
+        if let Some(v) = value {
+            self.set(key, v);
+        }
+        self
+    }
+
+    /// Sets `key` to a float parameter when it is `Some`. The number is written
+    /// as it reads in decimal (`0.7`, not `0.699999988079071`).
+    pub fn float(&mut self, name: &str, key: &str, value: Option<f32>) -> KitResult<&mut Self> {
+        if let Some(v) = value {
+            self.set(key, float_json(name, key, v)?);
+        }
+        Ok(self)
+    }
+
+    /// Sets `key` to the stop strings when there are any.
+    pub fn stop(&mut self, key: &str, stop: &[String]) -> &mut Self {
+        if !stop.is_empty() {
+            self.set(key, stop.to_vec());
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Merges the entry's `extra_body` into the top level (its keys win) and
+    /// returns the finished object.
+    pub fn finish(mut self, spec: &Spec) -> KitResult<Map<String, Value>> {
+        if let Some(extra) = spec.extra_body()? {
+            merge_extra(&mut self.map, extra);
+        }
+        Ok(self.map)
+    }
+
+    /// The object as it is, without `extra_body` (for nested objects).
+    pub fn into_map(self) -> Map<String, Value> {
+        self.map
+    }
+}
+
+/// Copies every key of `extra` into `body`, replacing what was there.
+pub fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
+    for (key, value) in extra {
+        body.insert(key.clone(), value.clone());
+    }
+}
+
+/// A float parameter as a JSON number, by its shortest decimal spelling.
+pub fn float_json(name: &str, key: &str, value: f32) -> KitResult<Value> {
+    if !value.is_finite() {
+        return Err(invalid(name, format!("parameter `{key}` is not a finite number")));
+    }
+    let decimal: f64 = value.to_string().parse().unwrap_or(f64::from(value));
+    Ok(Value::from(decimal))
+}
+
+/// The JSON headers every adapter sends, plus `extra` provider headers.
+pub fn json_headers(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    headers
+}
+
+// ---------------------------------------------------------------------------
+// Replies
+// ---------------------------------------------------------------------------
+
+/// The adapter's reading of a provider reply (the WIT `completion`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub finish_reason: Option<String>,
+}
+
+/// The answer text as the adapters report it: whitespace stripped at both ends.
+pub fn final_text(raw: &str) -> String {
+    raw.trim().to_string()
+}
+
+/// Parses a provider's JSON reply (a whole body or one event's data).
+pub fn parse_reply(name: &str, raw: &str) -> KitResult<Value> {
+    serde_json::from_str(raw).map_err(|e| {
+        let shown: String = raw.chars().take(200).collect();
+        upstream(name, format!("the provider's reply is not JSON ({e}): {shown}"))
+    })
+}
+
+/// The value at JSON pointer `pointer` as a token count, if it is one.
+pub fn u32_at(value: &Value, pointer: &str) -> Option<u32> {
+    value.pointer(pointer)?.as_u64()?.try_into().ok()
+}
+
+/// The string at JSON pointer `pointer`, if it is one.
+pub fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer)?.as_str()
+}
+
+/// A provider error object's description: its `message`, with `type`, `code`
+/// or `status` in front when present, or the whole object.
+pub fn describe_error(error: &Value) -> String {
+    let message = match error {
+        Value::String(s) => return s.clone(),
+        _ => error.get("message").and_then(Value::as_str),
+    };
+    let kind = ["type", "status", "code"].iter().find_map(|k| match error.get(*k) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    });
+    match (kind, message) {
+        (Some(kind), Some(message)) => format!("{kind}: {message}"),
+        (None, Some(message)) => message.to_string(),
+        _ => error.to_string(),
+    }
+}
+
+/// The provider's finish reason in OpenAI spelling: `stop`, `length`,
+/// `content_filter` or `tool_calls`; other values lowercased.
+pub fn finish_reason(raw: &str) -> String {
+    let lower = raw.to_ascii_lowercase();
+    let mapped = match lower.as_str() {
+        "stop" | "end_turn" | "stop_sequence" | "complete" => "stop",
+        "length" | "max_tokens" => "length",
+        "content_filter" | "safety" | "recitation" | "blocklist" | "prohibited_content" | "spii" | "image_safety"
+        | "refusal" => "content_filter",
+        "tool_calls" | "tool_use" | "tool_call" | "function_call" => "tool_calls",
+        _ => return lower,
+    };
+    mapped.to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------
+
+/// Streamed answer text. [`StreamText::push`] returns only text that stays a
+/// prefix of [`final_text`] of everything pushed, whatever comes next: leading
+/// whitespace is never emitted and trailing whitespace waits until more text
+/// follows it.
+#[derive(Debug, Clone, Default)]
+pub struct StreamText {
+    raw: String,
+    emitted: usize,
+}
+
+impl StreamText {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `delta`; returns what can be emitted now.
+    pub fn push(&mut self, delta: &str) -> String {
+        self.raw.push_str(delta);
+        // Byte offsets into `raw` of the stripped text so far. The start stays
+        // put once non-whitespace was seen, and the end only grows.
+        let start = self.raw.len() - self.raw.trim_start().len();
+        let end = self.raw.trim_end().len().max(start);
+        let emitted_end = start + self.emitted;
+        if end <= emitted_end {
+            return String::new();
+        }
+        let piece = self.raw[emitted_end..end].to_string();
+        self.emitted = end - start;
+        piece
+    }
+
+    /// The final answer text.
+    pub fn text(&self) -> String {
+        final_text(&self.raw)
+    }
+}
+
+/// What a stream has told so far: text, token counts, finish reason, and the
+/// error that ended it, if one did.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    pub text: StreamText,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    /// Already mapped to OpenAI spelling.
+    pub finish_reason: Option<String>,
+    events: usize,
+    failed: Option<KitError>,
+}
+
+impl StreamState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `handle` on one event. After an error (returned by `handle` or
+    /// earlier), every push and the finish return that error.
+    pub fn push(&mut self, handle: impl FnOnce(&mut Self) -> KitResult<String>) -> KitResult<String> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        self.events += 1;
+        handle(self).inspect_err(|err| self.failed = Some(err.clone()))
+    }
+
+    /// Records the raw finish reason, mapped.
+    pub fn set_finish_reason(&mut self, raw: &str) {
+        self.finish_reason = Some(finish_reason(raw));
+    }
+
+    /// Keeps counts that are present, leaving earlier ones otherwise.
+    pub fn set_usage(&mut self, prompt: Option<u32>, completion: Option<u32>) {
+        self.prompt_tokens = prompt.or(self.prompt_tokens);
+        self.completion_tokens = completion.or(self.completion_tokens);
+    }
+
+    /// The answer of the whole stream.
+    pub fn finish(&self, name: &str) -> KitResult<Reply> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if self.events == 0 {
+            return Err(upstream(name, "the provider's stream ended without any event"));
+        }
+        Ok(Reply {
+            text: self.text.text(),
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            finish_reason: self.finish_reason.clone(),
+        })
+    }
+}
+
+/// The glue between this crate and an adapter's WIT bindings, written once.
+///
+/// Expands, in the adapter crate, to `fn completion(Reply) -> Completion`, the
+/// `From<KitError>` conversion for `AdapterError`, and the response stream type
+/// `Stream`, which feeds each pushed event to `$event` (a
+/// `fn(&str /* model name */, &mut StreamState, &str /* event data */) ->
+/// KitResult<String>`). `Completion`, `AdapterError`, `ModelInfo` and
+/// `GuestResponseStream` must be in scope where it is used.
+#[macro_export]
+macro_rules! adapter_glue {
+    ($event:path) => {
+        fn completion(reply: $crate::Reply) -> Completion {
+            Completion {
+                text: reply.text,
+                prompt_tokens: reply.prompt_tokens,
+                completion_tokens: reply.completion_tokens,
+                finish_reason: reply.finish_reason,
+            }
+        }
+
+        impl From<$crate::KitError> for AdapterError {
+            fn from(err: $crate::KitError) -> Self {
+                match err {
+                    $crate::KitError::InvalidInput(m) => AdapterError::InvalidInput(m),
+                    $crate::KitError::Unsupported(m) => AdapterError::Unsupported(m),
+                    $crate::KitError::Upstream(m) => AdapterError::Upstream(m),
+                }
+            }
+        }
+
+        /// Streaming state: the model's name and what the events told so far.
+        struct Stream {
+            name: String,
+            state: ::std::cell::RefCell<$crate::StreamState>,
+        }
+
+        impl GuestResponseStream for Stream {
+            fn new(model: ModelInfo) -> Self {
+                Stream {
+                    name: model.name,
+                    state: ::std::cell::RefCell::new($crate::StreamState::new()),
+                }
+            }
+
+            fn push(&self, chunk: String) -> Result<String, AdapterError> {
+                let mut state = self.state.borrow_mut();
+                Ok(state.push(|st| $event(&self.name, st, &chunk))?)
+            }
+
+            fn finish(&self) -> Result<Completion, AdapterError> {
+                Ok(completion(self.state.borrow().finish(&self.name)?))
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> Spec {
+        Spec::parse("m", &v.to_string()).unwrap()
+    }
+
+    #[test]
+    fn spec_must_be_an_object() {
+        assert!(matches!(Spec::parse("m", "[1]"), Err(KitError::InvalidInput(_))));
+        assert!(matches!(Spec::parse("m", "nope"), Err(KitError::InvalidInput(_))));
+    }
+
+    #[test]
+    fn first_str_falls_back_and_names_keys() {
+        let s = spec(json!({"call_name": "", "model_id": "gpt"}));
+        assert_eq!(s.first_str(&["call_name", "model_id"]).unwrap(), "gpt");
+        let s = spec(json!({"model_id": null}));
+        let err = s.first_str(&["model_id", "huggingface_id"]).unwrap_err();
+        let KitError::InvalidInput(msg) = err else { panic!() };
+        assert!(msg.contains("`m`") && msg.contains("`model_id`") && msg.contains("`huggingface_id`"));
+        let s = spec(json!({"model_id": 3}));
+        assert!(s.first_str(&["model_id"]).is_err());
+    }
+
+    #[test]
+    fn flags_and_ints() {
+        let s = spec(json!({"a": true, "b": "yes", "n": 5, "z": 0, "f": 1.5}));
+        assert!(s.flag("a").unwrap());
+        assert!(!s.flag("missing").unwrap());
+        assert!(s.flag("b").is_err());
+        assert_eq!(s.positive_int("n").unwrap(), Some(5));
+        assert_eq!(s.positive_int("missing").unwrap(), None);
+        assert!(s.positive_int("z").is_err());
+        assert!(s.positive_int("f").is_err());
+    }
+
+    #[test]
+    fn body_sets_only_what_is_set_and_extra_wins() {
+        let s = spec(json!({"extra_body": {"temperature": 1, "top_k": 3}}));
+        let mut b = Body::new();
+        b.set("model", "x")
+            .opt("max_tokens", Some(5u32))
+            .opt::<u32>("seed", None);
+        b.float("m", "temperature", Some(0.7)).unwrap();
+        b.float("m", "top_p", None).unwrap();
+        b.stop("stop", &[]);
+        let map = b.finish(&s).unwrap();
+        assert_eq!(
+            Value::Object(map),
+            json!({"model": "x", "max_tokens": 5, "temperature": 1, "top_k": 3})
+        );
+
+        let mut b = Body::new();
+        b.float("m", "temperature", Some(0.7)).unwrap();
+        b.stop("stop", &["a".to_string()]);
+        assert_eq!(Value::Object(b.into_map()), json!({"temperature": 0.7, "stop": ["a"]}));
+        assert!(Body::new().float("m", "t", Some(f32::NAN)).is_err());
+        assert!(Body::new().finish(&spec(json!({"extra_body": [1]}))).is_err());
+    }
+
+    #[test]
+    fn dialogue_groups_and_lifts_system() {
+        let t = turns(
+            "m",
+            [
+                ("system", "a"),
+                ("user", "u1"),
+                ("user", "u2"),
+                ("system", "b"),
+                ("assistant", "x"),
+                ("user", "u3"),
+            ],
+        )
+        .unwrap();
+        let d = dialogue("m", &t).unwrap();
+        assert_eq!(d.system.as_deref(), Some("a\n\nb"));
+        assert_eq!(
+            d.turns,
+            vec![
+                (Role::User, vec!["u1", "u2"]),
+                (Role::Assistant, vec!["x"]),
+                (Role::User, vec!["u3"])
+            ]
+        );
+        assert!(turns("m", [("tool", "x")]).is_err());
+        assert!(turns("m", []).is_err());
+        assert!(dialogue("m", &turns("m", [("system", "s")]).unwrap()).is_err());
+        assert_eq!(
+            dialogue("m", &turns("m", [("user", "u")]).unwrap()).unwrap().system,
+            None
+        );
+    }
+
+    #[test]
+    fn finish_reasons() {
+        for (raw, want) in [
+            ("stop", "stop"),
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("STOP", "stop"),
+            ("COMPLETE", "stop"),
+            ("STOP_SEQUENCE", "stop"),
+            ("max_tokens", "length"),
+            ("MAX_TOKENS", "length"),
+            ("length", "length"),
+            ("SAFETY", "content_filter"),
+            ("RECITATION", "content_filter"),
+            ("tool_use", "tool_calls"),
+            ("TOOL_CALL", "tool_calls"),
+            ("OTHER", "other"),
+            ("pause_turn", "pause_turn"),
+        ] {
+            assert_eq!(finish_reason(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn errors_are_described() {
+        assert_eq!(
+            describe_error(&json!({"type": "invalid_request_error", "message": "bad"})),
+            "invalid_request_error: bad"
+        );
+        assert_eq!(describe_error(&json!({"code": 400, "message": "x"})), "400: x");
+        assert_eq!(describe_error(&json!({"message": "x"})), "x");
+        assert_eq!(describe_error(&json!("plain")), "plain");
+        assert_eq!(describe_error(&json!({"weird": 1})), r#"{"weird":1}"#);
+    }
+
+    #[test]
+    fn json_helpers() {
+        let v = json!({"usage": {"n": 12, "big": 1u64 << 40, "neg": -1}, "s": "t"});
+        assert_eq!(u32_at(&v, "/usage/n"), Some(12));
+        assert_eq!(u32_at(&v, "/usage/big"), None);
+        assert_eq!(u32_at(&v, "/usage/neg"), None);
+        assert_eq!(u32_at(&v, "/nope"), None);
+        assert_eq!(str_at(&v, "/s"), Some("t"));
+        assert!(matches!(parse_reply("m", "{"), Err(KitError::Upstream(_))));
+    }
+
+    /// Pushes `deltas`; checks every step's emitted text is a prefix of the
+    /// final text and returns (emitted pieces, final text).
+    fn stream(deltas: &[&str]) -> (Vec<String>, String) {
+        let mut s = StreamText::new();
+        let mut pieces = Vec::new();
+        for d in deltas {
+            pieces.push(s.push(d));
+        }
+        let text = s.text();
+        assert!(text.starts_with(&pieces.concat()), "{pieces:?} vs {text:?}");
+        assert_eq!(text, final_text(&deltas.concat()));
+        (pieces, text)
+    }
+
+    #[test]
+    fn stream_text_holds_back_whitespace() {
+        let (p, t) = stream(&["  ", "\n Hel", "lo ", " ", "wor", "ld \n", "  "]);
+        assert_eq!(p, vec!["", "Hel", "lo", "", "  wor", "ld", ""]);
+        assert_eq!(t, "Hello  world");
+        let (p, t) = stream(&[" ", "\t"]);
+        assert_eq!(p.concat(), "");
+        assert_eq!(t, "");
+        let (p, _) = stream(&["a", "", "b"]);
+        assert_eq!(p, vec!["a", "", "b"]);
+    }
+
+    #[test]
+    fn stream_text_handles_unicode_whitespace() {
+        let (p, t) = stream(&["\u{3000}é", "\u{a0}", "ü\u{2003}"]);
+        assert_eq!(p.concat(), "é\u{a0}ü");
+        assert_eq!(t, "é\u{a0}ü");
+    }
+
+    #[test]
+    fn stream_text_prefix_property_on_many_splits() {
+        let whole = " \n The  answer:\tforty two. \n ";
+        let chars: Vec<char> = whole.chars().collect();
+        for a in 0..=chars.len() {
+            for b in a..=chars.len() {
+                let x: String = chars[..a].iter().collect();
+                let y: String = chars[a..b].iter().collect();
+                let z: String = chars[b..].iter().collect();
+                let (p, t) = stream(&[&x, &y, &z]);
+                assert_eq!(p.concat(), t);
+            }
+        }
+    }
+
+    #[test]
+    fn stream_state_errors_stick() {
+        let mut st = StreamState::new();
+        assert!(st.finish("m").is_err());
+        assert_eq!(st.push(|s| Ok(s.text.push(" hi "))).unwrap(), "hi");
+        st.set_usage(Some(3), None);
+        st.set_usage(None, Some(4));
+        st.set_finish_reason("end_turn");
+        assert_eq!(
+            st.finish("m").unwrap(),
+            Reply {
+                text: "hi".into(),
+                prompt_tokens: Some(3),
+                completion_tokens: Some(4),
+                finish_reason: Some("stop".into())
+            }
+        );
+        let err = st.push(|_| Err(upstream("m", "boom"))).unwrap_err();
+        assert_eq!(st.push(|s| Ok(s.text.push("more"))).unwrap_err(), err);
+        assert_eq!(st.finish("m").unwrap_err(), err);
+    }
+}
