@@ -164,3 +164,124 @@ fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<St
 remote_kit::adapter_glue!(stream_event);
 
 export!(AnthropicMessages);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    remote_kit::adapter_test_kit!(AnthropicMessages);
+
+    fn upstream_message(err: AdapterError) -> String {
+        match err {
+            AdapterError::Upstream(m) => m,
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shapes_system_and_merged_turns() {
+        let mut p = params();
+        p.temperature = Some(0.3);
+        p.top_k = Some(5);
+        p.seed = Some(1);
+        p.stop = vec!["\n\n".into()];
+        let msgs = messages(&[
+            ("system", "be brief"),
+            ("user", "a"),
+            ("user", "b"),
+            ("assistant", "c"),
+            ("system", "s2"),
+        ]);
+        let spec = json!({"model_id": "claude-x", "extra_body": {"metadata": {"user_id": "u"}}});
+        let (method, path, headers, body) = shape(model("anthropic", spec), msgs, p).unwrap();
+        assert_eq!((method.as_str(), path.as_str()), ("POST", "/messages"));
+        assert!(headers.contains(&("anthropic-version".to_string(), "2023-06-01".to_string())));
+        assert!(headers.iter().all(|(k, _)| k != "x-api-key" && k != "authorization"));
+        assert_eq!(
+            body,
+            json!({
+                "model": "claude-x",
+                "system": "be brief\n\ns2",
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": "c"}]},
+                ],
+                "max_tokens": 4096, "temperature": 0.3, "top_k": 5, "stop_sequences": ["\n\n"],
+                "metadata": {"user_id": "u"},
+            })
+        );
+    }
+
+    #[test]
+    fn thinking_mode() {
+        let mut p = params();
+        p.max_tokens = Some(1000);
+        p.temperature = Some(0.0);
+        p.top_p = Some(0.9);
+        p.stream = true;
+        let spec = json!({"model_id": "c", "thinking_mode": true, "thinking_budget": 2048});
+        let (_, _, _, body) = shape(model("anthropic", spec), messages(&[("user", "u")]), p.clone()).unwrap();
+        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
+        assert_eq!(body["max_tokens"], 3048);
+        assert_eq!(body["stream"], true);
+        assert!(body.get("temperature").is_none() && body.get("top_p").is_none());
+        let spec = json!({"model_id": "c", "thinking_mode": true});
+        let (_, _, _, body) = shape(model("anthropic", spec), messages(&[("user", "u")]), params()).unwrap();
+        assert_eq!(body["max_tokens"], 16000 + 4096);
+        let spec = json!({"model_id": "c", "thinking_mode": true, "thinking_budget": 0});
+        assert!(matches!(
+            shape(model("anthropic", spec), messages(&[("user", "u")]), params()),
+            Err(AdapterError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            shape(
+                model("anthropic", json!({"model_id": "c"})),
+                messages(&[("system", "only")]),
+                params()
+            ),
+            Err(AdapterError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn whole_and_streamed_replies_agree() {
+        let m = || model("anthropic", json!({"model_id": "c"}));
+        let raw = r#"{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[
+            {"type":"thinking","thinking":"hmm","signature":"sig"},
+            {"type":"text","text":"  Paris"},{"type":"text","text":" is it.\n"}],
+            "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":30}}"#;
+        let want = ("Paris is it.".to_string(), Some(12), Some(30), Some("stop".to_string()));
+        assert_eq!(whole(m(), raw).unwrap(), want);
+        let events = [
+            r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],
+                "usage":{"input_tokens":12,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"  Paris"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":" is it.\n"}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":30}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        assert_eq!(streamed(m(), &events).unwrap(), want);
+        let raw = r#"{"type":"message","content":[{"type":"text","text":"x"}],"stop_reason":"max_tokens"}"#;
+        assert_eq!(whole(m(), raw).unwrap().3.as_deref(), Some("length"));
+    }
+
+    #[test]
+    fn errors_are_upstream() {
+        let m = || model("anthropic", json!({"model_id": "c"}));
+        let raw = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert!(upstream_message(whole(m(), raw).unwrap_err()).contains("Overloaded"));
+        let events = [
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":1}}}"#,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ];
+        assert!(upstream_message(streamed(m(), &events).unwrap_err()).contains("Overloaded"));
+        assert!(whole(m(), r#"{"type":"message"}"#).is_err());
+    }
+}

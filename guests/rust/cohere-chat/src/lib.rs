@@ -155,3 +155,96 @@ fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<St
 remote_kit::adapter_glue!(stream_event);
 
 export!(CohereChat);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    remote_kit::adapter_test_kit!(CohereChat);
+
+    fn upstream_message(err: AdapterError) -> String {
+        match err {
+            AdapterError::Upstream(m) => m,
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shapes_a_request() {
+        let mut p = params();
+        p.max_tokens = Some(10);
+        p.temperature = Some(0.25);
+        p.top_p = Some(0.75);
+        p.top_k = Some(3);
+        p.seed = Some(9);
+        p.stop = vec!["x".into()];
+        p.frequency_penalty = Some(0.2);
+        p.stream = true;
+        let msgs = messages(&[("system", "s"), ("user", "u"), ("assistant", "a"), ("user", "v")]);
+        let (method, path, headers, body) = shape(
+            model(
+                "cohere",
+                json!({"model_id": "command-r", "extra_body": {"safety_mode": "OFF"}}),
+            ),
+            msgs,
+            p,
+        )
+        .unwrap();
+        assert_eq!((method.as_str(), path.as_str()), ("POST", "/chat"));
+        assert_eq!(
+            headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        assert_eq!(
+            body,
+            json!({
+                "model": "command-r",
+                "messages": [
+                    {"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+                    {"role": "assistant", "content": "a"}, {"role": "user", "content": "v"},
+                ],
+                "max_tokens": 10, "temperature": 0.25, "p": 0.75, "k": 3, "seed": 9, "stop_sequences": ["x"],
+                "frequency_penalty": 0.2, "stream": true, "safety_mode": "OFF",
+            })
+        );
+        assert!(matches!(
+            shape(model("cohere", json!({})), messages(&[("user", "u")]), params()),
+            Err(AdapterError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn whole_and_streamed_replies_agree() {
+        let m = || model("cohere", json!({"model_id": "c"}));
+        let raw = r#"{"id":"1","message":{"role":"assistant","content":[{"type":"text","text":" Hi there \n"}]},
+            "finish_reason":"COMPLETE","usage":{"billed_units":{"input_tokens":4,"output_tokens":2},
+            "tokens":{"input_tokens":70,"output_tokens":2}}}"#;
+        let want = ("Hi there".to_string(), Some(70), Some(2), Some("stop".to_string()));
+        assert_eq!(whole(m(), raw).unwrap(), want);
+        let events = [
+            r#"{"id":"1","type":"message-start","delta":{"message":{"role":"assistant","content":[]}}}"#,
+            r#"{"type":"content-start","index":0,"delta":{"message":{"content":{"type":"text","text":""}}}}"#,
+            r#"{"type":"content-delta","index":0,"delta":{"message":{"content":{"text":" Hi"}}}}"#,
+            r#"{"type":"content-delta","index":0,"delta":{"message":{"content":{"text":" there \n"}}}}"#,
+            r#"{"type":"content-end","index":0}"#,
+            r#"{"type":"message-end","delta":{"finish_reason":"COMPLETE","usage":{"billed_units":
+                {"input_tokens":4,"output_tokens":2},"tokens":{"input_tokens":70,"output_tokens":2}}}}"#,
+        ];
+        assert_eq!(streamed(m(), &events).unwrap(), want);
+        let raw = r#"{"message":{"content":[{"type":"text","text":"x"}]},"finish_reason":"MAX_TOKENS",
+            "usage":{"billed_units":{"input_tokens":4,"output_tokens":2}}}"#;
+        assert_eq!(
+            whole(m(), raw).unwrap(),
+            ("x".to_string(), Some(4), Some(2), Some("length".to_string()))
+        );
+    }
+
+    #[test]
+    fn errors_are_upstream() {
+        let m = || model("cohere", json!({"model_id": "c"}));
+        let raw = r#"{"id":"e","message":"invalid api token"}"#;
+        assert!(upstream_message(whole(m(), raw).unwrap_err()).contains("invalid api token"));
+        assert!(upstream_message(streamed(m(), &[raw]).unwrap_err()).contains("invalid api token"));
+        assert!(whole(m(), r#"{"finish_reason":"COMPLETE"}"#).is_err());
+    }
+}

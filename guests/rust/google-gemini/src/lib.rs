@@ -198,3 +198,118 @@ fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<St
 remote_kit::adapter_glue!(stream_event);
 
 export!(GoogleGemini);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    remote_kit::adapter_test_kit!(GoogleGemini);
+
+    fn upstream_message(err: AdapterError) -> String {
+        match err {
+            AdapterError::Upstream(m) => m,
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shapes_contents_and_config() {
+        let mut p = params();
+        p.max_tokens = Some(64);
+        p.temperature = Some(0.5);
+        p.top_p = Some(0.95);
+        p.top_k = Some(8);
+        p.seed = Some(42);
+        p.stop = vec!["STOP".into()];
+        p.presence_penalty = Some(0.1);
+        let msgs = messages(&[("system", "sys"), ("user", "a"), ("assistant", "b"), ("assistant", "c")]);
+        let (method, path, headers, body) =
+            shape(model("google", json!({"model_id": "gemini-2.0-flash"})), msgs, p).unwrap();
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            ("POST", "/models/gemini-2.0-flash:generateContent")
+        );
+        assert_eq!(
+            headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        assert_eq!(
+            body,
+            json!({
+                "contents": [
+                    {"role": "user", "parts": [{"text": "a"}]},
+                    {"role": "model", "parts": [{"text": "b"}, {"text": "c"}]},
+                ],
+                "systemInstruction": {"parts": [{"text": "sys"}]},
+                "generationConfig": {
+                    "temperature": 0.5, "maxOutputTokens": 64, "topP": 0.95, "topK": 8,
+                    "stopSequences": ["STOP"], "seed": 42, "presencePenalty": 0.1,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn streaming_path_minimal_body_and_model_checks() {
+        let mut p = params();
+        p.stream = true;
+        let spec = json!({"model_id": "models/gemini-pro", "extra_body": {"safetySettings": []}});
+        let (_, path, _, body) = shape(model("google", spec), messages(&[("user", "u")]), p).unwrap();
+        assert_eq!(path, "/models/gemini-pro:streamGenerateContent?alt=sse");
+        assert_eq!(
+            body,
+            json!({"contents": [{"role": "user", "parts": [{"text": "u"}]}], "safetySettings": []})
+        );
+        for bad in ["a/b", "a?x=1", "a#b", "..", "x/../y", "a b", "a%2f", "a:b"] {
+            assert!(
+                matches!(
+                    shape(
+                        model("google", json!({"model_id": bad})),
+                        messages(&[("user", "u")]),
+                        params()
+                    ),
+                    Err(AdapterError::InvalidInput(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_and_streamed_replies_agree() {
+        let m = || model("google", json!({"model_id": "g"}));
+        let raw = r#"{"candidates":[{"content":{"role":"model","parts":[
+            {"text":"thinking...","thought":true},{"text":"\nBerlin"},{"text":" it is "}]},
+            "finishReason":"STOP","index":0}],
+            "usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3,"totalTokenCount":8}}"#;
+        let want = ("Berlin it is".to_string(), Some(5), Some(3), Some("stop".to_string()));
+        assert_eq!(whole(m(), raw).unwrap(), want);
+        let events = [
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"thinking...","thought":true}]}}],
+                "usageMetadata":{"promptTokenCount":5}}"#,
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"\nBerlin"}]}}],
+                "usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":1}}"#,
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":" it is "}]},"finishReason":"STOP"}],
+                "usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3}}"#,
+        ];
+        assert_eq!(streamed(m(), &events).unwrap(), want);
+        let raw = r#"{"candidates":[{"finishReason":"SAFETY"}]}"#;
+        assert_eq!(
+            whole(m(), raw).unwrap(),
+            (String::new(), None, None, Some("content_filter".to_string()))
+        );
+        let raw = r#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"MAX_TOKENS"}]}"#;
+        assert_eq!(whole(m(), raw).unwrap().3.as_deref(), Some("length"));
+    }
+
+    #[test]
+    fn errors_are_upstream() {
+        let m = || model("google", json!({"model_id": "g"}));
+        let raw = r#"{"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":3}}"#;
+        assert!(upstream_message(whole(m(), raw).unwrap_err()).contains("SAFETY"));
+        assert!(upstream_message(streamed(m(), &[raw]).unwrap_err()).contains("SAFETY"));
+        let raw = r#"{"error":{"code":400,"message":"API key not valid","status":"INVALID_ARGUMENT"}}"#;
+        assert!(upstream_message(whole(m(), raw).unwrap_err()).contains("API key not valid"));
+        assert!(upstream_message(whole(m(), "{}").unwrap_err()).contains("no candidates"));
+    }
+}

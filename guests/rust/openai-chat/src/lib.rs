@@ -188,3 +188,167 @@ fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<St
 remote_kit::adapter_glue!(stream_event);
 
 export!(OpenAiChat);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    remote_kit::adapter_test_kit!(OpenAiChat);
+
+    fn upstream_message(err: AdapterError) -> String {
+        match err {
+            AdapterError::Upstream(m) => m,
+            other => panic!("expected an upstream error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shapes_a_full_request() {
+        let spec = json!({"model_id": "gpt-4o", "extra_body": {"temperature": 1.0, "user": "x"}});
+        let mut p = params();
+        p.max_tokens = Some(100);
+        p.temperature = Some(0.7);
+        p.top_p = Some(0.9);
+        p.top_k = Some(40);
+        p.seed = Some(7);
+        p.stop = vec!["END".into()];
+        p.frequency_penalty = Some(0.5);
+        p.presence_penalty = Some(-0.5);
+        let (method, path, headers, body) =
+            shape(model("openai", spec), messages(&[("system", "s"), ("user", "u")]), p).unwrap();
+        assert_eq!((method.as_str(), path.as_str()), ("POST", "/chat/completions"));
+        assert_eq!(
+            headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        assert_eq!(
+            body,
+            json!({
+                "model": "gpt-4o",
+                "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+                "max_tokens": 100, "temperature": 1.0, "top_p": 0.9, "seed": 7, "stop": ["END"],
+                "frequency_penalty": 0.5, "presence_penalty": -0.5, "user": "x",
+            })
+        );
+    }
+
+    #[test]
+    fn minimal_request_sends_no_parameters() {
+        let (_, _, _, body) = shape(
+            model("openai", json!({"model_id": "m"})),
+            messages(&[("user", "u")]),
+            params(),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "m", "messages": [{"role": "user", "content": "u"}]})
+        );
+    }
+
+    #[test]
+    fn reasoning_models_and_streaming() {
+        let mut p = params();
+        p.max_tokens = Some(50);
+        p.temperature = Some(0.2);
+        p.top_p = Some(0.5);
+        p.stream = true;
+        let spec = json!({"model_id": "o3", "reasoning_model": true});
+        let (_, _, _, body) = shape(model("openai", spec), messages(&[("user", "u")]), p).unwrap();
+        assert_eq!(body["max_completion_tokens"], 50);
+        assert!(body.get("max_tokens").is_none() && body.get("temperature").is_none() && body.get("top_p").is_none());
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn backends_pick_their_model_and_seed_keys() {
+        let mut p = params();
+        p.seed = Some(3);
+        p.stream = true;
+        let (_, _, _, body) = shape(
+            model("mistral", json!({"model_id": "mistral-large"})),
+            messages(&[("user", "u")]),
+            p.clone(),
+        )
+        .unwrap();
+        assert_eq!(body["random_seed"], 3);
+        assert!(body.get("seed").is_none() && body.get("stream_options").is_none());
+        assert_eq!(body["stream"], true);
+
+        let spec = json!({"model_id": "a", "call_name": "served-name"});
+        let (_, _, _, body) = shape(model("openai_compatible", spec), messages(&[("user", "u")]), params()).unwrap();
+        assert_eq!(body["model"], "served-name");
+        let spec = json!({"model_id": "a"});
+        let (_, _, _, body) = shape(model("openai_compatible", spec), messages(&[("user", "u")]), params()).unwrap();
+        assert_eq!(body["model"], "a");
+        let spec = json!({"huggingface_id": "org/model"});
+        let (_, _, _, body) = shape(model("openrouter", spec), messages(&[("user", "u")]), params()).unwrap();
+        assert_eq!(body["model"], "org/model");
+
+        let err = shape(
+            model("openai", json!({"huggingface_id": "x"})),
+            messages(&[("user", "u")]),
+            params(),
+        );
+        match err.unwrap_err() {
+            AdapterError::InvalidInput(m) => assert!(m.contains("test-model") && m.contains("`model_id`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            shape(
+                model("cohere", json!({"model_id": "x"})),
+                messages(&[("user", "u")]),
+                params()
+            ),
+            Err(AdapterError::Unsupported(_))
+        ));
+        assert!(matches!(
+            shape(
+                model("openai", json!({"model_id": "x"})),
+                messages(&[("tool", "u")]),
+                params()
+            ),
+            Err(AdapterError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn whole_and_streamed_replies_agree() {
+        let m = || model("openai", json!({"model_id": "m"}));
+        let raw = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"\n Hello world. "},
+            "finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#;
+        let want = ("Hello world.".to_string(), Some(9), Some(4), Some("stop".to_string()));
+        assert_eq!(whole(m(), raw).unwrap(), want);
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"\n Hello "},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"world. "},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4}}"#,
+        ];
+        assert_eq!(streamed(m(), &events).unwrap(), want);
+    }
+
+    #[test]
+    fn null_content_and_length() {
+        let raw = r#"{"choices":[{"message":{"content":null},"finish_reason":"length"}]}"#;
+        let got = whole(model("openai", json!({"model_id": "m"})), raw).unwrap();
+        assert_eq!(got, (String::new(), None, None, Some("length".to_string())));
+    }
+
+    #[test]
+    fn errors_are_upstream() {
+        let m = || model("openrouter", json!({"model_id": "m"}));
+        let raw = r#"{"error":{"message":"Rate limit exceeded","type":"rate_limit","code":429}}"#;
+        assert!(upstream_message(whole(m(), raw).unwrap_err()).contains("Rate limit exceeded"));
+        assert!(upstream_message(whole(m(), "<html>").unwrap_err()).contains("not JSON"));
+        assert!(upstream_message(whole(m(), r#"{"choices":[]}"#).unwrap_err()).contains("no choices"));
+        let events = [
+            r#"{"choices":[{"delta":{"content":"Hi"}}]}"#,
+            r#"{"error":{"message":"provider overloaded"},"choices":[{"delta":{},"finish_reason":"error"}]}"#,
+        ];
+        assert!(upstream_message(streamed(m(), &events).unwrap_err()).contains("provider overloaded"));
+        assert!(streamed(m(), &[]).is_err());
+    }
+}

@@ -550,6 +550,100 @@ macro_rules! adapter_glue {
     };
 }
 
+/// Test helpers for an adapter crate's native unit tests, written once.
+///
+/// Expands, inside the adapter's test module (with `use super::*;`), to
+/// `model(backend, spec)`, `params()`, `messages(&[(role, content)])`,
+/// `shape(model, messages, params) -> (method, path, headers, body JSON)`,
+/// `whole(model, raw)` and `streamed(model, events)`, which pushes each event,
+/// checks that what was pushed is a prefix of the finished text, and returns the
+/// finished completion. Completions come back as
+/// `(text, prompt tokens, completion tokens, finish reason)`.
+#[macro_export]
+macro_rules! adapter_test_kit {
+    ($adapter:ty) => {
+        type Summary = (String, Option<u32>, Option<u32>, Option<String>);
+
+        fn model(backend: &str, spec: ::serde_json::Value) -> ModelInfo {
+            ModelInfo {
+                name: "test-model".to_string(),
+                backend: backend.to_string(),
+                spec_json: spec.to_string(),
+                builtin_template: None,
+                bos_token: None,
+                eos_token: None,
+                add_bos: false,
+                context_length: None,
+            }
+        }
+
+        fn params() -> Params {
+            Params {
+                max_tokens: None,
+                temperature: None,
+                top_p: None,
+                top_k: None,
+                min_p: None,
+                seed: None,
+                stop: Vec::new(),
+                repetition_penalty: None,
+                frequency_penalty: None,
+                presence_penalty: None,
+                stream: false,
+            }
+        }
+
+        fn messages(pairs: &[(&str, &str)]) -> Vec<Message> {
+            pairs
+                .iter()
+                .map(|(role, content)| Message {
+                    role: role.to_string(),
+                    content: content.to_string(),
+                })
+                .collect()
+        }
+
+        fn shape(
+            model: ModelInfo,
+            messages: Vec<Message>,
+            params: Params,
+        ) -> Result<(String, String, Vec<(String, String)>, ::serde_json::Value), AdapterError> {
+            match <$adapter as Guest>::shape_request(model, messages, params)? {
+                Request::Http(h) => Ok((
+                    h.method,
+                    h.path,
+                    h.headers,
+                    ::serde_json::from_str(&h.body).unwrap(),
+                )),
+                Request::Prompt(_) => panic!("a remote adapter shaped a prompt"),
+            }
+        }
+
+        fn summary(c: Completion) -> Summary {
+            (c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason)
+        }
+
+        fn whole(model: ModelInfo, raw: &str) -> Result<Summary, AdapterError> {
+            <$adapter as Guest>::parse_response(model, raw.to_string()).map(summary)
+        }
+
+        fn streamed(model: ModelInfo, events: &[&str]) -> Result<Summary, AdapterError> {
+            let stream = <Stream as GuestResponseStream>::new(model);
+            let mut pushed = String::new();
+            for event in events {
+                pushed.push_str(&stream.push(event.to_string())?);
+            }
+            let done = summary(stream.finish()?);
+            assert!(
+                done.0.starts_with(&pushed),
+                "pushed {pushed:?} is not a prefix of {:?}",
+                done.0
+            );
+            Ok(done)
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
