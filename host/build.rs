@@ -9,7 +9,15 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] = &["chat_template", "template_renderer", "hostile"];
+const GUESTS: &[&str] = &[
+    "chat_template",
+    "template_renderer",
+    "hostile",
+    "openai_chat",
+    "anthropic_messages",
+    "google_gemini",
+    "cohere_chat",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

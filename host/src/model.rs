@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::adapters::{adapter_dirs, default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime};
+use crate::adapters::{adapter_dirs, default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime, AdapterStream};
 use crate::engines::hub::HubOptions;
 use crate::engines::{
-    engine_file, engine_key, load_engine_from, Engine, EngineError, EngineInfo, FinishReason, PromptInput,
+    engine_file, engine_key, load_engine_from, Engine, EngineError, EngineInfo, FinishReason, HttpInput, PromptInput,
 };
+use crate::credentials::KeyStore;
 use crate::error::{Error, Result};
 use crate::generation::{Generation, GenerationParams, Message, Timings, Usage};
 use crate::registry::{validate_spec, ModelSpec, Query, Registry, RegistryError, Severity, SpecSource};
@@ -37,6 +38,11 @@ pub struct HostConfig {
     /// Where `llamacpp` entries with `huggingface_id` + `filename` get their files
     /// ([`HubOptions::from_lookup`] on the environment and `home`'s key.json).
     pub hub: HubOptions,
+    /// The key.json files remote backends take their keys from, first wins per
+    /// backend ([`KeyStore::default_files`]).
+    pub key_files: Vec<PathBuf>,
+    /// Whether API keys in the environment (`OPENAI_API_KEY`, ...) override them.
+    pub keys_from_env: bool,
 }
 
 /// `$LMHOST_HOME`, default `~/.lmhost`.
@@ -66,6 +72,8 @@ impl HostConfig {
             model_dirs: vec![models, PathBuf::from("models")],
             hub: HubOptions::from_lookup(&home, |name| std::env::var(name).ok()),
             adapter_dirs: adapter_dirs(&home),
+            key_files: KeyStore::default_files(&home, std::env::var_os("HOME").map(PathBuf::from)),
+            keys_from_env: true,
             home,
             registry_files: Vec::new(),
             component_cache: true,
@@ -202,7 +210,21 @@ impl Host {
                 return Ok(engine.clone());
             }
         }
-        let engine = load_engine_from(spec, file.as_deref())?;
+        // Keys are read when a remote model is loaded, so a broken key.json
+        // never stands in the way of local models.
+        let keys = if spec.backend_kind() == Some(crate::registry::BackendKind::Remote) {
+            let env = self.config.keys_from_env;
+            KeyStore::from_files(&self.config.key_files, |name| {
+                env.then(|| std::env::var(name).ok()).flatten()
+            })
+            .map_err(|e| EngineError::InvalidSpec {
+                model: spec.model_name().into(),
+                message: e.to_string(),
+            })?
+        } else {
+            KeyStore::default()
+        };
+        let engine = load_engine_from(spec, file.as_deref(), &keys)?;
         if let Some(key) = key {
             self.engines
                 .lock()
@@ -415,22 +437,25 @@ impl Model {
                 content: m.content.clone(),
             })
             .collect();
-        let request = self
-            .adapter
-            .shape_request(&self.info, &wit_messages, &wit::Params::from(&params))?;
+        let wit_params = wit::Params {
+            stream: on_text.is_some(),
+            ..wit::Params::from(&params)
+        };
+        let request = self.adapter.shape_request(&self.info, &wit_messages, &wit_params)?;
         let mut adapter_time = started.elapsed();
         let prompt = match request {
             wit::Request::Prompt(p) => p,
-            wit::Request::Http(_) => {
-                return Err(EngineError::WrongInput {
-                    model: name,
-                    backend: self.spec.backend().into(),
-                    expected: "a prompt",
-                    got: "an HTTP request",
-                }
-                .into())
-            }
+            wit::Request::Http(request) => return self.call_http(request, on_text, started, adapter_time),
         };
+        if self.engine.as_http().is_some() {
+            return Err(EngineError::WrongInput {
+                model: name,
+                backend: self.spec.backend().into(),
+                expected: "an HTTP request",
+                got: "a prompt",
+            }
+            .into());
+        }
         let mut stop = params.stop.clone();
         for s in &prompt.stop {
             if !stop.contains(s) {
@@ -501,6 +526,120 @@ impl Model {
                 prompt_ms: ms(output.prompt_time),
                 generation_ms: ms(output.generation_time),
                 time_to_first_token_ms: output.time_to_first_token.map(ms),
+                total_ms: ms(started.elapsed()),
+            },
+        })
+    }
+}
+
+impl Model {
+    /// The HTTP half of [`call`](Self::call): send what the adapter shaped, hand
+    /// each event of a streamed reply to the adapter's stream (created at the
+    /// first event, so a provider that streams unasked is still read right), or
+    /// the whole body to `parse-response`.
+    fn call_http(
+        &self,
+        request: wit::HttpRequest,
+        mut on_text: Option<&mut dyn FnMut(&str) -> bool>,
+        started: Instant,
+        mut adapter_time: Duration,
+    ) -> Result<Generation> {
+        let name = self.name().to_string();
+        let Some(http) = self.engine.as_http() else {
+            return Err(EngineError::WrongInput {
+                model: name,
+                backend: self.spec.backend().into(),
+                expected: "a prompt",
+                got: "an HTTP request",
+            }
+            .into());
+        };
+        let input = HttpInput {
+            method: &request.method,
+            path: &request.path,
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let mut stream: Option<AdapterStream> = None;
+        let mut failure = None;
+        let output = http.send(&input, &mut |event| {
+            let t = Instant::now();
+            let pushed = match stream.take() {
+                Some(s) => Ok(s),
+                None => self.adapter.stream(&self.info),
+            }
+            .and_then(|mut s| {
+                let piece = s.push(event);
+                stream = Some(s);
+                piece
+            });
+            adapter_time += t.elapsed();
+            match pushed {
+                Ok(piece) => piece.is_empty() || on_text.as_mut().is_none_or(|f| f(&piece)),
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let t = Instant::now();
+        let completion = if output.event_stream {
+            let stream = match stream {
+                Some(stream) => stream,
+                None => self.adapter.stream(&self.info)?,
+            };
+            let (completion, rest) = stream.finish()?;
+            if let (false, Some(f)) = (rest.is_empty() || output.cancelled, on_text.as_mut()) {
+                f(&rest);
+            }
+            completion
+        } else {
+            let completion = self.adapter.parse_response(&self.info, &output.body)?;
+            if let (false, Some(f)) = (completion.text.is_empty(), on_text.as_mut()) {
+                f(&completion.text);
+            }
+            completion
+        };
+        adapter_time += t.elapsed();
+
+        let json = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
+        let response = if output.event_stream {
+            Value::Array(output.events.iter().map(|e| json(e)).collect())
+        } else {
+            json(&output.body)
+        };
+        let prompt_tokens = completion.prompt_tokens.unwrap_or(0);
+        let completion_tokens = completion.completion_tokens.unwrap_or(0);
+        // A streamed reply: "prompt" time is the wait for the first event. A
+        // whole reply: the provider's generation is the whole request.
+        let (prompt_time, generation_time) = match output.time_to_first_event {
+            Some(first) if output.event_stream => (first, output.total.saturating_sub(first)),
+            _ => (Duration::ZERO, output.total),
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        Ok(Generation {
+            model: name,
+            prompt: json(&request.body),
+            response,
+            response_text: completion.text,
+            finish_reason: if output.cancelled {
+                FinishReason::Cancelled.as_str().into()
+            } else {
+                completion.finish_reason.unwrap_or_else(|| "stop".into())
+            },
+            usage: Usage {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens: prompt_tokens + completion_tokens,
+            },
+            timings: Timings {
+                adapter_ms: ms(adapter_time),
+                prompt_ms: ms(prompt_time),
+                generation_ms: ms(generation_time),
+                time_to_first_token_ms: output.time_to_first_event.filter(|_| output.event_stream).map(ms),
                 total_ms: ms(started.elapsed()),
             },
         })

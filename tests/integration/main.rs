@@ -7,3 +7,4 @@ mod golden;
 mod hub;
 mod llama;
 mod registry;
+mod remote;

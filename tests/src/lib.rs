@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests: the real model, temporary homes,
-//! test guests, and a loopback stand-in for the model hub ([`fake_hub`]).
+//! test guests, and loopback stand-ins for the model hub ([`fake_hub`]) and for
+//! vendor APIs ([`fixture_api`]).
 //!
 //! A test that needs the SmolLM2 GGUF is skipped with a message when the file is
 //! missing, and fails instead when `CI` is set: CI must run everything.
 
 pub mod fake_hub;
+pub mod fixture_api;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -13,7 +13,13 @@ pub(crate) const TEMPLATE_RENDERER: &[u8] =
     include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/template_renderer.wasm"));
 
 /// Names of the built-in adapters, as registries name them.
-pub const BUILTIN_ADAPTERS: &[&str] = &["chat-template"];
+pub const BUILTIN_ADAPTERS: &[&str] = &[
+    "chat-template",
+    "openai-chat",
+    "anthropic-messages",
+    "google-gemini",
+    "cohere-chat",
+];
 
 /// Where `make adapters` puts the Python and JavaScript adapters of this checkout.
 pub const REPO_ADAPTER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guests/out");
@@ -22,6 +28,10 @@ pub const REPO_ADAPTER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../gues
 pub fn builtin_adapter(name: &str) -> Option<&'static [u8]> {
     match name {
         "chat-template" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/chat_template.wasm"))),
+        "openai-chat" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/openai_chat.wasm"))),
+        "anthropic-messages" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/anthropic_messages.wasm"))),
+        "google-gemini" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/google_gemini.wasm"))),
+        "cohere-chat" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/cohere_chat.wasm"))),
         _ => None,
     }
 }
@@ -30,6 +40,10 @@ pub fn builtin_adapter(name: &str) -> Option<&'static [u8]> {
 pub fn default_adapter(backend: &str) -> Option<&'static str> {
     match backend {
         "llamacpp" | "huggingface_local" | "mock" | "programmatic" | "human" | "terminal" => Some("chat-template"),
+        "openai" | "openai_compatible" | "openrouter" | "mistral" => Some("openai-chat"),
+        "anthropic" => Some("anthropic-messages"),
+        "google" => Some("google-gemini"),
+        "cohere" => Some("cohere-chat"),
         _ => None,
     }
 }

@@ -6,10 +6,12 @@
 //! beyond its own keys.
 
 mod files;
+pub mod http;
 pub mod hub;
 mod human;
 mod llama;
 mod mock;
+pub mod sse;
 pub(crate) mod text;
 
 use std::path::Path;
@@ -17,11 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use files::resolve_model_file;
+pub use http::{HttpEngine, HttpInput, HttpOutput, HttpPolicy};
 pub use hub::{HubError, HubOptions};
 pub use human::HumanEngine;
 pub use llama::{backend as llama_backend, devices, gpu_offload_supported, LlamaEngine};
 pub use mock::MockEngine;
 
+use crate::credentials::KeyStore;
 use crate::generation::GenerationParams;
 use crate::registry::ModelSpec;
 
@@ -105,6 +109,11 @@ pub trait Engine: Send + Sync {
     /// Generate from a prompt; every piece of raw text goes to `sink` as it is
     /// produced, and the pieces concatenate to the output's `text`.
     fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError>;
+
+    /// The HTTP engine behind this one, for adapters that shape HTTP requests.
+    fn as_http(&self) -> Option<&HttpEngine> {
+        None
+    }
 }
 
 /// What went wrong in an engine. Each variant names the model.
@@ -192,6 +201,48 @@ pub enum EngineError {
         /// What it got.
         got: &'static str,
     },
+    /// A remote backend has no API key.
+    #[error(
+        "no API key for `{model}` (backend `{backend}`): set ${env}, or add {{\"{section}\": {{\"api_key\": \"...\"}}}} to key.json (./key.json, ~/.clemcore/key.json or $LMHOST_HOME/key.json)"
+    )]
+    MissingKey {
+        /// Model name.
+        model: String,
+        /// Backend.
+        backend: String,
+        /// The environment variable read.
+        env: &'static str,
+        /// The key.json section read.
+        section: &'static str,
+    },
+    /// The adapter asked for a request the host does not send.
+    #[error("the adapter of `{model}` asked for a request the host refuses: {message}")]
+    Refused {
+        /// Model name.
+        model: String,
+        /// What was refused and why.
+        message: String,
+    },
+    /// A remote API answered with an error.
+    #[error("`{model}`: the {backend} API answered {status}: {message}")]
+    Provider {
+        /// Model name.
+        model: String,
+        /// Backend.
+        backend: String,
+        /// HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// A remote API could not be reached or its reply not read.
+    #[error("`{model}`: {message}")]
+    Http {
+        /// Model name.
+        model: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Inference failed.
     #[error("`{model}`: inference failed: {message}")]
     Inference {
@@ -218,9 +269,10 @@ pub fn load_engine(
     spec: &ModelSpec,
     model_dirs: &[std::path::PathBuf],
     hub: &HubOptions,
+    keys: &KeyStore,
 ) -> Result<Arc<dyn Engine>, EngineError> {
     let file = engine_file(spec, model_dirs, hub)?;
-    load_engine_from(spec, file.as_deref())
+    load_engine_from(spec, file.as_deref(), keys)
 }
 
 /// The weights file a spec's engine loads, for backends that load one.
@@ -236,7 +288,16 @@ pub(crate) fn engine_file(
 }
 
 /// Load the engine of a spec whose file [`engine_file`] found.
-pub(crate) fn load_engine_from(spec: &ModelSpec, file: Option<&Path>) -> Result<Arc<dyn Engine>, EngineError> {
+pub(crate) fn load_engine_from(
+    spec: &ModelSpec,
+    file: Option<&Path>,
+    keys: &KeyStore,
+) -> Result<Arc<dyn Engine>, EngineError> {
+    if let Some(backend) = crate::registry::find_backend(spec.backend()) {
+        if backend.kind == crate::registry::BackendKind::Remote {
+            return Ok(Arc::new(HttpEngine::from_spec(spec, &keys.for_backend(backend.name))?));
+        }
+    }
     match (spec.backend(), file) {
         ("llamacpp", Some(path)) => Ok(Arc::new(LlamaEngine::load(spec, path)?)),
         ("mock" | "programmatic", _) => Ok(Arc::new(MockEngine::from_spec(spec)?)),

@@ -11,6 +11,18 @@ pub enum BackendKind {
     Scripted,
 }
 
+/// How the host sends a backend's API key. Adapters never see the key, and may
+/// not set these headers themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No key is sent.
+    None,
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key as the value of this header.
+    Header(&'static str),
+}
+
 /// One known backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend {
@@ -28,6 +40,8 @@ pub struct Backend {
     pub key_env: Option<&'static str>,
     /// Default base URL of its API.
     pub default_base_url: Option<&'static str>,
+    /// How its API key is sent.
+    pub auth: Auth,
 }
 
 const fn backend(name: &'static str, kind: BackendKind, runnable: bool) -> Backend {
@@ -39,6 +53,7 @@ const fn backend(name: &'static str, kind: BackendKind, runnable: bool) -> Backe
         key_section: None,
         key_env: None,
         default_base_url: None,
+        auth: Auth::None,
     }
 }
 
@@ -47,7 +62,8 @@ const fn remote(name: &'static str, env: &'static str, url: &'static str) -> Bac
         key_section: Some(name),
         key_env: Some(env),
         default_base_url: Some(url),
-        ..backend(name, BackendKind::Remote, false)
+        auth: Auth::Bearer,
+        ..backend(name, BackendKind::Remote, true)
     }
 }
 
@@ -70,12 +86,18 @@ pub const BACKENDS: &[Backend] = &[
     },
     remote("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1"),
     remote("mistral", "MISTRAL_API_KEY", "https://api.mistral.ai/v1"),
-    remote("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1"),
-    remote(
-        "google",
-        "GOOGLE_API_KEY",
-        "https://generativelanguage.googleapis.com/v1beta",
-    ),
+    Backend {
+        auth: Auth::Header("x-api-key"),
+        ..remote("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1")
+    },
+    Backend {
+        auth: Auth::Header("x-goog-api-key"),
+        ..remote(
+            "google",
+            "GOOGLE_API_KEY",
+            "https://generativelanguage.googleapis.com/v1beta",
+        )
+    },
     remote("cohere", "COHERE_API_KEY", "https://api.cohere.com/v2"),
     Backend {
         aliases: &["programmatic"],

@@ -23,7 +23,7 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
-pub use backends::{find_backend, runnable_backend_names, Backend, BackendKind, BACKENDS};
+pub use backends::{find_backend, runnable_backend_names, Auth, Backend, BackendKind, BACKENDS};
 pub use register::{parse_assignments, register_entry, Registered};
 pub use spec::{ModelSpec, SpecSource};
 pub use unify::unify;

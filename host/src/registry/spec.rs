@@ -78,6 +78,11 @@ impl ModelSpec {
         self.map.get("backend").and_then(Value::as_str).unwrap_or_default()
     }
 
+    /// Whether its backend is local, remote or scripted (`None`: unknown backend).
+    pub fn backend_kind(&self) -> Option<super::BackendKind> {
+        super::find_backend(self.backend()).map(|b| b.kind)
+    }
+
     /// Where the spec came from.
     pub fn source(&self) -> &SpecSource {
         &self.source

@@ -144,6 +144,12 @@ pub const KEYS: &[KeyRule] = &[
     key("extra_body", Object, "Extra fields merged into the request body."),
     key("reasoning_model", Bool, "The provider's reasoning-model quirks apply."),
     key("thinking_mode", Bool, "Enable the provider's extended thinking."),
+    key("thinking_budget", UInt, "anthropic: thinking token budget when thinking_mode is set (default 16000)."),
+    key("timeout_s", Number, "Remote backends: most seconds for a whole call, retries included (default 600)."),
+    key("connect_timeout_s", Number, "Remote backends: most seconds to connect (default 10)."),
+    key("chunk_timeout_s", Number, "Remote backends: most seconds between two chunks of a reply (default 120)."),
+    key("max_retries", UInt, "Remote backends: retries on connection errors, 408, 429 and 5xx (default 3)."),
+    key("retry_backoff_ms", UInt, "Remote backends: wait before the first retry, doubled each time (default 1000); Retry-After wins."),
     key("reply", Str, "mock: the reply ({prompt} is replaced by the prompt)."),
     key("replies", StrList, "mock: replies used in turn."),
     key("delay_ms", UInt, "mock: milliseconds to wait before each generated word (a slow model for tests)."),
@@ -262,6 +268,17 @@ pub fn validate_spec(spec: &ModelSpec) -> Vec<(Severity, Option<String>, String)
         }
     }
     let has = |k: &str| map.get(k).is_some_and(|v| !v.is_null());
+    // Every key of an entry reaches its adapter: a key here would be handed to
+    // untrusted code.
+    for secret in ["api_key", "api_keys", "token", "access_token"] {
+        if has(secret) {
+            out.push((
+                Severity::Error,
+                Some(secret.to_string()),
+                "credentials do not belong in a registry entry (its adapter sees every key): put them in key.json or the backend's environment variable".into(),
+            ));
+        }
+    }
     let backend = spec.backend();
     match find_backend(backend) {
         None => out.push((
@@ -280,7 +297,14 @@ pub fn validate_spec(spec: &ModelSpec) -> Vec<(Severity, Option<String>, String)
                 ("openrouter", _) if !(has("model_id") || has("huggingface_id")) => {
                     Some("needs `model_id` (or `huggingface_id` as the model slug)")
                 }
-                (name, BackendKind::Remote) if name != "openrouter" && !has("model_id") => Some("needs `model_id`"),
+                ("openai_compatible", _) if !(has("model_id") || has("call_name")) => {
+                    Some("needs `model_id` (or `call_name`)")
+                }
+                (name, BackendKind::Remote)
+                    if !matches!(name, "openrouter" | "openai_compatible") && !has("model_id") =>
+                {
+                    Some("needs `model_id`")
+                }
                 _ => None,
             };
             if let Some(message) = missing {

@@ -179,6 +179,20 @@ impl ApiError {
             }
             Error::Engine(EngineError::InvalidParams { .. }) => bad(None, Some("invalid_parameter")),
             Error::Engine(EngineError::UnsupportedBackend { .. }) => bad(Some("model"), Some("model_not_supported")),
+            // A remote API's answer: rate limits pass through, a refused request
+            // is the client's, the rest is the upstream's fault.
+            Error::Engine(EngineError::Provider { status: 429, .. }) => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                kind: "rate_limit_error",
+                ..Self::internal(message)
+            },
+            Error::Engine(EngineError::Provider {
+                status: 400 | 413 | 422, ..
+            }) => bad(None, Some("upstream_rejected")),
+            Error::Engine(EngineError::Provider { .. } | EngineError::Http { .. }) => Self {
+                status: StatusCode::BAD_GATEWAY,
+                ..Self::internal(message)
+            },
             Error::Engine(_) => Self::internal(message),
             Error::Adapter(AdapterError::Refused { kind, .. }) if *kind == "upstream" => Self {
                 status: StatusCode::BAD_GATEWAY,
