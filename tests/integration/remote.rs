@@ -242,3 +242,335 @@ fn a_remote_backend_without_a_key_says_where_to_put_one() {
     let err = host.load("leaky").unwrap_err().to_string();
     assert!(err.contains("`api_key`") && err.contains("key.json") && !err.contains(SECRET), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// The provider adapters, each against the stand-in speaking its vendor's shapes.
+
+fn params() -> GenerationParams {
+    GenerationParams {
+        max_tokens: Some(32),
+        temperature: Some(0.5),
+        top_p: Some(0.9),
+        seed: Some(7),
+        stop: vec!["END".into()],
+        ..GenerationParams::default()
+    }
+}
+
+fn conversation() -> Vec<Message> {
+    vec![
+        Message::system("Be brief."),
+        Message::user("Capital of France?"),
+        Message::assistant("Which France?"),
+        Message::user("The country."),
+    ]
+}
+
+/// Generate streaming; the pieces must concatenate to `response_text`.
+fn streamed(model: &lmhost::Model, messages: &[Message], params: &GenerationParams) -> lmhost::Generation {
+    let mut pieces = String::new();
+    let g = model
+        .generate_stream(messages, params, |piece| pieces.push_str(piece))
+        .unwrap();
+    assert_eq!(pieces, g.response_text, "streamed pieces differ from the answer");
+    g
+}
+
+fn openai_reply(text: &str, finish: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 21, "completion_tokens": 3, "total_tokens": 24}
+    })
+}
+
+#[test]
+fn openai_sends_the_documented_request_and_reads_reply_and_stream() {
+    let api = FixtureApi::start(vec![
+        Reply::json(200, openai_reply("  Paris.\n", "stop")),
+        Reply::events(&[
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": " Par"}}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": "is. "}}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 21, "completion_tokens": 3}}),
+            json!("[DONE]"),
+        ]),
+    ]);
+    let entry = json!({"model_name": "gpt-test", "backend": "openai", "model_id": "gpt-4o-mini",
+                       "base_url": format!("{}/v1", api.url())});
+    let (host, _home) = remote_host(
+        json!([entry]),
+        json!({"openai": {"api_key": SECRET, "organisation": "org-42"}}),
+    );
+    let model = host.load("gpt-test").unwrap();
+    assert_eq!(model.adapter().name(), "openai-chat");
+
+    let g = model.generate(&conversation(), &params()).unwrap();
+    let sent = &api.requests()[0];
+    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/v1/chat/completions"));
+    assert_eq!(sent.header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+    assert_eq!(sent.header("openai-organization"), Some("org-42"));
+    assert_eq!(sent.header("content-type"), Some("application/json"));
+    let messages = json!([
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Which France?"},
+        {"role": "user", "content": "The country."},
+    ]);
+    assert_eq!(
+        sent.json(),
+        json!({"model": "gpt-4o-mini", "messages": messages, "temperature": 0.5, "max_tokens": 32,
+               "top_p": 0.9, "seed": 7, "stop": ["END"]})
+    );
+    assert_eq!(g.response_text, "Paris.");
+    assert_eq!(g.finish_reason, "stop");
+    assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens, g.usage.total_tokens), (21, 3, 24));
+    assert_eq!(g.prompt, sent.json(), "prompt is the request body");
+    assert_eq!(g.response, openai_reply("  Paris.\n", "stop"), "response is the reply body");
+
+    let g = streamed(&model, &conversation(), &params());
+    let sent = &api.requests()[1];
+    let body = sent.json();
+    assert_eq!(body["stream"], json!(true));
+    assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    assert_eq!(g.response_text, "Paris.");
+    assert_eq!(g.finish_reason, "length");
+    assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (21, 3));
+    assert_eq!(g.response.as_array().map(Vec::len), Some(5), "{}", g.response);
+    assert!(g.timings.time_to_first_token_ms.is_some());
+}
+
+#[test]
+fn openai_reasoning_openrouter_extra_body_and_mistral_quirks() {
+    let api = FixtureApi::start(vec![Reply::json(200, openai_reply("ok", "stop"))]);
+    let base = format!("{}/v1", api.url());
+    let entries = json!([
+        {"model_name": "o-test", "backend": "openai", "model_id": "o3-mini", "base_url": base,
+         "model_config": {"reasoning_model": true}},
+        {"model_name": "oss-or", "backend": "openrouter", "huggingface_id": "openai/gpt-oss-20b", "base_url": base,
+         "model_config": {"extra_body": {"reasoning": {"effort": "low"}, "provider": {"order": ["x"]}}}},
+        {"model_name": "mistral-test", "backend": "mistral", "model_id": "mistral-small", "base_url": base},
+        {"model_name": "local-compat", "backend": "openai_compatible", "model_id": "m-id", "call_name": "served-name",
+         "base_url": base},
+    ]);
+    let keys = json!({"openai": {"api_key": SECRET}, "openrouter": {"api_key": "or-key"}, "mistral": {"api_key": "mi-key"}});
+    let (host, _home) = remote_host(entries, keys);
+    let user = [Message::user("hi")];
+    for name in ["o-test", "oss-or", "mistral-test", "local-compat"] {
+        let g = host.load(name).unwrap().generate(&user, &params()).unwrap();
+        assert_eq!(g.response_text, "ok", "{name}");
+    }
+    let r = api.requests();
+    let o = r[0].json();
+    assert_eq!(o["max_completion_tokens"], json!(32), "{o}");
+    assert!(o.get("max_tokens").is_none() && o.get("temperature").is_none() && o.get("top_p").is_none(), "{o}");
+    let or = r[1].json();
+    assert_eq!(or["model"], json!("openai/gpt-oss-20b"));
+    assert_eq!(or["reasoning"], json!({"effort": "low"}));
+    assert_eq!(or["provider"], json!({"order": ["x"]}));
+    assert_eq!(r[1].header("authorization"), Some("Bearer or-key"));
+    let mi = r[2].json();
+    assert_eq!((mi["random_seed"].clone(), mi.get("seed")), (json!(7), None), "{mi}");
+    assert_eq!(r[2].header("authorization"), Some("Bearer mi-key"));
+    // openai_compatible: the server's name for the model, and no key when none is configured.
+    assert_eq!(r[3].json()["model"], json!("served-name"));
+    assert_eq!(r[3].header("authorization"), None);
+}
+
+#[test]
+fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
+    let reply = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [{"type": "text", "text": "Paris"}, {"type": "text", "text": " it is."}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 30, "output_tokens": 4}
+    });
+    let ev = |name: &str, data: Value| (Some(name.to_string()), data.to_string());
+    let stream = vec![
+        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_2", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 30, "output_tokens": 1}}})),
+        ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+        ev("ping", json!({"type": "ping"})),
+        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Paris"}})),
+        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " it is."}})),
+        ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 4}})),
+        ev("message_stop", json!({"type": "message_stop"})),
+    ];
+    let api = FixtureApi::start(vec![Reply::json(200, reply.clone()), Reply::named_events(stream)]);
+    let entry = json!({"model_name": "claude-test", "backend": "anthropic", "model_id": "claude-x",
+                       "base_url": format!("{}/v1", api.url())});
+    let (host, _home) = remote_host(json!([entry]), json!({"anthropic": {"api_key": SECRET}}));
+    let model = host.load("claude-test").unwrap();
+    let mut messages = conversation();
+    messages.insert(2, Message::user("Please."));
+    let g = model.generate(&messages, &params()).unwrap();
+    let sent = &api.requests()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(SECRET));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("authorization"), None);
+    let text = |t: &str| json!({"type": "text", "text": t});
+    assert_eq!(
+        sent.json(),
+        json!({
+            "model": "claude-x", "max_tokens": 32, "system": "Be brief.",
+            "messages": [
+                {"role": "user", "content": [text("Capital of France?"), text("Please.")]},
+                {"role": "assistant", "content": [text("Which France?")]},
+                {"role": "user", "content": [text("The country.")]},
+            ],
+            "temperature": 0.5, "top_p": 0.9, "stop_sequences": ["END"]
+        })
+    );
+    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris it is.", "stop"));
+    assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (30, 4));
+    assert_eq!(g.response, reply);
+
+    let g = streamed(&model, &messages, &params());
+    assert_eq!(api.requests()[1].json()["stream"], json!(true));
+    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris it is.", "length"));
+    assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (30, 4));
+}
+
+#[test]
+fn anthropic_thinking_mode_sets_the_budget_and_drops_the_reasoning() {
+    let reply = json!({
+        "id": "msg_1", "type": "message", "role": "assistant",
+        "content": [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"},
+                    {"type": "text", "text": "42"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 50}
+    });
+    let api = FixtureApi::start(vec![Reply::json(200, reply)]);
+    let entry = json!({"model_name": "claude-think", "backend": "anthropic", "model_id": "claude-3-7-sonnet",
+                       "base_url": api.url(), "model_config": {"thinking_mode": true}});
+    let (host, _home) = remote_host(json!([entry]), json!({"anthropic": {"api_key": SECRET}}));
+    let g = host.load("claude-think").unwrap().generate(&[Message::user("?")], &params()).unwrap();
+    assert_eq!(g.response_text, "42");
+    let body = api.only_request().json();
+    assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 16000}));
+    assert_eq!(body["max_tokens"], json!(16000 + 32));
+    assert!(body.get("temperature").is_none() && body.get("top_p").is_none(), "{body}");
+}
+
+#[test]
+fn google_gemini_paths_roles_and_stream() {
+    let chunk = |text: &str, finish: Option<&str>| {
+        let mut c = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}],
+                           "usageMetadata": {"promptTokenCount": 17, "candidatesTokenCount": 2, "totalTokenCount": 19}});
+        if let Some(f) = finish {
+            c["candidates"][0]["finishReason"] = json!(f);
+        }
+        c
+    };
+    let api = FixtureApi::start(vec![
+        Reply::json(200, chunk("Paris.", Some("STOP"))),
+        Reply::events(&[chunk("Par", None), chunk("is.", Some("MAX_TOKENS"))]),
+    ]);
+    let entry = json!({"model_name": "gemini-test", "backend": "google", "model_id": "gemini-2.0-flash",
+                       "base_url": format!("{}/v1beta", api.url())});
+    let (host, _home) = remote_host(json!([entry]), json!({"google": {"api_key": SECRET}}));
+    let model = host.load("gemini-test").unwrap();
+    let g = model.generate(&conversation(), &params()).unwrap();
+    let sent = &api.requests()[0];
+    assert_eq!(sent.path, "/v1beta/models/gemini-2.0-flash:generateContent");
+    assert_eq!(sent.header("x-goog-api-key"), Some(SECRET));
+    assert_eq!(sent.header("authorization"), None);
+    let part = |t: &str| json!({"text": t});
+    assert_eq!(
+        sent.json(),
+        json!({
+            "contents": [
+                {"role": "user", "parts": [part("Capital of France?")]},
+                {"role": "model", "parts": [part("Which France?")]},
+                {"role": "user", "parts": [part("The country.")]},
+            ],
+            "systemInstruction": {"parts": [part("Be brief.")]},
+            "generationConfig": {"temperature": 0.5, "maxOutputTokens": 32, "topP": 0.9, "seed": 7, "stopSequences": ["END"]}
+        })
+    );
+    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris.", "stop"));
+    assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (17, 2));
+
+    let g = streamed(&model, &conversation(), &params());
+    assert_eq!(
+        api.requests()[1].path,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
+    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris.", "length"));
+}
+
+#[test]
+fn cohere_v2_chat_request_reply_and_stream() {
+    let reply = json!({
+        "id": "c1", "finish_reason": "COMPLETE",
+        "message": {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]},
+        "usage": {"billed_units": {"input_tokens": 9, "output_tokens": 2}, "tokens": {"input_tokens": 70, "output_tokens": 2}}
+    });
+    let stream = [
+        json!({"type": "message-start", "id": "c2", "delta": {"message": {"role": "assistant", "content": []}}}),
+        json!({"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}}),
+        json!({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "Par"}}}}),
+        json!({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "is."}}}}),
+        json!({"type": "content-end", "index": 0}),
+        json!({"type": "message-end", "delta": {"finish_reason": "MAX_TOKENS",
+               "usage": {"billed_units": {"input_tokens": 9, "output_tokens": 2}, "tokens": {"input_tokens": 70, "output_tokens": 2}}}}),
+    ];
+    let api = FixtureApi::start(vec![Reply::json(200, reply), Reply::events(&stream)]);
+    let entry = json!({"model_name": "command-test", "backend": "cohere", "model_id": "command-r",
+                       "base_url": format!("{}/v2", api.url())});
+    let (host, _home) = remote_host(json!([entry]), json!({"cohere": {"api_key": SECRET}}));
+    let model = host.load("command-test").unwrap();
+    let p = GenerationParams {
+        top_k: Some(40),
+        ..params()
+    };
+    let g = model.generate(&conversation()[..2], &p).unwrap();
+    let sent = &api.requests()[0];
+    assert_eq!(sent.path, "/v2/chat");
+    assert_eq!(sent.header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+    assert_eq!(
+        sent.json(),
+        json!({"model": "command-r",
+               "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}],
+               "temperature": 0.5, "max_tokens": 32, "p": 0.9, "k": 40, "seed": 7, "stop_sequences": ["END"]})
+    );
+    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris.", "stop"));
+    assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (70, 2));
+    let g = streamed(&model, &conversation()[..2], &p);
+    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris.", "length"));
+}
+
+#[test]
+fn provider_errors_name_the_model_and_carry_the_providers_message() {
+    let api = FixtureApi::start(vec![
+        Reply::json(404, json!({"error": {"message": "The model `gpt-nope` does not exist or you do not have access to it.", "type": "invalid_request_error", "code": "model_not_found"}})),
+        Reply::json(400, json!({"error": {"message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 130001 tokens.", "type": "invalid_request_error", "code": "context_length_exceeded"}})),
+        Reply::named_events(vec![
+            (Some("message_start".into()), json!({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}).to_string()),
+            (Some("error".into()), json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string()),
+        ]),
+        Reply::text(200, "<html>not json</html>"),
+    ]);
+    let base = api.url();
+    let entries = json!([
+        {"model_name": "gpt-nope", "backend": "openai", "model_id": "gpt-nope", "base_url": base},
+        {"model_name": "claude-busy", "backend": "anthropic", "model_id": "claude-x", "base_url": base},
+    ]);
+    let keys = json!({"openai": {"api_key": SECRET}, "anthropic": {"api_key": SECRET}});
+    let (host, _home) = remote_host(entries, keys);
+    let gpt = host.load("gpt-nope").unwrap();
+    let user = [Message::user("hi")];
+    let err = gpt.generate(&user, &params()).unwrap_err().to_string();
+    assert!(err.contains("`gpt-nope`") && err.contains("404") && err.contains("does not exist"), "{err}");
+    let err = gpt.generate(&user, &params()).unwrap_err().to_string();
+    assert!(err.contains("400") && err.contains("maximum context length is 128000 tokens"), "{err}");
+    let claude = host.load("claude-busy").unwrap();
+    let err = claude
+        .generate_stream(&user, &params(), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("claude-busy") && err.contains("Overloaded"), "{err}");
+    let err = gpt.generate(&user, &params()).unwrap_err().to_string();
+    assert!(err.contains("gpt-nope") && err.contains("not json"), "{err}");
+    assert!(!err.contains(SECRET));
+}
