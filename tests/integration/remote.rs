@@ -574,3 +574,83 @@ fn provider_errors_name_the_model_and_carry_the_providers_message() {
     assert!(err.contains("gpt-nope") && err.contains("not json"), "{err}");
     assert!(!err.contains(SECRET));
 }
+
+// ---------------------------------------------------------------------------
+// openai_compatible against a real OpenAI-compatible server: lmhost's own
+// `serve`, running SmolLM2 on loopback.
+
+/// `lmhost serve` in this process on a free loopback port, serving SmolLM2; its
+/// address, and the sender that stops it.
+fn serve_smollm() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, Host, TempDir) {
+    let (host, home) = lmhost_tests::host(None);
+    let served = lmhost_tests::host(None);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let (server_host, _server_home) = served;
+            let config = lmhost::server::ServerConfig {
+                preload: vec!["SmolLM2-135M-Instruct".into()],
+                ..lmhost::server::ServerConfig::ephemeral()
+            };
+            let server = lmhost::server::Server::bind(std::sync::Arc::new(server_host), config)
+                .await
+                .expect("server binds and loads SmolLM2");
+            addr_tx.send(server.local_addr()).unwrap();
+            server
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(120)).expect("server started");
+    (addr, stop_tx, host, home)
+}
+
+#[test]
+fn openai_compatible_against_lmhost_serve_gives_the_local_answer() {
+    if lmhost_tests::smollm().is_none() {
+        return;
+    }
+    let (addr, stop, local_host, _local_home) = serve_smollm();
+    let entry = json!({"model_name": "smol-remote", "backend": "openai_compatible",
+                       "model_id": "SmolLM2-135M-Instruct", "base_url": format!("http://{addr}/v1")});
+    let (host, _home) = remote_host(json!([entry]), json!({}));
+    let remote = host.load("smol-remote").unwrap();
+    let local = local_host.load("SmolLM2-135M-Instruct").unwrap();
+    let messages = [
+        Message::system("You are a helpful assistant."),
+        Message::user("What is the capital of France?"),
+    ];
+    let greedy = GenerationParams::greedy(24);
+    let want = local.generate(&messages, &greedy).unwrap();
+    assert!(!want.response_text.is_empty());
+
+    let got = remote.generate(&messages, &greedy).unwrap();
+    assert_eq!(got.response_text, want.response_text.trim());
+    assert_eq!(got.usage.prompt_tokens, want.usage.prompt_tokens);
+    assert_eq!(got.usage.completion_tokens, want.usage.completion_tokens);
+    assert_eq!(got.finish_reason, want.finish_reason);
+    assert_eq!(got.response["object"], json!("chat.completion"), "{}", got.response);
+
+    let streamed = streamed(&remote, &messages, &greedy);
+    assert_eq!(streamed.response_text, want.response_text.trim());
+    assert_eq!(streamed.usage.completion_tokens, want.usage.completion_tokens);
+    assert!(streamed.response.as_array().is_some_and(|events| events.len() > 2), "{}", streamed.response);
+
+    // The server's own errors come back as provider errors naming the model.
+    let entry = json!({"model_name": "smol-typo", "backend": "openai_compatible",
+                       "model_id": "no-such-model", "base_url": format!("http://{addr}/v1")});
+    let (host, _home) = remote_host(json!([entry]), json!({}));
+    let err = host
+        .load("smol-typo")
+        .unwrap()
+        .generate(&messages, &greedy)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`smol-typo`") && err.contains("404") && err.contains("no-such-model"), "{err}");
+    let _ = stop.send(());
+}
