@@ -4,13 +4,7 @@ use lmhost::registry::{Registry, SpecSource};
 use lmhost_tests::repo_root;
 
 fn compat_file() -> Option<std::path::PathBuf> {
-    let dir = repo_root().parent()?.join("shared").join("compat");
-    let file = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))?;
-    Some(file)
+    lmhost_tests::compat_registry()
 }
 
 #[test]

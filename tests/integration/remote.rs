@@ -654,3 +654,80 @@ fn openai_compatible_against_lmhost_serve_gives_the_local_answer() {
     assert!(err.contains("`smol-typo`") && err.contains("404") && err.contains("no-such-model"), "{err}");
     let _ = stop.send(());
 }
+
+// ---------------------------------------------------------------------------
+// Every remote entry of the real clemcore registry loads and runs.
+
+#[test]
+fn every_remote_entry_of_the_clemcore_registry_runs_against_its_vendor_shape() {
+    let Some(file) = lmhost_tests::compat_registry() else {
+        eprintln!("skipped: no clemcore registry in ../shared/compat");
+        return;
+    };
+    let entries: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let openai = FixtureApi::start(vec![Reply::json(200, openai_reply("fine", "stop"))]);
+    let anthropic = FixtureApi::start(vec![Reply::json(
+        200,
+        json!({"type": "message", "role": "assistant", "content": [{"type": "text", "text": "fine"}],
+               "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+    )]);
+    let google = FixtureApi::start(vec![Reply::json(
+        200,
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "fine"}]}, "finishReason": "STOP"}]}),
+    )]);
+    let cohere = FixtureApi::start(vec![Reply::json(
+        200,
+        json!({"finish_reason": "COMPLETE", "message": {"role": "assistant", "content": [{"type": "text", "text": "fine"}]}}),
+    )]);
+    // The base URLs come from key.json, as clemcore users set them.
+    let section = |api: &FixtureApi| json!({"api_key": SECRET, "base_url": format!("{}/v1", api.url())});
+    let keys = json!({
+        "openai": section(&openai), "openai_compatible": section(&openai), "openrouter": section(&openai),
+        "mistral": section(&openai), "anthropic": section(&anthropic), "google": section(&google),
+        "cohere": section(&cohere),
+    });
+    let home = TempDir::new("compat-remote");
+    std::fs::write(home.path().join("key.json"), keys.to_string()).unwrap();
+    let mut config = HostConfig::with_home(home.path().to_path_buf());
+    config.key_files = vec![home.path().join("key.json")];
+    config.keys_from_env = false;
+    config.registry_files = vec![file];
+    let host = Host::with_config(config).unwrap();
+
+    let mut ran = std::collections::BTreeMap::<String, usize>::new();
+    for entry in &entries {
+        let backend = entry["backend"].as_str().unwrap_or_default();
+        let api = match backend {
+            "openai" | "openai_compatible" | "openrouter" | "mistral" => &openai,
+            "anthropic" => &anthropic,
+            "google" => &google,
+            "cohere" => &cohere,
+            _ => continue,
+        };
+        // A spec's keys sit at the top level or under model_config.
+        let key = |k: &str| entry.get(k).or_else(|| entry["model_config"].get(k)).and_then(Value::as_str);
+        let name = entry["model_name"].as_str().unwrap();
+        let query = json!({"model_name": name, "backend": backend}).to_string();
+        let before = api.requests().len();
+        let g = host
+            .load(query.as_str())
+            .and_then(|m| m.generate(&[Message::user("hi")], &GenerationParams::greedy(8)))
+            .unwrap_or_else(|e| panic!("{name} ({backend}): {e}"));
+        assert_eq!(g.response_text, "fine", "{name}");
+        let sent = api.requests()[before].clone();
+        let id = match backend {
+            "openai_compatible" => key("call_name").or(key("model_id")),
+            "openrouter" => key("model_id").or(key("huggingface_id")),
+            _ => key("model_id"),
+        }
+        .unwrap();
+        if backend == "google" {
+            assert_eq!(sent.path, format!("/v1/models/{id}:generateContent"), "{name}");
+        } else {
+            assert_eq!(sent.json()["model"], json!(id), "{name}");
+        }
+        *ran.entry(backend.to_string()).or_default() += 1;
+    }
+    eprintln!("ran: {ran:?}");
+    assert_eq!(ran.len(), 7, "every remote backend has entries: {ran:?}");
+}

@@ -18,6 +18,16 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The real clemcore registry in `../shared/compat`, when it is there.
+pub fn compat_registry() -> Option<PathBuf> {
+    let dir = repo_root().parent()?.join("shared").join("compat");
+    std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+}
+
 /// The default model's file name.
 pub const SMOLLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
