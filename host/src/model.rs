@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::adapters::{adapter_dirs, default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime, AdapterStream};
+use crate::credentials::KeyStore;
 use crate::engines::hub::HubOptions;
 use crate::engines::{
     engine_file, engine_key, load_engine_from, Engine, EngineError, EngineInfo, FinishReason, HttpInput, PromptInput,
 };
-use crate::credentials::KeyStore;
 use crate::error::{Error, Result};
 use crate::generation::{Generation, GenerationParams, Message, Timings, Usage};
 use crate::registry::{validate_spec, ModelSpec, Query, Registry, RegistryError, Severity, SpecSource};

@@ -306,3 +306,122 @@ fn generation_params_reject_what_they_do_not_support() {
     assert_eq!(ok.max_tokens, Some(8));
     let _ = Message::user("x");
 }
+
+#[test]
+fn event_streams_frame_the_same_however_the_bytes_are_cut() {
+    use lmhost::engines::sse::SseParser;
+    let mut rng = Rng::seeded("sse");
+    const DATA: &[&str] = &[
+        "{\"a\":1}",
+        "x",
+        "",
+        "日本",
+        "é",
+        " spaced ",
+        "[DONE]",
+        ":",
+        "data: inner",
+    ];
+    const ENDINGS: &[&str] = &["\n", "\r\n", "\r"];
+    for _ in 0..cases(2000) {
+        // A well-formed stream: events with 1..3 data lines, other fields and comments mixed in.
+        let mut stream = String::new();
+        let mut want = Vec::new();
+        for _ in 0..rng.below(6) {
+            let end = *rng.pick(ENDINGS);
+            if rng.below(3) == 0 {
+                stream.push_str(&format!(": keep-alive{end}"));
+            }
+            if rng.below(2) == 0 {
+                stream.push_str(&format!("event: e{}{end}", rng.below(9)));
+            }
+            let lines: Vec<&str> = (0..1 + rng.below(3)).map(|_| *rng.pick(DATA)).collect();
+            for line in &lines {
+                let sep = if rng.below(2) == 0 { ": " } else { ":" };
+                // A data value starting with a space keeps it after "data:" only.
+                let sep = if line.starts_with(' ') { ": " } else { sep };
+                stream.push_str(&format!("data{sep}{line}{end}"));
+            }
+            stream.push_str(end);
+            want.push(lines.join("\n"));
+        }
+        let bytes = stream.as_bytes();
+        let mut parser = SseParser::new();
+        let mut got = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let next = (at + 1 + rng.below(8)).min(bytes.len());
+            got.extend(parser.feed(&bytes[at..next]).unwrap());
+            at = next;
+        }
+        got.extend(parser.finish().unwrap());
+        // "\r" then "\n" from two different endings is one line end only when adjacent:
+        // streams here never put "\n" right after a "\r" ending, except as "\r\n".
+        assert_eq!(got, want, "stream {stream:?}");
+    }
+    // Arbitrary bytes: events or a clean error, never a panic.
+    for _ in 0..cases(2000) {
+        let bytes: Vec<u8> = (0..rng.below(200))
+            .map(|_| *rng.pick(b"data: \r\n\xff\xc3\xa9x:{}"))
+            .collect();
+        let mut parser = SseParser::new();
+        let _ = parser.feed(&bytes).map(|_| parser.finish());
+    }
+}
+
+#[test]
+fn adapter_paths_never_leave_the_base_url() {
+    use lmhost::engines::http::{join, Url};
+    let mut rng = Rng::seeded("paths");
+    const PARTS: &[&str] = &[
+        "/",
+        "//",
+        "..",
+        ".",
+        "%2e",
+        "%2E",
+        "%2f",
+        "%5c",
+        "@",
+        "evil.example",
+        "http:",
+        "https://evil.example",
+        ":8080",
+        "?",
+        "#",
+        "\\",
+        " ",
+        "v1",
+        "chat",
+        "%00",
+        "\t",
+        "~",
+        ";",
+        "127.0.0.1",
+        "[::1]",
+    ];
+    let bases = [
+        "https://api.example.com/v1",
+        "http://127.0.0.1:8080",
+        "https://h.example:8443/a/b/",
+    ];
+    for _ in 0..cases(20_000) {
+        let base = Url::parse(bases[rng.below(bases.len())]).unwrap();
+        let path: String = (0..1 + rng.below(6)).map(|_| *rng.pick(PARTS)).collect();
+        if let Ok(url) = join(&base, &path) {
+            assert_eq!(
+                (url.scheme(), url.host_str(), url.port_or_known_default()),
+                (base.scheme(), base.host_str(), base.port_or_known_default()),
+                "{path:?} left {base}"
+            );
+            assert!(
+                url.path().starts_with(base.path().trim_end_matches('/')),
+                "{path:?} -> {url}"
+            );
+            assert!(
+                url.username().is_empty() && url.password().is_none(),
+                "{path:?} -> {url}"
+            );
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! Registry files as users have them.
 
 use lmhost::registry::{Registry, SpecSource};
-use lmhost_tests::repo_root;
 
 fn compat_file() -> Option<std::path::PathBuf> {
     lmhost_tests::compat_registry()

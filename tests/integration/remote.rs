@@ -54,14 +54,23 @@ fn an_adapter_never_sees_the_key_and_cannot_forge_credentials() {
     // Everything the adapter can see goes into the body: the key is not in it,
     // only in the header the host adds.
     let model = host.load("exfiltrate").unwrap();
-    let g = model.generate(&[Message::user("hello")], &GenerationParams::default()).unwrap();
+    let g = model
+        .generate(&[Message::user("hello")], &GenerationParams::default())
+        .unwrap();
     let sent = api.only_request();
     assert_eq!(sent.path, "/v1/chat/completions");
     assert_eq!(sent.header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
     assert!(sent.body.contains("\"model_name\":\"exfiltrate\""), "{}", sent.body);
     assert!(sent.body.contains("hello"), "{}", sent.body);
-    for (what, text) in [("body", &sent.body), ("path", &sent.path), ("model info", &model.model_info().spec_json)] {
-        assert!(!text.contains(SECRET) && !text.contains("7f3a9c1e5b"), "the key is in the {what}: {text}");
+    for (what, text) in [
+        ("body", &sent.body),
+        ("path", &sent.path),
+        ("model info", &model.model_info().spec_json),
+    ] {
+        assert!(
+            !text.contains(SECRET) && !text.contains("7f3a9c1e5b"),
+            "the key is in the {what}: {text}"
+        );
     }
     assert!(!g.prompt.to_string().contains(SECRET));
 
@@ -72,7 +81,10 @@ fn an_adapter_never_sees_the_key_and_cannot_forge_credentials() {
         .generate(&[Message::user("hi")], &GenerationParams::default())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`forge`") && err.contains("header `Authorization`"), "{err}");
+    assert!(
+        err.contains("`forge`") && err.contains("header `Authorization`"),
+        "{err}"
+    );
     assert_eq!(api.requests().len(), 1, "the forged request went out");
 }
 
@@ -91,7 +103,11 @@ fn an_adapter_cannot_send_to_another_host() {
         .iter()
         .enumerate()
         .map(|(i, target)| {
-            let mut e = hostile_entry(&format!("elsewhere-{i}"), "http-elsewhere", &format!("{}/v1", api.url()));
+            let mut e = hostile_entry(
+                &format!("elsewhere-{i}"),
+                "http-elsewhere",
+                &format!("{}/v1", api.url()),
+            );
             e["target"] = json!(target);
             e
         })
@@ -140,7 +156,10 @@ fn a_429_with_retry_after_is_retried_once_after_the_wait() {
 
 #[test]
 fn server_errors_end_in_a_clear_error_after_the_configured_attempts() {
-    let api = FixtureApi::start(vec![Reply::json(500, json!({"error": {"message": "the upstream broke"}}))]);
+    let api = FixtureApi::start(vec![Reply::json(
+        500,
+        json!({"error": {"message": "the upstream broke"}}),
+    )]);
     let mut entry = hostile_entry("broken", "http-exfiltrate", &api.url());
     entry["max_retries"] = json!(2);
     entry["retry_backoff_ms"] = json!(20);
@@ -153,7 +172,10 @@ fn server_errors_end_in_a_clear_error_after_the_configured_attempts() {
         .to_string();
     assert_eq!(api.requests().len(), 3);
     assert!(
-        err.contains("`broken`") && err.contains("500") && err.contains("the upstream broke") && err.contains("after 3 attempts"),
+        err.contains("`broken`")
+            && err.contains("500")
+            && err.contains("the upstream broke")
+            && err.contains("after 3 attempts"),
         "{err}"
     );
     // Backoff doubles: 20 ms, then 40 ms.
@@ -240,7 +262,10 @@ fn a_remote_backend_without_a_key_says_where_to_put_one() {
         json!({"openai": {"api_key": SECRET}}),
     );
     let err = host.load("leaky").unwrap_err().to_string();
-    assert!(err.contains("`api_key`") && err.contains("key.json") && !err.contains(SECRET), "{err}");
+    assert!(
+        err.contains("`api_key`") && err.contains("key.json") && !err.contains(SECRET),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -308,7 +333,10 @@ fn openai_sends_the_documented_request_and_reads_reply_and_stream() {
 
     let g = model.generate(&conversation(), &params()).unwrap();
     let sent = &api.requests()[0];
-    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/v1/chat/completions"));
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/v1/chat/completions")
+    );
     assert_eq!(sent.header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
     assert_eq!(sent.header("openai-organization"), Some("org-42"));
     assert_eq!(sent.header("content-type"), Some("application/json"));
@@ -325,9 +353,16 @@ fn openai_sends_the_documented_request_and_reads_reply_and_stream() {
     );
     assert_eq!(g.response_text, "Paris.");
     assert_eq!(g.finish_reason, "stop");
-    assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens, g.usage.total_tokens), (21, 3, 24));
+    assert_eq!(
+        (g.usage.prompt_tokens, g.usage.completion_tokens, g.usage.total_tokens),
+        (21, 3, 24)
+    );
     assert_eq!(g.prompt, sent.json(), "prompt is the request body");
-    assert_eq!(g.response, openai_reply("  Paris.\n", "stop"), "response is the reply body");
+    assert_eq!(
+        g.response,
+        openai_reply("  Paris.\n", "stop"),
+        "response is the reply body"
+    );
 
     let g = streamed(&model, &conversation(), &params());
     let sent = &api.requests()[1];
@@ -354,7 +389,8 @@ fn openai_reasoning_openrouter_extra_body_and_mistral_quirks() {
         {"model_name": "local-compat", "backend": "openai_compatible", "model_id": "m-id", "call_name": "served-name",
          "base_url": base},
     ]);
-    let keys = json!({"openai": {"api_key": SECRET}, "openrouter": {"api_key": "or-key"}, "mistral": {"api_key": "mi-key"}});
+    let keys =
+        json!({"openai": {"api_key": SECRET}, "openrouter": {"api_key": "or-key"}, "mistral": {"api_key": "mi-key"}});
     let (host, _home) = remote_host(entries, keys);
     let user = [Message::user("hi")];
     for name in ["o-test", "oss-or", "mistral-test", "local-compat"] {
@@ -364,7 +400,10 @@ fn openai_reasoning_openrouter_extra_body_and_mistral_quirks() {
     let r = api.requests();
     let o = r[0].json();
     assert_eq!(o["max_completion_tokens"], json!(32), "{o}");
-    assert!(o.get("max_tokens").is_none() && o.get("temperature").is_none() && o.get("top_p").is_none(), "{o}");
+    assert!(
+        o.get("max_tokens").is_none() && o.get("temperature").is_none() && o.get("top_p").is_none(),
+        "{o}"
+    );
     let or = r[1].json();
     assert_eq!(or["model"], json!("openai/gpt-oss-20b"));
     assert_eq!(or["reasoning"], json!({"effort": "low"}));
@@ -387,13 +426,28 @@ fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
     });
     let ev = |name: &str, data: Value| (Some(name.to_string()), data.to_string());
     let stream = vec![
-        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_2", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 30, "output_tokens": 1}}})),
-        ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_2", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 30, "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
         ev("ping", json!({"type": "ping"})),
-        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Paris"}})),
-        ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " it is."}})),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Paris"}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " it is."}}),
+        ),
         ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-        ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 4}})),
+        ev(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 4}}),
+        ),
         ev("message_stop", json!({"type": "message_stop"})),
     ];
     let api = FixtureApi::start(vec![Reply::json(200, reply.clone()), Reply::named_events(stream)]);
@@ -422,13 +476,19 @@ fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
             "temperature": 0.5, "top_p": 0.9, "stop_sequences": ["END"]
         })
     );
-    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris it is.", "stop"));
+    assert_eq!(
+        (g.response_text.as_str(), g.finish_reason.as_str()),
+        ("Paris it is.", "stop")
+    );
     assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (30, 4));
     assert_eq!(g.response, reply);
 
     let g = streamed(&model, &messages, &params());
     assert_eq!(api.requests()[1].json()["stream"], json!(true));
-    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris it is.", "length"));
+    assert_eq!(
+        (g.response_text.as_str(), g.finish_reason.as_str()),
+        ("Paris it is.", "length")
+    );
     assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (30, 4));
 }
 
@@ -444,12 +504,19 @@ fn anthropic_thinking_mode_sets_the_budget_and_drops_the_reasoning() {
     let entry = json!({"model_name": "claude-think", "backend": "anthropic", "model_id": "claude-3-7-sonnet",
                        "base_url": api.url(), "model_config": {"thinking_mode": true}});
     let (host, _home) = remote_host(json!([entry]), json!({"anthropic": {"api_key": SECRET}}));
-    let g = host.load("claude-think").unwrap().generate(&[Message::user("?")], &params()).unwrap();
+    let g = host
+        .load("claude-think")
+        .unwrap()
+        .generate(&[Message::user("?")], &params())
+        .unwrap();
     assert_eq!(g.response_text, "42");
     let body = api.only_request().json();
     assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 16000}));
     assert_eq!(body["max_tokens"], json!(16000 + 32));
-    assert!(body.get("temperature").is_none() && body.get("top_p").is_none(), "{body}");
+    assert!(
+        body.get("temperature").is_none() && body.get("top_p").is_none(),
+        "{body}"
+    );
 }
 
 #[test]
@@ -496,7 +563,10 @@ fn google_gemini_paths_roles_and_stream() {
         api.requests()[1].path,
         "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
     );
-    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris.", "length"));
+    assert_eq!(
+        (g.response_text.as_str(), g.finish_reason.as_str()),
+        ("Paris.", "length")
+    );
 }
 
 #[test]
@@ -537,17 +607,32 @@ fn cohere_v2_chat_request_reply_and_stream() {
     assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris.", "stop"));
     assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (70, 2));
     let g = streamed(&model, &conversation()[..2], &p);
-    assert_eq!((g.response_text.as_str(), g.finish_reason.as_str()), ("Paris.", "length"));
+    assert_eq!(
+        (g.response_text.as_str(), g.finish_reason.as_str()),
+        ("Paris.", "length")
+    );
 }
 
 #[test]
 fn provider_errors_name_the_model_and_carry_the_providers_message() {
     let api = FixtureApi::start(vec![
-        Reply::json(404, json!({"error": {"message": "The model `gpt-nope` does not exist or you do not have access to it.", "type": "invalid_request_error", "code": "model_not_found"}})),
-        Reply::json(400, json!({"error": {"message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 130001 tokens.", "type": "invalid_request_error", "code": "context_length_exceeded"}})),
+        Reply::json(
+            404,
+            json!({"error": {"message": "The model `gpt-nope` does not exist or you do not have access to it.", "type": "invalid_request_error", "code": "model_not_found"}}),
+        ),
+        Reply::json(
+            400,
+            json!({"error": {"message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 130001 tokens.", "type": "invalid_request_error", "code": "context_length_exceeded"}}),
+        ),
         Reply::named_events(vec![
-            (Some("message_start".into()), json!({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}).to_string()),
-            (Some("error".into()), json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string()),
+            (
+                Some("message_start".into()),
+                json!({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}).to_string(),
+            ),
+            (
+                Some("error".into()),
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}).to_string(),
+            ),
         ]),
         Reply::text(200, "<html>not json</html>"),
     ]);
@@ -561,9 +646,15 @@ fn provider_errors_name_the_model_and_carry_the_providers_message() {
     let gpt = host.load("gpt-nope").unwrap();
     let user = [Message::user("hi")];
     let err = gpt.generate(&user, &params()).unwrap_err().to_string();
-    assert!(err.contains("`gpt-nope`") && err.contains("404") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("`gpt-nope`") && err.contains("404") && err.contains("does not exist"),
+        "{err}"
+    );
     let err = gpt.generate(&user, &params()).unwrap_err().to_string();
-    assert!(err.contains("400") && err.contains("maximum context length is 128000 tokens"), "{err}");
+    assert!(
+        err.contains("400") && err.contains("maximum context length is 128000 tokens"),
+        "{err}"
+    );
     let claude = host.load("claude-busy").unwrap();
     let err = claude
         .generate_stream(&user, &params(), |_| {})
@@ -639,7 +730,11 @@ fn openai_compatible_against_lmhost_serve_gives_the_local_answer() {
     let streamed = streamed(&remote, &messages, &greedy);
     assert_eq!(streamed.response_text, want.response_text.trim());
     assert_eq!(streamed.usage.completion_tokens, want.usage.completion_tokens);
-    assert!(streamed.response.as_array().is_some_and(|events| events.len() > 2), "{}", streamed.response);
+    assert!(
+        streamed.response.as_array().is_some_and(|events| events.len() > 2),
+        "{}",
+        streamed.response
+    );
 
     // The server's own errors come back as provider errors naming the model.
     let entry = json!({"model_name": "smol-typo", "backend": "openai_compatible",
@@ -651,7 +746,10 @@ fn openai_compatible_against_lmhost_serve_gives_the_local_answer() {
         .generate(&messages, &greedy)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`smol-typo`") && err.contains("404") && err.contains("no-such-model"), "{err}");
+    assert!(
+        err.contains("`smol-typo`") && err.contains("404") && err.contains("no-such-model"),
+        "{err}"
+    );
     let _ = stop.send(());
 }
 
@@ -705,7 +803,12 @@ fn every_remote_entry_of_the_clemcore_registry_runs_against_its_vendor_shape() {
             _ => continue,
         };
         // A spec's keys sit at the top level or under model_config.
-        let key = |k: &str| entry.get(k).or_else(|| entry["model_config"].get(k)).and_then(Value::as_str);
+        let key = |k: &str| {
+            entry
+                .get(k)
+                .or_else(|| entry["model_config"].get(k))
+                .and_then(Value::as_str)
+        };
         let name = entry["model_name"].as_str().unwrap();
         let query = json!({"model_name": name, "backend": backend}).to_string();
         let before = api.requests().len();

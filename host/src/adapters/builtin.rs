@@ -29,7 +29,10 @@ pub fn builtin_adapter(name: &str) -> Option<&'static [u8]> {
     match name {
         "chat-template" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/chat_template.wasm"))),
         "openai-chat" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/openai_chat.wasm"))),
-        "anthropic-messages" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/anthropic_messages.wasm"))),
+        "anthropic-messages" => Some(include_bytes!(concat!(
+            env!("LMHOST_GUEST_DIR"),
+            "/anthropic_messages.wasm"
+        ))),
         "google-gemini" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/google_gemini.wasm"))),
         "cohere-chat" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/cohere_chat.wasm"))),
         _ => None,

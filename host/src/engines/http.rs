@@ -27,7 +27,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, StatusCode};
+
+/// URLs as the HTTP engine parses them.
+pub use reqwest::Url;
 
 use super::sse::SseParser;
 use super::{Engine, EngineError, EngineInfo, PromptInput, TextSink};
@@ -200,10 +203,10 @@ impl HttpEngine {
                 (None, Some(url)) => (url.to_string(), "the backend's default base URL"),
                 (None, None) => {
                     return Err(invalid(format!(
-                        "backend `{}` has no default URL: set `base_url` in the entry, or in the `{}` section of key.json",
-                        backend.name,
-                        backend.key_section.unwrap_or(backend.name)
-                    )))
+                    "backend `{}` has no default URL: set `base_url` in the entry, or in the `{}` section of key.json",
+                    backend.name,
+                    backend.key_section.unwrap_or(backend.name)
+                )))
                 }
             },
         };
@@ -587,13 +590,24 @@ fn parse_base(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-/// The base URL joined with an adapter's path, or why not.
-pub(crate) fn join(base: &Url, path: &str) -> Result<Url, String> {
+/// The base URL joined with an adapter's path, or why not: the result always
+/// keeps the base's scheme, host, port and path prefix.
+///
+/// ```
+/// use lmhost::engines::http::join;
+/// let base = lmhost::engines::http::Url::parse("https://api.example.com/v1").unwrap();
+/// assert_eq!(join(&base, "/chat/completions").unwrap().as_str(), "https://api.example.com/v1/chat/completions");
+/// assert!(join(&base, "https://elsewhere.example/v1/chat").is_err());
+/// ```
+pub fn join(base: &Url, path: &str) -> Result<Url, String> {
     let refuse = |why: &str| Err(format!("path {path:?}: {why}"));
     if !path.starts_with('/') || path.starts_with("//") {
         return refuse("must start with a single `/`, relative to the base URL (absolute URLs are refused)");
     }
-    if path.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\' || c == '#') {
+    if path
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\' || c == '#')
+    {
         return refuse("holds whitespace, control characters, `\\` or `#`");
     }
     let route = path.split('?').next().unwrap_or_default();
@@ -700,7 +714,10 @@ mod tests {
         let ok = join(&base, "/chat/completions").unwrap();
         assert_eq!(ok.as_str(), "https://api.example.com/v1/chat/completions");
         let q = join(&base, "/models/m:streamGenerateContent?alt=sse").unwrap();
-        assert_eq!(q.as_str(), "https://api.example.com/v1/models/m:streamGenerateContent?alt=sse");
+        assert_eq!(
+            q.as_str(),
+            "https://api.example.com/v1/models/m:streamGenerateContent?alt=sse"
+        );
         for bad in [
             "https://evil.example/x",
             "//evil.example/x",
@@ -716,7 +733,10 @@ mod tests {
             assert!(join(&base, bad).is_err(), "{bad} was accepted");
         }
         // `@` in a path is a path character, not userinfo.
-        assert_eq!(join(&base, "/@evil.example").unwrap().host_str(), Some("api.example.com"));
+        assert_eq!(
+            join(&base, "/@evil.example").unwrap().host_str(),
+            Some("api.example.com")
+        );
     }
 
     #[test]

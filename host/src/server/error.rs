@@ -187,7 +187,8 @@ impl ApiError {
                 ..Self::internal(message)
             },
             Error::Engine(EngineError::Provider {
-                status: 400 | 413 | 422, ..
+                status: 400 | 413 | 422,
+                ..
             }) => bad(None, Some("upstream_rejected")),
             Error::Engine(EngineError::Provider { .. } | EngineError::Http { .. }) => Self {
                 status: StatusCode::BAD_GATEWAY,
