@@ -19,8 +19,12 @@ PROMPT ?= What is the capital of France? Answer in one sentence.
 run: build model
 	$(BIN) run -m SmolLM2-135M-Instruct "$(PROMPT)"
 
+# The host workspace, then the native unit tests of the remote adapters' logic.
+GUEST_UNIT_TESTS := -p remote-kit -p openai-chat -p anthropic-messages -p google-gemini -p cohere-chat
+
 test: setup model adapters
 	cargo test --release --workspace
+	cd guests && CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/guests-native cargo test $(GUEST_UNIT_TESTS)
 
 build: setup
 	cargo build --release
