@@ -6,7 +6,9 @@
 //! - lmhost's path (wasm adapter, streaming, scheduler thread) against a bare
 //!   `llama-cpp-2` decode loop on the same GGUF, prompt and thread count;
 //! - N concurrent requests (decoded together in one batch) against the same N
-//!   requests one after another.
+//!   requests one after another;
+//! - with `candle`, the candle engine (`huggingface_local`) on the same GGUF
+//!   against the llama.cpp engine, both through lmhost.
 //!
 //! The bare loop is deliberately written out here: it is the baseline.
 
@@ -37,6 +39,8 @@ pub struct BenchConfig {
     pub concurrency: usize,
     /// CPU threads for both sides.
     pub threads: u32,
+    /// Also run the candle engine on the same file.
+    pub candle: bool,
 }
 
 /// Medians of one side.
@@ -79,6 +83,10 @@ pub struct BenchReport {
     pub concurrent_tps: f64,
     /// concurrent ÷ sequential.
     pub concurrency_ratio: f64,
+    /// The candle engine on the same GGUF, through lmhost (with `candle`).
+    pub candle: Option<Speed>,
+    /// candle ÷ llama.cpp (both through lmhost), generation.
+    pub candle_generation_ratio: Option<f64>,
 }
 
 const PROMPT: &str = "Read the following passage and summarise it in three sentences.\n\n\
@@ -145,6 +153,20 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     let bare = BareLoop::load(&path, config.threads).map_err(|e| fail(&name, e))?;
     bare.run(&prompt_text, config.max_tokens).map_err(|e| fail(&name, e))?;
 
+    let candle = if config.candle {
+        let spec = serde_json::json!({
+            "model_name": format!("{name}-candle"),
+            "backend": "huggingface_local",
+            "model_path": path,
+            "premade_chat_template": true,
+        });
+        let candle = host.load(spec.to_string().as_str())?;
+        candle.generate(&messages, &params)?;
+        Some(candle)
+    } else {
+        None
+    };
+    let (mut candle_prompt, mut candle_gen) = (vec![], vec![]);
     let (mut bare_prompt, mut bare_gen, mut ours_prompt, mut ours_gen) = (vec![], vec![], vec![], vec![]);
     let mut completion_tokens = 0;
     for _ in 0..config.runs.max(1) {
@@ -164,7 +186,16 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
         completion_tokens = g.usage.completion_tokens;
         ours_prompt.push(g.prompt_tokens_per_second());
         ours_gen.push(g.tokens_per_second());
+        if let Some(candle) = &candle {
+            let c = candle.generate_stream(&messages, &params, |_| {})?;
+            candle_prompt.push(c.prompt_tokens_per_second());
+            candle_gen.push(c.tokens_per_second());
+        }
     }
+    let candle_speed = candle.is_some().then(|| Speed {
+        prompt_tps: median(candle_prompt),
+        generation_tps: median(candle_gen),
+    });
     let bare_speed = Speed {
         prompt_tps: median(bare_prompt),
         generation_tps: median(bare_gen),
@@ -204,6 +235,8 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
         sequential_tps,
         concurrent_tps,
         concurrency_ratio: concurrent_tps / sequential_tps,
+        candle_generation_ratio: candle_speed.map(|c| c.generation_tps / ours.generation_tps),
+        candle: candle_speed,
     })
 }
 

@@ -307,12 +307,12 @@ fn list_backends_and_unsupported_backend_errors() {
     );
     assert_eq!(
         text(&out.stderr).trim(),
-        "error: backend `slurk` of `room` is not supported; lmhost runs: llamacpp, openai, openai_compatible, \
-         openrouter, mistral, anthropic, google, cohere, mock, programmatic, human, terminal"
+        "error: backend `slurk` of `room` is not supported; lmhost runs: llamacpp, huggingface_local, openai, \
+         openai_compatible, openrouter, mistral, anthropic, google, cohere, mock, programmatic, human, terminal"
     );
     let runnable = |b: &str| rows.iter().find(|r| r["backend"] == b).unwrap()["runnable"].clone();
     assert_eq!(runnable("anthropic"), serde_json::json!(true));
-    assert_eq!(runnable("huggingface_local"), serde_json::json!(false));
+    assert_eq!(runnable("huggingface_local"), serde_json::json!(true));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! lmhost's integration tests: one binary, a module per area.
 
 mod adapters;
+mod candle;
 mod conformance;
 mod fuzz;
 mod golden;

@@ -70,6 +70,9 @@ enum Command {
         /// CPU threads (default: all cores).
         #[arg(long)]
         threads: Option<u32>,
+        /// Also run the candle engine on the same GGUF and report candle ÷ llama.cpp.
+        #[arg(long)]
+        candle: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -292,6 +295,7 @@ fn run(cli: Cli) -> Result<()> {
             runs,
             concurrency,
             threads,
+            candle,
             json,
         } => {
             let threads = threads.unwrap_or_else(|| {
@@ -305,6 +309,7 @@ fn run(cli: Cli) -> Result<()> {
                 runs: *runs,
                 concurrency: *concurrency,
                 threads,
+                candle: *candle,
             };
             let report = crate::bench::run_bench(&host(&cli)?, &config)?;
             if *json {
@@ -437,6 +442,13 @@ fn print_bench(r: &crate::bench::BenchReport) {
         "{:28} {:>12.3} {:>12.3}",
         "lmhost / bare", r.prompt_ratio, r.generation_ratio
     );
+    if let (Some(c), Some(ratio)) = (r.candle, r.candle_generation_ratio) {
+        println!(
+            "{:28} {:>12.1} {:>12.1}",
+            "candle engine (lmhost)", c.prompt_tps, c.generation_tps
+        );
+        println!("{:28} {:>12} {:>12.3}", "candle / llama.cpp", "", ratio);
+    }
     println!(
         "{} requests: sequential {:.1} t/s, concurrent {:.1} t/s, ratio {:.2}",
         r.concurrency, r.sequential_tps, r.concurrent_tps, r.concurrency_ratio

@@ -11,7 +11,11 @@ use crate::registry::{ModelSpec, SpecSource};
 /// each of `model_dirs` in order. When the entry has no `model_path`, or it is
 /// not found, but it names `huggingface_id` + `filename`, the file comes from the
 /// hub cache, downloaded first if needed (see [`super::hub`]). The error lists
-/// every place tried.
+/// every place tried. For `huggingface_local` the weights may be a checkpoint
+/// folder (`config.json`, `tokenizer.json`, `*.safetensors`): a `model_path`
+/// folder is taken as is, and an entry with `huggingface_id` but no `filename`
+/// gets the repository's `config.json`, `tokenizer.json`, `tokenizer_config.json`
+/// and `*.safetensors` from the hub, and resolves to their folder.
 pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOptions) -> Result<PathBuf, EngineError> {
     let model = spec.model_name().to_string();
     let invalid = |message: String| EngineError::InvalidSpec {
@@ -20,23 +24,40 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOpt
     };
     let repo = spec.get_str("huggingface_id").map_err(invalid)?;
     let filename = spec.get_str("filename").map_err(invalid)?;
+    let checkpoint = spec.backend() == "huggingface_local";
+    let filename = match filename {
+        None if checkpoint && repo.is_some() => Some("config.json"),
+        other => other,
+    };
     let from_hub = |repo: &str, filename: &str, tried: Vec<PathBuf>| -> Result<PathBuf, EngineError> {
         let revision = spec.get_str("revision").map_err(invalid)?.unwrap_or("main");
-        let additional_files = match spec.get("additional_files") {
+        let mut additional_files = match spec.get("additional_files") {
             None => Vec::new(),
             Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
                 .map_err(|_| invalid(format!("`additional_files` must be a list of strings, found {v}")))?,
         };
+        let folder = checkpoint && filename == "config.json";
+        if folder {
+            for f in ["tokenizer.json", "tokenizer_config.json", "*.safetensors"] {
+                if !additional_files.iter().any(|a| a == f) {
+                    additional_files.push(f.to_string());
+                }
+            }
+        }
         let request = HubRequest {
             repo,
             revision,
             filename,
             additional_files: &additional_files,
         };
-        fetch_model_file(hub, &request).map_err(|error| EngineError::Hub {
+        let file = fetch_model_file(hub, &request).map_err(|error| EngineError::Hub {
             model: model.clone(),
             error: Box::new(error),
             tried,
+        })?;
+        Ok(match (folder, file.parent()) {
+            (true, Some(dir)) => dir.to_path_buf(),
+            _ => file,
         })
     };
     let Some(given) = spec.get_str("model_path").map_err(invalid)? else {
@@ -57,7 +78,7 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOpt
         candidates.extend(model_dirs.iter().map(|d| d.join(&given)));
     }
     for candidate in candidates {
-        if candidate.is_file() {
+        if candidate.is_file() || (checkpoint && candidate.is_dir()) {
             return Ok(candidate);
         }
         if !tried.contains(&candidate) {

@@ -84,6 +84,7 @@ impl Engine for HumanEngine {
             sink(&piece);
         }
         Ok(EngineOutput {
+            token_ids: Vec::new(),
             text: acc.text().to_string(),
             prompt_tokens: input.text.split_whitespace().count() as u32,
             completion_tokens: acc.text().split_whitespace().count() as u32,

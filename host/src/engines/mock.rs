@@ -115,6 +115,7 @@ impl Engine for MockEngine {
             sink(&rest);
         }
         Ok(EngineOutput {
+            token_ids: Vec::new(),
             text: acc.text().to_string(),
             prompt_tokens: input.text.split_whitespace().count() as u32,
             completion_tokens,

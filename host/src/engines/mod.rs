@@ -5,12 +5,14 @@
 //! post-processes text (that is the adapter's job) and never reads the registry
 //! beyond its own keys.
 
+mod candle;
 mod files;
 pub mod http;
 pub mod hub;
 mod human;
 mod llama;
 mod mock;
+pub(crate) mod sampling;
 pub mod sse;
 pub(crate) mod text;
 
@@ -21,6 +23,7 @@ use std::time::Duration;
 pub use files::resolve_model_file;
 pub use http::{HttpEngine, HttpInput, HttpOutput, HttpPolicy};
 pub use hub::{HubError, HubOptions};
+pub use candle::{CandleEngine, KNOWN_GGUF_PRE_TOKENIZERS};
 pub use human::HumanEngine;
 pub use llama::{backend as llama_backend, devices, gpu_offload_supported, LlamaEngine};
 pub use mock::MockEngine;
@@ -84,6 +87,8 @@ impl FinishReason {
 pub struct EngineOutput {
     /// The raw generated text (special tokens rendered, stop strings excluded).
     pub text: String,
+    /// The generated token ids (empty for engines without tokens).
+    pub token_ids: Vec<u32>,
     /// Tokens in the prompt.
     pub prompt_tokens: u32,
     /// Tokens generated.
@@ -109,6 +114,12 @@ pub trait Engine: Send + Sync {
     /// Generate from a prompt; every piece of raw text goes to `sink` as it is
     /// produced, and the pieces concatenate to the output's `text`.
     fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError>;
+
+    /// Token ids of `text` as this engine reads a prompt (special tokens parsed,
+    /// no BOS added); `None` for engines without a tokenizer.
+    fn tokenize(&self, _text: &str) -> Option<Result<Vec<u32>, EngineError>> {
+        None
+    }
 
     /// The HTTP engine behind this one, for adapters that shape HTTP requests.
     fn as_http(&self) -> Option<&HttpEngine> {
@@ -282,7 +293,7 @@ pub(crate) fn engine_file(
     hub: &HubOptions,
 ) -> Result<Option<std::path::PathBuf>, EngineError> {
     match spec.backend() {
-        "llamacpp" => resolve_model_file(spec, model_dirs, hub).map(Some),
+        "llamacpp" | "huggingface_local" => resolve_model_file(spec, model_dirs, hub).map(Some),
         _ => Ok(None),
     }
 }
@@ -300,6 +311,7 @@ pub(crate) fn load_engine_from(
     }
     match (spec.backend(), file) {
         ("llamacpp", Some(path)) => Ok(Arc::new(LlamaEngine::load(spec, path)?)),
+        ("huggingface_local", Some(path)) => Ok(Arc::new(CandleEngine::load(spec, path)?)),
         ("mock" | "programmatic", _) => Ok(Arc::new(MockEngine::from_spec(spec)?)),
         ("human" | "terminal", _) => Ok(Arc::new(HumanEngine::stdio())),
         (other, _) => Err(EngineError::UnsupportedBackend {
@@ -324,6 +336,12 @@ pub(crate) fn engine_key(spec: &ModelSpec, file: Option<&Path>) -> Option<String
                 settings.join(":")
             ))
         }
+        ("huggingface_local", Some(path)) => Some(format!(
+            "candle:{}:{}:{}",
+            path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display(),
+            spec.get("n_ctx").map(|v| v.to_string()).unwrap_or_default(),
+            spec.get("execute_on").map(|v| v.to_string()).unwrap_or_default()
+        )),
         _ => None,
     }
 }

@@ -77,7 +77,7 @@ pub const BACKENDS: &[Backend] = &[
     Backend {
         key_section: Some("huggingface"),
         key_env: Some("HF_TOKEN"),
-        ..backend("huggingface_local", BackendKind::Local, false)
+        ..backend("huggingface_local", BackendKind::Local, true)
     },
     remote("openai", "OPENAI_API_KEY", "https://api.openai.com/v1"),
     Backend {

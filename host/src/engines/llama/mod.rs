@@ -23,6 +23,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::{Engine, EngineError, EngineInfo, EngineOutput, PromptInput, TextSink};
 use crate::generation::GenerationParams;
+use super::sampling::{SamplingConfig, PENALTY_WINDOW};
 use crate::registry::ModelSpec;
 use scheduler::{Event, Job, SchedulerConfig};
 
@@ -191,50 +192,32 @@ impl LlamaEngine {
     }
 
     fn sampler(&self, p: &GenerationParams) -> Result<LlamaSampler, EngineError> {
-        let temperature = p.temperature.unwrap_or(0.0);
-        if !temperature.is_finite() || temperature < 0.0 {
-            return Err(self.bad_params(format!("temperature must be a number ≥ 0, got {temperature}")));
-        }
+        let c = SamplingConfig::from_params(p).map_err(|m| self.bad_params(m))?;
         let mut chain = Vec::new();
-        let repeat = p.repetition_penalty.unwrap_or(1.0);
-        let freq = p.frequency_penalty.unwrap_or(0.0);
-        let presence = p.presence_penalty.unwrap_or(0.0);
-        if !(repeat.is_finite() && freq.is_finite() && presence.is_finite()) || repeat <= 0.0 {
-            return Err(self.bad_params(format!(
-                "penalties must be finite and repetition_penalty > 0, got {repeat}, {freq}, {presence}"
-            )));
-        }
-        if repeat != 1.0 || freq != 0.0 || presence != 0.0 {
+        if c.penalises() {
             chain.push(LlamaSampler::penalties(
                 self.model.n_vocab(),
-                64,
-                repeat,
-                freq,
-                presence,
+                PENALTY_WINDOW as i32,
+                c.repetition_penalty,
+                c.frequency_penalty,
+                c.presence_penalty,
             ));
         }
-        if temperature == 0.0 {
+        if c.temperature == 0.0 {
             chain.push(LlamaSampler::greedy());
         } else {
-            if let Some(k) = p.top_k.filter(|k| *k > 0) {
+            if let Some(k) = c.top_k {
                 chain.push(LlamaSampler::top_k(i32::try_from(k).unwrap_or(i32::MAX)));
             }
-            for (key, value) in [("top_p", p.top_p), ("min_p", p.min_p)] {
-                if let Some(v) = value {
-                    if !(0.0..=1.0).contains(&v) {
-                        return Err(self.bad_params(format!("{key} must be in [0, 1], got {v}")));
-                    }
-                }
-            }
-            if let Some(top_p) = p.top_p {
+            if let Some(top_p) = c.top_p {
                 chain.push(LlamaSampler::top_p(top_p, 1));
             }
-            if let Some(min_p) = p.min_p {
+            if let Some(min_p) = c.min_p {
                 chain.push(LlamaSampler::min_p(min_p, 1));
             }
-            chain.push(LlamaSampler::temp(temperature));
+            chain.push(LlamaSampler::temp(c.temperature));
             // u32::MAX is llama.cpp's "pick a random seed".
-            let seed = p.seed.map(|s| (s ^ (s >> 32)) as u32).unwrap_or(u32::MAX);
+            let seed = c.seed.map(|s| (s ^ (s >> 32)) as u32).unwrap_or(u32::MAX);
             chain.push(LlamaSampler::dist(seed));
         }
         Ok(LlamaSampler::chain_simple(chain))
@@ -244,6 +227,11 @@ impl LlamaEngine {
 impl Engine for LlamaEngine {
     fn info(&self) -> &EngineInfo {
         &self.info
+    }
+
+    fn tokenize(&self, text: &str) -> Option<Result<Vec<u32>, EngineError>> {
+        let tokens = self.model.vocab().tokenize(text.as_bytes(), false, true);
+        Some(Ok(tokens.into_iter().map(|t| t.0 as u32).collect()))
     }
 
     fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError> {

@@ -113,6 +113,8 @@ struct Active {
     /// The token to feed next, once generating.
     next: Option<LlamaToken>,
     generated: u32,
+    /// The generated token ids.
+    ids: Vec<u32>,
     acc: TextAccumulator,
     admitted: Instant,
     prompt_time: Option<Duration>,
@@ -190,6 +192,7 @@ impl<'m> Scheduler<'m> {
                 n_past: 0,
                 next: None,
                 generated: 0,
+                ids: Vec::new(),
                 acc,
                 admitted: Instant::now(),
                 prompt_time: None,
@@ -288,6 +291,7 @@ impl<'m> Scheduler<'m> {
         }
         let token = a.job.sampler.sample(&self.ctx, index);
         a.generated += 1;
+        a.ids.push(token.0 as u32);
         a.first_token.get_or_insert_with(|| a.job.submitted.elapsed());
         let bytes = vocab.token_to_piece(token, true, None);
         if vocab.is_eog(token) {
@@ -320,6 +324,7 @@ impl<'m> Scheduler<'m> {
         let total = a.admitted.elapsed();
         let _ = a.job.events.send(Event::Done(EngineOutput {
             text: a.acc.text().to_string(),
+            token_ids: std::mem::take(&mut a.ids),
             prompt_tokens: a.job.tokens.len() as u32,
             completion_tokens: a.generated,
             finish_reason: reason,

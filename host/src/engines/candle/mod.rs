@@ -1,0 +1,336 @@
+//! The candle engine: `huggingface_local` in pure Rust, with the same adapters,
+//! parameters, stop strings, streaming, context guard and metrics as the
+//! llama.cpp engine.
+//!
+//! It loads either
+//! - a quantized GGUF of the llama family (`general.architecture` = `llama`:
+//!   SmolLM2, Llama, Mistral-style), its tokenizer from a `tokenizer.json` beside
+//!   the file or else rebuilt from the GGUF's own vocabulary ([`vocab`]); or
+//! - a safetensors checkpoint folder: `config.json` (a llama config),
+//!   `tokenizer.json`, `tokenizer_config.json` (chat template, BOS/EOS) and
+//!   `*.safetensors`.
+//!
+//! One request at a time per loaded model (the KV cache lives in the model);
+//! others wait their turn. `execute_on: "gpu"` needs a build with `--features cuda`.
+
+mod vocab;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::{llama, quantized_llama};
+
+use super::sampling::{Sampler, SamplingConfig};
+use super::text::TextAccumulator;
+use super::{Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
+use crate::registry::ModelSpec;
+use vocab::Vocab;
+
+pub use vocab::KNOWN_PRE as KNOWN_GGUF_PRE_TOKENIZERS;
+
+/// Default context when the entry sets no `n_ctx`.
+const DEFAULT_N_CTX: u32 = 4096;
+
+enum Runner {
+    Gguf(quantized_llama::ModelWeights),
+    Llama {
+        model: llama::Llama,
+        config: llama::Config,
+        dtype: DType,
+    },
+}
+
+impl Runner {
+    /// A fresh KV cache for one request (the GGUF model resets its own at position 0).
+    fn cache(&self, device: &Device) -> candle_core::Result<Option<llama::Cache>> {
+        match self {
+            Runner::Gguf(_) => Ok(None),
+            Runner::Llama { config, dtype, .. } => llama::Cache::new(true, *dtype, config, device).map(Some),
+        }
+    }
+
+    /// Logits after feeding `tokens` at `position`.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        position: usize,
+        cache: &mut Option<llama::Cache>,
+        device: &Device,
+    ) -> candle_core::Result<Vec<f32>> {
+        let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
+        let logits = match (self, cache) {
+            (Runner::Gguf(model), _) => model.forward(&input, position)?,
+            (Runner::Llama { model, .. }, Some(cache)) => model.forward(&input, position, cache)?,
+            (Runner::Llama { .. }, None) => candle_core::bail!("no KV cache"),
+        };
+        logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
+    }
+}
+
+/// A model run by candle.
+pub struct CandleEngine {
+    name: String,
+    runner: Mutex<Runner>,
+    vocab: Vocab,
+    device: Device,
+    n_ctx: u32,
+    info: EngineInfo,
+}
+
+impl std::fmt::Debug for CandleEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CandleEngine")
+            .field("name", &self.name)
+            .field("n_ctx", &self.n_ctx)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CandleEngine {
+    /// Load `path` (a GGUF file, or a safetensors checkpoint folder) with the
+    /// entry's `n_ctx` and `execute_on`.
+    pub fn load(spec: &ModelSpec, path: &Path) -> Result<Self, EngineError> {
+        let name = spec.model_name().to_string();
+        let invalid = |message: String| EngineError::InvalidSpec {
+            model: name.clone(),
+            message,
+        };
+        let fail = |message: String| EngineError::Load {
+            model: name.clone(),
+            path: path.to_path_buf(),
+            message,
+        };
+        let device = match spec.get_str("execute_on").map_err(invalid)? {
+            Some("gpu") => gpu().map_err(invalid)?,
+            _ => Device::Cpu,
+        };
+        let requested = spec.get_u64("n_ctx").map_err(invalid)?;
+        let (runner, vocab, template, trained) = if path.is_dir() {
+            load_safetensors(path, &device).map_err(fail)?
+        } else {
+            load_gguf(path, &device).map_err(fail)?
+        };
+        let n_ctx = requested
+            .map(|n| n.min(u64::from(u32::MAX)) as u32)
+            .unwrap_or(DEFAULT_N_CTX)
+            .min(trained)
+            .max(1);
+        let info = EngineInfo {
+            builtin_template: template,
+            bos_token: vocab.bos.and_then(|id| vocab.text_of(id)),
+            eos_token: vocab.eos.and_then(|id| vocab.text_of(id)),
+            add_bos: vocab.add_bos,
+            context_length: Some(n_ctx),
+        };
+        tracing::debug!(model = %name, path = %path.display(), n_ctx, "loaded with candle");
+        Ok(Self {
+            name,
+            runner: Mutex::new(runner),
+            vocab,
+            device,
+            n_ctx,
+            info,
+        })
+    }
+
+    fn bad_params(&self, message: String) -> EngineError {
+        EngineError::InvalidParams {
+            model: self.name.clone(),
+            message,
+        }
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::Inference {
+            model: self.name.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn gpu() -> Result<Device, String> {
+    Device::new_cuda(0).map_err(|e| format!("`execute_on` is gpu, but no CUDA device is usable: {e}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu() -> Result<Device, String> {
+    Err("`execute_on` is gpu, but this build of lmhost has no CUDA support (build with `--features cuda`)".into())
+}
+
+type Loaded = (Runner, Vocab, Option<String>, u32);
+
+fn load_gguf(path: &Path, device: &Device) -> Result<Loaded, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| format!("not a readable GGUF file: {e}"))?;
+    let md = &content.metadata;
+    let text = |k: &str| md.get(k).and_then(|v| v.to_string().ok()).cloned();
+    let arch = text("general.architecture").unwrap_or_default();
+    if arch != "llama" {
+        return Err(format!(
+            "architecture `{arch}` is not one the candle engine runs from GGUF (llama); use the llamacpp backend"
+        ));
+    }
+    let beside = path.with_file_name("tokenizer.json");
+    let vocab = if beside.is_file() {
+        let token = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
+        let mut v = vocab::from_files(&beside, None, None)?;
+        v.bos = token("tokenizer.ggml.bos_token_id");
+        v.eos = token("tokenizer.ggml.eos_token_id");
+        v.end_of_generation.extend(v.eos);
+        v
+    } else {
+        vocab::from_gguf(md)?
+    };
+    let template = text("tokenizer.chat_template");
+    let trained = md
+        .get("llama.context_length")
+        .and_then(|v| v.to_u32().ok())
+        .unwrap_or(DEFAULT_N_CTX)
+        .min(quantized_llama::MAX_SEQ_LEN as u32);
+    let model = quantized_llama::ModelWeights::from_gguf(content, &mut file, device).map_err(|e| e.to_string())?;
+    Ok((Runner::Gguf(model), vocab, template, trained))
+}
+
+fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded, String> {
+    let read = |name: &str| -> Result<String, String> {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let config: llama::LlamaConfig = serde_json::from_str(&read("config.json")?)
+        .map_err(|e| format!("config.json is not a llama config: {e}"))?;
+    let trained = u32::try_from(config.max_position_embeddings).unwrap_or(u32::MAX);
+    let config = config.into_config(false);
+    let tokenizer_config: serde_json::Value = match read("tokenizer_config.json") {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("tokenizer_config.json: {e}"))?,
+        Err(_) => serde_json::Value::Null,
+    };
+    // A token is a string, or an object with its `content`.
+    let token = |key: &str| {
+        let v = tokenizer_config.get(key)?;
+        v.as_str().or_else(|| v.get("content")?.as_str()).map(str::to_string)
+    };
+    let mut vocab = vocab::from_files(&dir.join("tokenizer.json"), token("bos_token").as_deref(), token("eos_token").as_deref())?;
+    vocab.add_bos = tokenizer_config
+        .get("add_bos_token")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let template = match tokenizer_config.get("chat_template") {
+        Some(serde_json::Value::String(t)) => Some(t.clone()),
+        // A list of named templates: the `default` one.
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+        _ => None,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("no *.safetensors in {}", dir.display()));
+    }
+    let dtype = DType::F32;
+    // SAFETY: the files are mapped read-only and not changed while the model lives.
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
+        .map_err(|e| e.to_string())?;
+    let model = llama::Llama::load(vb, &config).map_err(|e| e.to_string())?;
+    Ok((Runner::Llama { model, config, dtype }, vocab, template, trained))
+}
+
+impl Engine for CandleEngine {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn tokenize(&self, text: &str) -> Option<Result<Vec<u32>, EngineError>> {
+        Some(self.vocab.encode(text).map_err(|m| self.bad_params(m)))
+    }
+
+    fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError> {
+        let started = Instant::now();
+        let mut tokens = Vec::new();
+        if input.add_bos {
+            tokens.extend(self.vocab.bos);
+        }
+        tokens.extend(self.vocab.encode(input.text).map_err(|m| self.bad_params(m))?);
+        if tokens.is_empty() {
+            return Err(self.bad_params("the prompt is empty".into()));
+        }
+        let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        let max_tokens = input.params.max_tokens.unwrap_or(crate::generation::DEFAULT_MAX_TOKENS);
+        if max_tokens == 0 {
+            return Err(self.bad_params("max_tokens must be at least 1".into()));
+        }
+        if u64::from(prompt_tokens) + u64::from(max_tokens) > u64::from(self.n_ctx) {
+            return Err(EngineError::ContextOverflow {
+                model: self.name.clone(),
+                prompt_tokens,
+                max_tokens,
+                context: self.n_ctx,
+            });
+        }
+        let mut sampler = Sampler::new(SamplingConfig::from_params(input.params).map_err(|m| self.bad_params(m))?);
+
+        let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
+        let admitted = Instant::now();
+        let mut cache = runner.cache(&self.device).map_err(|e| self.failed(e))?;
+        let mut logits = runner
+            .forward(&tokens, 0, &mut cache, &self.device)
+            .map_err(|e| self.failed(e))?;
+        let prompt_time = admitted.elapsed();
+        let mut acc = TextAccumulator::new(input.stop);
+        let mut history = tokens;
+        let mut ids = Vec::new();
+        let mut first_token = None;
+        let finish_reason = loop {
+            let next = sampler.sample(&mut logits, &history);
+            ids.push(next);
+            history.push(next);
+            first_token.get_or_insert_with(|| started.elapsed());
+            let bytes = self.vocab.token_bytes.get(next as usize).map(Vec::as_slice).unwrap_or_default();
+            if self.vocab.end_of_generation.contains(&next) {
+                // Part of the raw response, as with llama.cpp; the adapter culls it.
+                acc.push_final(bytes);
+                break FinishReason::Stop;
+            }
+            let piece = acc.push(bytes);
+            if !piece.is_empty() && !sink(&piece) {
+                break FinishReason::Cancelled;
+            }
+            if acc.stopped() {
+                break FinishReason::Stop;
+            }
+            if ids.len() >= max_tokens as usize {
+                break FinishReason::Length;
+            }
+            logits = runner
+                .forward(&[next], history.len() - 1, &mut cache, &self.device)
+                .map_err(|e| self.failed(e))?;
+        };
+        drop(runner);
+        let rest = acc.finish();
+        if finish_reason != FinishReason::Cancelled && !rest.is_empty() {
+            sink(&rest);
+        }
+        let total = admitted.elapsed();
+        Ok(EngineOutput {
+            text: acc.text().to_string(),
+            completion_tokens: ids.len() as u32,
+            token_ids: ids,
+            prompt_tokens,
+            finish_reason,
+            prompt_time,
+            generation_time: total.saturating_sub(prompt_time),
+            time_to_first_token: first_token,
+        })
+    }
+}
