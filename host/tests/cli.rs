@@ -447,6 +447,36 @@ fn adapter_check_passes_the_builtin_and_fails_a_broken_adapter() {
 }
 
 #[test]
+fn adapter_check_and_info_take_remote_adapters() {
+    let home = temp_home("adapter-check-remote");
+    let out = lmhost(&home, &["adapter", "check", "openai-chat"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("(backend openai)"), "{table}");
+    assert!(table.contains("request is HTTP"), "{table}");
+    assert!(table.contains("0 failed"), "{table}");
+
+    let out = lmhost(
+        &home,
+        &[
+            "adapter",
+            "info",
+            "anthropic-messages",
+            "-n",
+            "20",
+            "--no-cold",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let overhead = &info[0]["overhead"];
+    assert_eq!(overhead["backend"], "anthropic");
+    assert!(overhead["shape_request"]["p50_us"].as_f64().unwrap() > 0.0);
+    assert!(overhead["request"]["p50_us"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn adapter_info_reports_size_exports_and_cost() {
     let home = temp_home("adapter-info");
     let out = lmhost(

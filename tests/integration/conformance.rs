@@ -1,5 +1,6 @@
 //! Adapters in any language: the conformance suite on the Rust, Python and
-//! JavaScript chat-template adapters (same checks, same outputs), adapters found
+//! JavaScript chat-template adapters (same checks, same outputs), the HTTP suite
+//! on the built-in remote adapters and on broken HTTP requests, adapters found
 //! by name, scaffolded projects that build and pass the suite, and the Python and
 //! JavaScript adapters generating with the real model exactly as the Rust one does.
 //!
@@ -11,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use lmhost::adapters::conformance::{self, fixed_model_info, Report};
+use lmhost::adapters::conformance::{self, fixed_model_info, Kind, Report, Status};
 use lmhost::adapters::scaffold::{self, Lang};
-use lmhost::adapters::{Adapter, AdapterLimits, AdapterRuntime, REPO_ADAPTER_DIR};
+use lmhost::adapters::{wit, Adapter, AdapterLimits, AdapterRuntime, REPO_ADAPTER_DIR};
 use lmhost::{GenerationParams, HostConfig, Message};
 use lmhost_tests::{guest, repo_root, smollm, TempDir};
 
@@ -131,6 +132,112 @@ fn the_suite_catches_a_broken_adapter() {
     let adapter = runtime.load(guest("hostile").to_str().unwrap(), None, limits).unwrap();
     let r = conformance::run(&adapter, &fixed_model_info());
     assert!(!r.passed(), "{}", r.table());
+}
+
+#[test]
+fn remote_adapters_pass_the_http_suite_on_their_own_backend() {
+    let runtime = AdapterRuntime::new(None).unwrap();
+    for (name, backend) in [
+        ("openai-chat", "openai"),
+        ("anthropic-messages", "anthropic"),
+        ("google-gemini", "google"),
+        ("cohere-chat", "cohere"),
+    ] {
+        let adapter = runtime.load(name, None, AdapterLimits::default()).unwrap();
+        let model = conformance::model_for(&adapter);
+        let r = conformance::run(&adapter, &model);
+        eprintln!("{}", r.table());
+        assert!(r.passed(), "{name} failed: {:#?}", r.failures());
+        assert_eq!(r.backend, backend, "{name}");
+        assert_eq!(r.kind, Kind::Http, "{name}");
+        for check in [
+            "request is HTTP",
+            "streaming changes the request",
+            "stop strings reach the request",
+            "bad replies are error values",
+            "stream: bad events are error values",
+            "bad spec-json is an error value",
+        ] {
+            let row = r.checks.iter().find(|c| c.name == check);
+            assert_eq!(row.map(|c| c.status), Some(Status::Pass), "{name}: {check}");
+        }
+        assert!(!r.checks.iter().any(|c| c.name.starts_with("prompt:")), "{name}");
+        let request = r.output("request:roles").unwrap();
+        assert!(request.starts_with("POST /"), "{name}: {request}");
+        assert!(request.contains("What is 2+2?"), "{name}: {request}");
+        assert_eq!(r.rendered_prompt.as_deref(), Some(request));
+        let boom = r.output("reply:4").unwrap();
+        assert!(boom.contains("upstream") && boom.contains("boom"), "{name}: {boom}");
+    }
+}
+
+#[test]
+fn the_chat_template_adapter_still_gets_the_mock_model() {
+    let model = conformance::model_for(rust());
+    assert_eq!(model.backend, "mock");
+    let r = conformance::run(rust(), &model);
+    assert!(r.passed(), "{:#?}", r.failures());
+    assert_eq!(r.kind, Kind::Prompt);
+    assert_eq!(r.backend, "mock");
+    assert_eq!(r.outputs, report(rust()).outputs);
+}
+
+/// The HTTP suite on the hostile adapter, shaping for an `openai` entry in `mode`.
+fn hostile_http(mode: &str) -> Report {
+    let runtime = AdapterRuntime::new(None).unwrap();
+    let adapter = runtime
+        .load(guest("hostile").to_str().unwrap(), None, AdapterLimits::default())
+        .unwrap();
+    // Without a mode it makes prompts, so the mock model is picked.
+    assert_eq!(conformance::model_for(&adapter).backend, "mock");
+    let model = wit::ModelInfo {
+        spec_json: serde_json::json!({
+            "model_name": "conformance",
+            "backend": "openai",
+            "model_id": "conformance-model",
+            "hostile": mode,
+        })
+        .to_string(),
+        ..conformance::remote_model_info("openai")
+    };
+    let r = conformance::run(&adapter, &model);
+    eprintln!("{}", r.table());
+    assert_eq!(r.kind, Kind::Http);
+    assert!(!r.passed());
+    r
+}
+
+fn failure<'a>(r: &'a Report, check: &str) -> &'a str {
+    let row = r.checks.iter().find(|c| c.name == check).unwrap();
+    assert_eq!(row.status, Status::Fail, "{check}: {}", row.detail);
+    &row.detail
+}
+
+#[test]
+fn the_http_suite_catches_requests_the_host_refuses() {
+    let r = hostile_http("http-elsewhere");
+    let detail = failure(&r, "request is HTTP");
+    assert!(detail.contains("http://127.0.0.1:9/steal"), "{detail}");
+    assert!(detail.contains("absolute URLs are refused"), "{detail}");
+    assert!(detail.contains("the body is not JSON"), "{detail}");
+
+    let r = hostile_http("http-auth");
+    let detail = failure(&r, "request is HTTP");
+    assert!(
+        detail.contains("header `Authorization`: credentials and connection headers are set by the host"),
+        "{detail}"
+    );
+    assert!(detail.contains("looks like a credential"), "{detail}");
+    assert!(
+        detail.contains("the body lacks the user message \"What is 2+2?\""),
+        "{detail}"
+    );
+    // The same body whether streamed or not, and no stop strings in it.
+    failure(&r, "streaming changes the request");
+    failure(&r, "stop strings reach the request");
+    // The provider's error object is read as an answer.
+    let detail = failure(&r, "bad replies are error values");
+    assert!(detail.contains("boom"), "{detail}");
 }
 
 #[test]

@@ -1,10 +1,14 @@
-//! The conformance kit: a fixed suite every chat-template-like adapter must pass,
-//! whatever language it is written in (`lmhost adapter check`).
+//! The conformance kit: a fixed suite every adapter must pass, whatever language
+//! it is written in (`lmhost adapter check`).
 //!
 //! This module owns the suite. It calls `shape-request`, `parse-response` and the
 //! `response-stream` resource directly, with no engine, on a fixed `model-info`
-//! ([`fixed_model_info`]: a ChatML template, BOS/EOS tokens, `eos_to_cull`) or on
-//! a real model's (`-m`). Expected prompts come from the host rendering the same
+//! ([`fixed_model_info`]: a ChatML template, BOS/EOS tokens, `eos_to_cull`), on a
+//! fixed remote one when the adapter shapes HTTP requests ([`model_for`] picks),
+//! or on a real model's (`-m`). An adapter whose request is a prompt runs the
+//! prompt suite below; one whose request is HTTP runs the HTTP suite.
+//!
+//! The prompt suite. Expected prompts come from the host rendering the same
 //! template with the same context (the `chat-template` contract); expected answers
 //! from a reference of clembench's output rules in Rust (strip, split prefix, cot
 //! tag, `eos_to_cull`). It checks: roles (system included), multi-turn, empty and
@@ -12,6 +16,13 @@
 //! streamed pieces concatenating to the final text under several chunkings,
 //! errors coming back as variants (not traps) for a bad spec and a missing
 //! template, and time and memory within the adapter's limits.
+//!
+//! The HTTP suite: every conversation becomes a POST or GET whose path stays
+//! under a base URL, with no credential or hop-by-hop header and a JSON body
+//! holding every message; `stream = true` changes the request; stop strings
+//! reach the body; malformed replies and stream events come back as error
+//! values (a provider's `error` object with its message), never traps; a bad
+//! spec is an error value; time and memory within the limits.
 //!
 //! [`Report::outputs`] records every prompt and answer the adapter produced, so
 //! two adapters can be compared output for output.
@@ -21,7 +32,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::{wit, Adapter, AdapterError};
+use super::{default_adapter, wit, Adapter, AdapterError};
+use crate::engines::http::{is_reserved_header, join, Url};
+use crate::registry::{Backend, BackendKind, BACKENDS};
 
 /// The ChatML template of the fixed model: writes the BOS token itself, so a
 /// conforming adapter must not ask for a second one.
@@ -45,6 +58,55 @@ pub fn fixed_model_info() -> wit::ModelInfo {
         add_bos: true,
         context_length: Some(4096),
     }
+}
+
+/// The `model-info` of a remote entry of `backend`, as the suite uses it for
+/// adapters that shape HTTP requests: no template, no BOS/EOS, no credentials.
+pub fn remote_model_info(backend: &str) -> wit::ModelInfo {
+    wit::ModelInfo {
+        name: "conformance".into(),
+        backend: backend.into(),
+        spec_json: json!({
+            "model_name": "conformance",
+            "backend": backend,
+            "model_id": "conformance-model",
+            "call_name": "conformance-model",
+        })
+        .to_string(),
+        builtin_template: None,
+        bos_token: None,
+        eos_token: None,
+        add_bos: false,
+        context_length: None,
+    }
+}
+
+/// The `model-info` to check `adapter` with when no model is given: the fixed
+/// one ([`fixed_model_info`]) when the adapter makes a prompt of it, else the
+/// first remote backend's ([`remote_model_info`]) on which it shapes an HTTP
+/// request, else the fixed one again (the prompt suite then says what is
+/// wrong). Remote backends are tried in [`BACKENDS`] order, those whose default
+/// adapter has the adapter's name first (an adapter that takes any backend is
+/// then checked on its own).
+pub fn model_for(adapter: &Adapter) -> wit::ModelInfo {
+    let fixed = fixed_model_info();
+    let turns = messages(CONVERSATIONS[0].1);
+    if let Ok(wit::Request::Prompt(_)) = adapter.shape_request(&fixed, &turns, &params(&[])) {
+        return fixed;
+    }
+    let remote = || BACKENDS.iter().filter(|b| b.kind == BackendKind::Remote);
+    let own = |b: &&Backend| default_adapter(b.name) == Some(adapter.name());
+    remote()
+        .filter(own)
+        .chain(remote().filter(|b| !own(b)))
+        .map(|b| remote_model_info(b.name))
+        .find(|model| {
+            matches!(
+                adapter.shape_request(model, &turns, &params(&[])),
+                Ok(wit::Request::Http(_))
+            )
+        })
+        .unwrap_or(fixed)
 }
 
 /// The conversations every adapter must render.
@@ -71,6 +133,18 @@ pub const CONVERSATIONS: &[(&str, &[(&str, &str)])] = &[
 
 /// Stop strings the adapter must pass through.
 pub const STOP: &[&str] = &["\nUser:", "</s>"];
+
+/// Stop strings an HTTP adapter must put in its request body.
+pub const HTTP_STOP: &[&str] = &["STOP-1", "STOP-2"];
+
+/// The base URL an HTTP adapter's paths are joined to.
+pub const HTTP_BASE: &str = "https://api.example.invalid/v1";
+
+/// Replies no provider sends: each must be read as an error value or a completion.
+pub const BAD_REPLIES: &[&str] = &["", "not json", "{}", "[]", BOOM_REPLY];
+
+/// A provider's error object: `parse-response` must turn it into an error naming `boom`.
+pub const BOOM_REPLY: &str = "{\"error\": {\"message\": \"boom\"}}";
 
 /// Raw engine outputs, `{eos}` standing for the model's EOS token.
 pub const RAW_OUTPUTS: &[&str] = &[
@@ -121,7 +195,8 @@ pub struct Check {
 /// One output of the adapter, for comparing adapters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Output {
-    /// `prompt:<conversation>`, `add-bos:<conversation>`, `response:<n>` or `stream:<n>`.
+    /// `prompt:<conversation>`, `add-bos:<conversation>`, `response:<n>` or `stream:<n>`;
+    /// for an HTTP adapter `request:<conversation>`, `request-stream:roles` or `reply:<n>`.
     pub key: String,
     /// What the adapter produced.
     pub value: String,
@@ -144,6 +219,16 @@ pub struct CallTimes {
     pub stream_max_ms: f64,
 }
 
+/// What an adapter makes of a request, and so which suite runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A prompt for a local engine.
+    Prompt,
+    /// An HTTP request for a remote API.
+    Http,
+}
+
 /// The result of running the suite on one adapter.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -153,9 +238,14 @@ pub struct Report {
     pub sha256: String,
     /// The model whose `model-info` was used.
     pub model: String,
+    /// That model's backend.
+    pub backend: String,
+    /// The suite that ran.
+    pub kind: Kind,
     /// Every check, in order.
     pub checks: Vec<Check>,
-    /// The prompt of the `roles` conversation (shown with `-m`).
+    /// The prompt of the `roles` conversation; for an HTTP adapter, its request
+    /// (method, path, body).
     pub rendered_prompt: Option<String>,
     /// Every prompt and answer produced, in a fixed order.
     pub outputs: Vec<Output>,
@@ -186,13 +276,18 @@ impl Report {
     /// A plain-text table: one row per check, then timings and memory.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "adapter {} (sha256 {}), model-info of `{}`\n",
+            "adapter {} (sha256 {}), model-info of `{}` (backend {})\n",
             self.adapter,
             &self.sha256[..12.min(self.sha256.len())],
-            self.model
+            self.model,
+            self.backend
         );
         if let Some(prompt) = &self.rendered_prompt {
-            out.push_str(&format!("rendered prompt (roles):\n{prompt}\n---\n"));
+            let what = match self.kind {
+                Kind::Prompt => "rendered prompt",
+                Kind::Http => "request",
+            };
+            out.push_str(&format!("{what} (roles):\n{prompt}\n---\n"));
         }
         let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(10).max(10);
         out.push_str(&format!(
@@ -230,8 +325,15 @@ impl Report {
     }
 }
 
-/// Run the whole suite on `adapter` with `model` (see [`fixed_model_info`]).
+/// Run the whole suite on `adapter` with `model` (see [`model_for`]): the HTTP
+/// suite when `shape-request` makes an HTTP request of the `roles`
+/// conversation, the prompt suite otherwise.
 pub fn run(adapter: &Adapter, model: &wit::ModelInfo) -> Report {
+    let probe = adapter.shape_request(model, &messages(CONVERSATIONS[0].1), &params(&[]));
+    let kind = match probe {
+        Ok(wit::Request::Http(_)) => Kind::Http,
+        _ => Kind::Prompt,
+    };
     let mut suite = Suite {
         adapter,
         model,
@@ -242,11 +344,24 @@ pub fn run(adapter: &Adapter, model: &wit::ModelInfo) -> Report {
         stream: Vec::new(),
         rendered_prompt: None,
     };
-    suite.conversations();
-    suite.stop_strings();
-    suite.responses();
-    suite.streaming();
-    suite.errors();
+    match kind {
+        Kind::Prompt => {
+            suite.conversations();
+            suite.stop_strings();
+            suite.responses();
+            suite.streaming();
+            suite.bad_spec();
+            suite.missing_template();
+        }
+        Kind::Http => {
+            suite.http_requests();
+            suite.http_streaming();
+            suite.http_stop_strings();
+            suite.http_bad_replies();
+            suite.http_bad_events();
+            suite.bad_spec();
+        }
+    }
     suite.limits();
     let times = CallTimes {
         shape_p50_ms: p50(&suite.shape),
@@ -260,6 +375,8 @@ pub fn run(adapter: &Adapter, model: &wit::ModelInfo) -> Report {
         adapter: adapter.name().into(),
         sha256: adapter.sha256().into(),
         model: model.name.clone(),
+        backend: model.backend.clone(),
+        kind,
         checks: suite.checks,
         rendered_prompt: suite.rendered_prompt,
         outputs: suite.outputs,
@@ -304,11 +421,18 @@ impl Row {
 }
 
 fn params(stop: &[&str]) -> wit::Params {
+    params_with(stop, false)
+}
+
+fn params_with(stop: &[&str], stream: bool) -> wit::Params {
     let greedy = crate::GenerationParams {
         stop: stop.iter().map(|s| s.to_string()).collect(),
         ..crate::GenerationParams::greedy(64)
     };
-    wit::Params::from(&greedy)
+    wit::Params {
+        stream,
+        ..wit::Params::from(&greedy)
+    }
 }
 
 fn messages(turns: &[(&str, &str)]) -> Vec<wit::Message> {
@@ -427,6 +551,82 @@ fn chunkings(raw: &str) -> Vec<(&'static str, Vec<&str>)> {
     ]
 }
 
+/// Every string in a JSON value, keys left out.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// `text` as it appears inside a JSON string (escaped, without the quotes).
+fn json_escaped(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted.trim_start_matches('"').trim_end_matches('"').to_string()
+}
+
+/// Whether a JSON body holds `text`: inside one of its strings, or written as the
+/// suite's JSON writer escapes it.
+fn body_holds(body: &str, parsed: Option<&Value>, text: &str) -> bool {
+    if body.contains(&json_escaped(text)) {
+        return true;
+    }
+    let mut all = Vec::new();
+    if let Some(v) = parsed {
+        strings(v, &mut all);
+    }
+    all.iter().any(|s| s.contains(text))
+}
+
+/// What is wrong with an HTTP request shaped for `turns`: method, path (joined
+/// to [`HTTP_BASE`]), headers, and a JSON body that holds every message.
+fn request_problems(req: &wit::HttpRequest, turns: &[(&str, &str)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !matches!(req.method.to_ascii_uppercase().as_str(), "POST" | "GET") {
+        problems.push(format!("method {:?} (only POST and GET)", req.method));
+    }
+    let base = Url::parse(HTTP_BASE).expect("the base URL parses");
+    if let Err(why) = join(&base, &req.path) {
+        problems.push(why);
+    }
+    for (name, value) in &req.headers {
+        if is_reserved_header(name) {
+            problems.push(format!(
+                "header `{name}`: credentials and connection headers are set by the host"
+            ));
+        }
+        let lower = value.trim_start().to_ascii_lowercase();
+        if lower.starts_with("bearer ") || lower.starts_with("basic ") {
+            problems.push(format!(
+                "header `{name}` carries what looks like a credential; the host adds the key"
+            ));
+        }
+    }
+    if req.body.is_empty() {
+        return problems;
+    }
+    let parsed = match serde_json::from_str::<Value>(&req.body) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(format!("the body is not JSON ({e}): {:?}", super::truncate(&req.body)));
+            None
+        }
+    };
+    for (role, content) in turns {
+        if !body_holds(&req.body, parsed.as_ref(), content) {
+            problems.push(format!("the body lacks the {role} message {content:?}"));
+        }
+    }
+    problems
+}
+
+/// The request as the report shows it: method, path, then the body.
+fn show_request(req: &wit::HttpRequest) -> String {
+    format!("{} {}\n{}", req.method, req.path, req.body)
+}
+
 fn is_variant(e: &AdapterError) -> bool {
     matches!(e, AdapterError::Refused { .. })
 }
@@ -471,8 +671,18 @@ impl Suite<'_> {
         turns: &[(&str, &str)],
         stop: &[&str],
     ) -> Result<wit::Request, AdapterError> {
+        self.shape_with(row, model, turns, &params(stop))
+    }
+
+    fn shape_with(
+        &mut self,
+        row: &mut Row,
+        model: &wit::ModelInfo,
+        turns: &[(&str, &str)],
+        params: &wit::Params,
+    ) -> Result<wit::Request, AdapterError> {
         let t = Instant::now();
-        let result = self.adapter.shape_request(model, &messages(turns), &params(stop));
+        let result = self.adapter.shape_request(model, &messages(turns), params);
         let elapsed = t.elapsed();
         self.shape.push(elapsed);
         row.calls += 1;
@@ -642,7 +852,7 @@ impl Suite<'_> {
         self.finish(row);
     }
 
-    fn errors(&mut self) {
+    fn bad_spec(&mut self) {
         let bad_spec = wit::ModelInfo {
             spec_json: "{ this is not json".into(),
             ..self.model.clone()
@@ -669,7 +879,10 @@ impl Suite<'_> {
                 .push("no call reported the malformed registry entry (spec-json is not JSON)".into());
         }
         self.finish(row);
+    }
 
+    fn missing_template(&mut self) {
+        let turns = CONVERSATIONS[0].1;
         let mut spec = spec_of(self.model);
         spec.remove("custom_chat_template");
         spec.insert("premade_chat_template".into(), Value::Bool(true));
@@ -724,6 +937,136 @@ impl Suite<'_> {
         if peak > limit {
             row.problems
                 .push(format!("peak {peak} bytes is over the limit {limit}"));
+        }
+        self.finish(row);
+    }
+
+    fn http_requests(&mut self) {
+        let model = self.model;
+        let mut row = Row::new("request is HTTP");
+        for (name, turns) in CONVERSATIONS {
+            match self.shape(&mut row, model, turns, &[]) {
+                Err(e) => row.problems.push(format!("{name}: shape-request failed: {e}")),
+                Ok(wit::Request::Prompt(_)) => row
+                    .problems
+                    .push(format!("{name}: shape-request made a prompt, not an HTTP request")),
+                Ok(wit::Request::Http(req)) => {
+                    let problems = request_problems(&req, turns);
+                    row.problems
+                        .extend(problems.into_iter().map(|p| format!("{name}: {p}")));
+                    if *name == "roles" {
+                        self.rendered_prompt = Some(show_request(&req));
+                        row.notes.push(format!("{} {}", req.method, req.path));
+                    }
+                    self.output(format!("request:{name}"), show_request(&req));
+                }
+            }
+        }
+        self.finish(row);
+    }
+
+    fn http_streaming(&mut self) {
+        let model = self.model;
+        let turns = CONVERSATIONS[0].1;
+        let mut row = Row::new("streaming changes the request");
+        let plain = self.shape_with(&mut row, model, turns, &params_with(&[], false));
+        let streamed = self.shape_with(&mut row, model, turns, &params_with(&[], true));
+        match (plain, streamed) {
+            (Ok(wit::Request::Http(plain)), Ok(wit::Request::Http(streamed))) => {
+                // What is wrong with the streamed request only; the rest is the first check's.
+                let known = request_problems(&plain, turns);
+                row.problems.extend(
+                    request_problems(&streamed, turns)
+                        .into_iter()
+                        .filter(|p| !known.contains(p))
+                        .map(|p| format!("streamed: {p}")),
+                );
+                if plain.method == streamed.method
+                    && plain.path == streamed.path
+                    && plain.headers == streamed.headers
+                    && plain.body == streamed.body
+                {
+                    row.problems.push(
+                        "the request with stream = true is the one with stream = false: the provider would not stream"
+                            .into(),
+                    );
+                } else if plain.path != streamed.path {
+                    row.notes
+                        .push(format!("streamed: {} {}", streamed.method, streamed.path));
+                }
+                self.output("request-stream:roles".into(), show_request(&streamed));
+            }
+            (
+                _,
+                Err(AdapterError::Refused {
+                    kind: "unsupported",
+                    message,
+                    ..
+                }),
+            ) => row.skip = Some(format!("the adapter does not stream: {message}")),
+            (_, Err(e)) => row
+                .problems
+                .push(format!("shape-request with stream = true failed: {e}")),
+            (Err(e), _) => row.problems.push(format!("shape-request failed: {e}")),
+            _ => row
+                .problems
+                .push("shape-request made a prompt, not an HTTP request".into()),
+        }
+        self.finish(row);
+    }
+
+    fn http_stop_strings(&mut self) {
+        let turns = CONVERSATIONS[0].1;
+        let mut row = Row::new("stop strings reach the request");
+        match self.shape(&mut row, self.model, turns, HTTP_STOP) {
+            Err(e) => row.problems.push(format!("shape-request failed: {e}")),
+            Ok(wit::Request::Prompt(_)) => row
+                .problems
+                .push("shape-request made a prompt, not an HTTP request".into()),
+            Ok(wit::Request::Http(req)) => {
+                let parsed = serde_json::from_str::<Value>(&req.body).ok();
+                for stop in HTTP_STOP {
+                    if !body_holds(&req.body, parsed.as_ref(), stop) && !req.path.contains(stop) {
+                        row.problems.push(format!("stop {stop:?} is not in the request"));
+                    }
+                }
+            }
+        }
+        self.finish(row);
+    }
+
+    fn http_bad_replies(&mut self) {
+        let model = self.model;
+        let mut row = Row::new("bad replies are error values");
+        for (i, raw) in BAD_REPLIES.iter().enumerate() {
+            let result = self.parse(&mut row, model, raw);
+            let shown = match &result {
+                Ok(c) => format!("completion {:?}", c.text),
+                Err(e) => e.to_string(),
+            };
+            match result {
+                Err(e) if !is_variant(&e) => row.problems.push(format!("reply {raw:?}: {e}")),
+                Ok(c) if *raw == BOOM_REPLY => row.problems.push(format!(
+                    "reply {raw:?}: the provider's error was read as the answer {:?}",
+                    c.text
+                )),
+                Err(e) if *raw == BOOM_REPLY && !e.to_string().contains("boom") => row.problems.push(format!(
+                    "reply {raw:?}: the error does not carry the provider's message `boom`: {e}"
+                )),
+                _ => {}
+            }
+            self.output(format!("reply:{i}"), shown);
+        }
+        self.finish(row);
+    }
+
+    fn http_bad_events(&mut self) {
+        let model = self.model;
+        let mut row = Row::new("stream: bad events are error values");
+        match self.stream(&mut row, model, &["not json"]) {
+            Ok((_, text)) => row.notes.push(format!("read as the answer {text:?}")),
+            Err(e) if is_variant(&e) => row.notes.push(e.to_string()),
+            Err(e) => row.problems.push(format!("event \"not json\": {e}")),
         }
         self.finish(row);
     }

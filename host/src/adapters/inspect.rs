@@ -5,14 +5,16 @@
 //! measurements: cold compile, load from the on-disk cache, and the per-request
 //! overhead (a fresh instance plus `shape-request`, and a fresh instance each for
 //! `shape-request` and `parse-response`, as one request through a model costs),
-//! as p50/p99 over N iterations.
+//! as p50/p99 over N iterations, on the model-info the conformance suite picks
+//! for the adapter. An HTTP adapter's `parse-response` is measured on a sample
+//! reply of its backend's API, and not at all when it refuses that sample.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use wasmtime::component::types::ComponentItem;
 
-use super::conformance::{fixed_model_info, CONVERSATIONS};
+use super::conformance::{model_for, CONVERSATIONS};
 use super::{wit, Adapter, AdapterError, AdapterRuntime};
 
 /// The limits an adapter runs under.
@@ -67,11 +69,35 @@ impl Percentiles {
 /// Per-request adapter overhead.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overhead {
+    /// The backend of the model-info measured with (`mock` for a prompt adapter).
+    pub backend: String,
     /// A fresh instance and one `shape-request`.
     pub shape_request: Percentiles,
     /// One request's adapter work: a fresh instance + `shape-request`, and a fresh
-    /// instance + `parse-response`.
-    pub request: Percentiles,
+    /// instance + `parse-response`. `None` when the adapter refused the sample
+    /// reply, so `parse-response` was not measured.
+    pub request: Option<Percentiles>,
+    /// Why `request` was not measured.
+    pub not_measured: Option<String>,
+}
+
+/// A minimal successful reply of a remote backend's API, for timing `parse-response`.
+fn sample_reply(backend: &str) -> Option<&'static str> {
+    match backend {
+        "openai" | "openai_compatible" | "openrouter" | "mistral" => Some(
+            r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"The answer is 4."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5}}"#,
+        ),
+        "anthropic" => Some(
+            r#"{"type":"message","role":"assistant","content":[{"type":"text","text":"The answer is 4."}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":5}}"#,
+        ),
+        "google" => Some(
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"The answer is 4."}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":5}}"#,
+        ),
+        "cohere" => Some(
+            r#"{"message":{"role":"assistant","content":[{"type":"text","text":"The answer is 4."}]},"finish_reason":"COMPLETE","usage":{"tokens":{"input_tokens":12,"output_tokens":5}}}"#,
+        ),
+        _ => None,
+    }
 }
 
 /// What `lmhost adapter info` reports.
@@ -127,9 +153,10 @@ pub fn imports_exports(adapter: &Adapter) -> (Vec<String>, Vec<String>) {
 }
 
 /// Measure the per-request overhead of `adapter` over `iterations` (after a
-/// short warm-up), with the conformance suite's fixed model and `roles` conversation.
+/// short warm-up), with the conformance suite's model ([`model_for`]) and
+/// `roles` conversation.
 pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, AdapterError> {
-    let model = fixed_model_info();
+    let model = model_for(adapter);
     let messages: Vec<wit::Message> = CONVERSATIONS[0]
         .1
         .iter()
@@ -139,11 +166,32 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
         })
         .collect();
     let params = wit::Params::from(&crate::GenerationParams::greedy(64));
-    let raw = "  The answer is 4.<|im_end|>";
     let iterations = iterations.max(1);
+    let raw = match adapter.shape_request(&model, &messages, &params)? {
+        wit::Request::Prompt(_) => Some("  The answer is 4.<|im_end|>"),
+        wit::Request::Http(_) => sample_reply(&model.backend),
+    };
+    let mut not_measured = None;
+    let raw = match raw.map(|raw| (raw, adapter.parse_response(&model, raw))) {
+        Some((raw, Ok(_))) => Some(raw),
+        Some((_, Err(AdapterError::Refused { message, .. }))) => {
+            not_measured = Some(format!(
+                "the adapter refused a sample `{}` reply: {message}",
+                model.backend
+            ));
+            None
+        }
+        Some((_, Err(e))) => return Err(e),
+        None => {
+            not_measured = Some(format!("no sample reply for backend `{}`", model.backend));
+            None
+        }
+    };
     for _ in 0..iterations.min(20) {
         adapter.shape_request(&model, &messages, &params)?;
-        adapter.parse_response(&model, raw)?;
+        if let Some(raw) = raw {
+            adapter.parse_response(&model, raw)?;
+        }
     }
     let mut shape = Vec::with_capacity(iterations);
     let mut request = Vec::with_capacity(iterations);
@@ -151,13 +199,17 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
         let t = Instant::now();
         adapter.shape_request(&model, &messages, &params)?;
         let shaped = t.elapsed();
-        adapter.parse_response(&model, raw)?;
-        request.push(t.elapsed());
         shape.push(shaped);
+        if let Some(raw) = raw {
+            adapter.parse_response(&model, raw)?;
+            request.push(t.elapsed());
+        }
     }
     Ok(Overhead {
+        backend: model.backend,
         shape_request: Percentiles::of(shape),
-        request: Percentiles::of(request),
+        request: raw.map(|_| Percentiles::of(request)),
+        not_measured,
     })
 }
 

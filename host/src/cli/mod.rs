@@ -200,7 +200,8 @@ enum AdapterCommand {
     Check {
         /// The adapter: a built-in name, a name in the adapter folders, or a .wasm file.
         adapter: String,
-        /// Take model-info from this registry model (loads it) instead of the fixed one.
+        /// Take model-info from this registry model (loads it) instead of a fixed one (the mock model, or a
+        /// remote one for an adapter that shapes HTTP requests).
         #[arg(short, long)]
         model: Option<String>,
         /// Print the report as JSON.
@@ -348,7 +349,7 @@ fn adapter_command(cli: &Cli, command: &AdapterCommand) -> Result<()> {
             let loaded = host.adapters().load(adapter, None, limits)?;
             let info = match model {
                 Some(m) => host.load(m.as_str())?.model_info().clone(),
-                None => conformance::fixed_model_info(),
+                None => conformance::model_for(&loaded),
             };
             let report = conformance::run(&loaded, &info);
             if *json {
@@ -416,10 +417,16 @@ fn print_adapter_info(i: &crate::adapters::inspect::AdapterInfo) {
         "per call  instance + shape-request: p50 {:.1} µs, p99 {:.1} µs",
         o.shape_request.p50_us, o.shape_request.p99_us
     );
-    println!(
-        "request   instance + shape-request + instance + parse-response: p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs ({} iterations)",
-        o.request.p50_us, o.request.p99_us, o.request.mean_us, o.request.iterations
-    );
+    match (&o.request, &o.not_measured) {
+        (Some(r), _) => println!(
+            "request   instance + shape-request + instance + parse-response: p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs ({} iterations, backend {})",
+            r.p50_us, r.p99_us, r.mean_us, r.iterations, o.backend
+        ),
+        (None, why) => println!(
+            "request   parse-response not measured: {}",
+            why.as_deref().unwrap_or("no sample reply")
+        ),
+    }
     println!();
 }
 

@@ -60,6 +60,13 @@ const RESERVED_HEADERS: &[&str] = &[
     "openai-organization",
 ];
 
+/// Whether an adapter may not set header `name` (any case): credentials, routing,
+/// framing and every `proxy-` header are the host's.
+pub(crate) fn is_reserved_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-")
+}
+
 /// Timeouts and retries of one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpPolicy {
@@ -311,10 +318,7 @@ impl HttpEngine {
         let mut headers = HeaderMap::new();
         for (name, value) in input.headers {
             let lower = name.to_ascii_lowercase();
-            if RESERVED_HEADERS.contains(&lower.as_str())
-                || Some(lower.as_str()) == self.auth_header
-                || lower.starts_with("proxy-")
-            {
+            if is_reserved_header(&lower) || Some(lower.as_str()) == self.auth_header {
                 return Err(refuse(format!(
                     "header `{name}`: credentials and connection headers are set by the host"
                 )));
