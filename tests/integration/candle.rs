@@ -18,8 +18,13 @@ fn engine(host: &Host, backend: &str) -> Arc<dyn Engine> {
             .as_str(),
         )
         .unwrap();
-    load_engine(&spec, &[repo_root().join("models")], &host.config().hub, &KeyStore::default())
-        .unwrap_or_else(|e| panic!("{backend}: {e}"))
+    load_engine(
+        &spec,
+        &[repo_root().join("models")],
+        &host.config().hub,
+        &KeyStore::default(),
+    )
+    .unwrap_or_else(|e| panic!("{backend}: {e}"))
 }
 
 #[test]
@@ -48,12 +53,32 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
         assert_eq!(got, want, "tokens of {text:?}");
     }
 
-    // Greedy decoding: the same token ids, up to 64 tokens, on several prompts.
+    // Greedy decoding, 64 tokens, several prompts. Two implementations sum in
+    // different orders, so where the best two logits are tied within float noise
+    // they may pick different tokens (and go separate ways from there). So: the
+    // ids must be identical up to the first difference, and at a difference
+    // llama.cpp's token must be within 0.25 of candle's best logit: a tie within
+    // the noise of the two Q4_1 paths (they quantize activations differently;
+    // seen: 0.006 and 0.12 at logits of 26.6 and 10.5). A wrong model (rope,
+    // norms, tokenizer) diverges with margins of whole units.
+    let spec = host
+        .resolve(
+            json!({"model_name": "smollm-candle-direct", "backend": "huggingface_local",
+                   "model_path": smollm().unwrap()})
+            .to_string()
+            .as_str(),
+        )
+        .unwrap();
+    let direct = lmhost::engines::CandleEngine::load(&spec, &smollm().unwrap()).unwrap();
     let greedy = GenerationParams::greedy(64);
+    let mut identical = 0;
+    let mut agreed = 0;
     for question in [
         "What is the capital of France?",
         "Write a short poem about the sea.",
         "List three prime numbers and explain why they are prime.",
+        "Explain what a rainbow is to a child.",
+        "Give me a recipe for pancakes.",
     ] {
         let prompt = chatml(&[("system", "You are a helpful assistant."), ("user", question)]);
         let input = PromptInput {
@@ -70,13 +95,35 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
                 true
             })
             .unwrap();
-        assert!(want.token_ids.len() >= 8, "{:?}", want.text);
-        assert_eq!(got.token_ids, want.token_ids, "greedy ids for {question:?}");
-        assert_eq!(got.text, want.text);
         assert_eq!(got.prompt_tokens, want.prompt_tokens);
-        assert_eq!(got.finish_reason, want.finish_reason);
-        assert!(want.text.starts_with(&streamed), "{streamed:?}");
+        assert!(got.text.starts_with(&streamed), "{streamed:?}");
+        let same = got
+            .token_ids
+            .iter()
+            .zip(&want.token_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        agreed += same;
+        if same == want.token_ids.len() && same == got.token_ids.len() {
+            assert_eq!(got.text, want.text);
+            assert_eq!(got.finish_reason, want.finish_reason);
+            identical += 1;
+            eprintln!("{question:?}: {same} identical ids");
+            continue;
+        }
+        let mut context = candle.tokenize(&prompt).unwrap().unwrap();
+        context.extend_from_slice(&want.token_ids[..same]);
+        let logits = direct.logits(&context).unwrap();
+        let best = logits.iter().copied().fold(f32::MIN, f32::max);
+        let theirs = logits[want.token_ids[same] as usize];
+        eprintln!("{question:?}: {same} identical ids, then a tie: best {best}, llama.cpp's pick {theirs}");
+        assert!(
+            best - theirs < 0.25,
+            "{question:?}: after {same} identical ids candle's best logit is {best} but llama.cpp's pick has {theirs}"
+        );
     }
+    assert!(identical >= 1, "no prompt decoded identically to its end");
+    assert!(agreed >= 64, "only {agreed} ids agreed before ties, over all prompts");
 }
 
 #[test]
@@ -95,7 +142,15 @@ fn candle_serves_smollm_through_the_chat_template_adapter() {
     let g = model.generate(&messages, &GenerationParams::greedy(16)).unwrap();
     assert!(g.response_text.contains("Paris"), "{g:?}");
     assert!(!g.response_text.contains("<|im_end|>"));
-    assert_eq!(g.prompt, json!(chatml(&[("user", "What is the capital of France? Answer in one word.")])));
+    // The GGUF's own template (it adds SmolLM2's default system prompt).
+    let prompt = g.prompt.as_str().unwrap();
+    assert!(
+        prompt.ends_with(&chatml(&[(
+            "user",
+            "What is the capital of France? Answer in one word."
+        )])),
+        "{prompt}"
+    );
     // Stop strings, the context guard and parameter checks behave as llama.cpp's.
     let stopped = model
         .generate(
@@ -108,8 +163,14 @@ fn candle_serves_smollm_through_the_chat_template_adapter() {
         .unwrap();
     assert!(!stopped.response_text.contains("Paris"), "{stopped:?}");
     assert_eq!(stopped.finish_reason, "stop");
-    let err = model.generate(&messages, &GenerationParams::greedy(100_000)).unwrap_err().to_string();
-    assert!(err.contains("exceeds the context of 4096 tokens of `smol-candle`"), "{err}");
+    let err = model
+        .generate(&messages, &GenerationParams::greedy(100_000))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("exceeds the context of 4096 tokens of `smol-candle`"),
+        "{err}"
+    );
     let err = model
         .generate(
             &messages,
@@ -253,7 +314,9 @@ fn a_tiny_safetensors_llama_made_here_loads_and_generates_deterministically() {
         let model = host.load("tiny").unwrap();
         let g = model.generate(&messages, &greedy).unwrap();
         let mut pieces = String::new();
-        let s = model.generate_stream(&messages, &greedy, |p| pieces.push_str(p)).unwrap();
+        let s = model
+            .generate_stream(&messages, &greedy, |p| pieces.push_str(p))
+            .unwrap();
         assert_eq!(pieces, s.response_text);
         assert_eq!(s.response, g.response, "streaming changed the answer");
         // A seeded sample repeats.

@@ -20,10 +20,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use candle::{CandleEngine, KNOWN_GGUF_PRE_TOKENIZERS};
 pub use files::resolve_model_file;
 pub use http::{HttpEngine, HttpInput, HttpOutput, HttpPolicy};
 pub use hub::{HubError, HubOptions};
-pub use candle::{CandleEngine, KNOWN_GGUF_PRE_TOKENIZERS};
 pub use human::HumanEngine;
 pub use llama::{backend as llama_backend, devices, gpu_offload_supported, LlamaEngine};
 pub use mock::MockEngine;

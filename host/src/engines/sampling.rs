@@ -97,7 +97,9 @@ impl Sampler {
                 *counts.entry(*t).or_default() += 1;
             }
             for (token, n) in counts {
-                let Some(l) = logits.get_mut(token as usize) else { continue };
+                let Some(l) = logits.get_mut(token as usize) else {
+                    continue;
+                };
                 *l = if *l > 0.0 {
                     *l / c.repetition_penalty
                 } else {
@@ -223,13 +225,19 @@ mod tests {
                 seed: Some(seed),
                 ..config(1.0)
             });
-            (0..3000).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            (0..3000)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draws(7), draws(7));
         let d = draws(7);
         let share = |t| d.iter().filter(|x| **x == t).count() as f32 / d.len() as f32;
         // softmax(0, 1, 2) = 0.09, 0.245, 0.665
-        assert!((share(2) - 0.665).abs() < 0.05 && (share(0) - 0.09).abs() < 0.03, "{}", share(2));
+        assert!(
+            (share(2) - 0.665).abs() < 0.05 && (share(0) - 0.09).abs() < 0.03,
+            "{}",
+            share(2)
+        );
         let mut top1 = Sampler::new(SamplingConfig {
             top_k: Some(1),
             ..config(1.0)

@@ -137,6 +137,19 @@ impl CandleEngine {
         })
     }
 
+    /// The logits of the next token after `tokens` (a fresh cache), to compare
+    /// with other implementations.
+    pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
+        if tokens.is_empty() || tokens.len() > self.n_ctx as usize {
+            return Err(self.bad_params(format!("logits need 1 to {} tokens", self.n_ctx)));
+        }
+        let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = runner.cache(&self.device).map_err(|e| self.failed(e))?;
+        runner
+            .forward(tokens, 0, &mut cache, &self.device)
+            .map_err(|e| self.failed(e))
+    }
+
     fn bad_params(&self, message: String) -> EngineError {
         EngineError::InvalidParams {
             model: self.name.clone(),
@@ -201,8 +214,8 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded, String> {
         let p = dir.join(name);
         std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
     };
-    let config: llama::LlamaConfig = serde_json::from_str(&read("config.json")?)
-        .map_err(|e| format!("config.json is not a llama config: {e}"))?;
+    let config: llama::LlamaConfig =
+        serde_json::from_str(&read("config.json")?).map_err(|e| format!("config.json is not a llama config: {e}"))?;
     let trained = u32::try_from(config.max_position_embeddings).unwrap_or(u32::MAX);
     let config = config.into_config(false);
     let tokenizer_config: serde_json::Value = match read("tokenizer_config.json") {
@@ -214,7 +227,11 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded, String> {
         let v = tokenizer_config.get(key)?;
         v.as_str().or_else(|| v.get("content")?.as_str()).map(str::to_string)
     };
-    let mut vocab = vocab::from_files(&dir.join("tokenizer.json"), token("bos_token").as_deref(), token("eos_token").as_deref())?;
+    let mut vocab = vocab::from_files(
+        &dir.join("tokenizer.json"),
+        token("bos_token").as_deref(),
+        token("eos_token").as_deref(),
+    )?;
     vocab.add_bos = tokenizer_config
         .get("add_bos_token")
         .and_then(serde_json::Value::as_bool)
@@ -240,8 +257,8 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded, String> {
     }
     let dtype = DType::F32;
     // SAFETY: the files are mapped read-only and not changed while the model lives.
-    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-        .map_err(|e| e.to_string())?;
+    let vb =
+        unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| e.to_string())?;
     let model = llama::Llama::load(vb, &config).map_err(|e| e.to_string())?;
     Ok((Runner::Llama { model, config, dtype }, vocab, template, trained))
 }
@@ -296,7 +313,12 @@ impl Engine for CandleEngine {
             ids.push(next);
             history.push(next);
             first_token.get_or_insert_with(|| started.elapsed());
-            let bytes = self.vocab.token_bytes.get(next as usize).map(Vec::as_slice).unwrap_or_default();
+            let bytes = self
+                .vocab
+                .token_bytes
+                .get(next as usize)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             if self.vocab.end_of_generation.contains(&next) {
                 // Part of the raw response, as with llama.cpp; the adapter culls it.
                 acc.push_final(bytes);

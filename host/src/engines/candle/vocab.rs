@@ -144,8 +144,12 @@ pub(crate) fn from_gguf(md: &HashMap<String, GgufValue>) -> Result<Vocab, String
         .build()
         .map_err(|e| format!("cannot build its BPE tokenizer: {e}"))?;
     // `smollm`: digits one by one, then GPT-2's byte-level split.
-    let digits = Split::new(SplitPattern::Regex(r"\p{N}".into()), SplitDelimiterBehavior::Isolated, false)
-        .map_err(|e| format!("pre-tokenizer: {e}"))?;
+    let digits = Split::new(
+        SplitPattern::Regex(r"\p{N}".into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| format!("pre-tokenizer: {e}"))?;
     let pre_tokenizer = Sequence::new(vec![digits.into(), ByteLevel::new(false, true, true).into()]);
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
@@ -169,10 +173,14 @@ pub(crate) fn from_gguf(md: &HashMap<String, GgufValue>) -> Result<Vocab, String
         .collect();
     let bos = id("tokenizer.ggml.bos_token_id");
     let eos = id("tokenizer.ggml.eos_token_id");
-    let mut end_of_generation: HashSet<u32> = [eos, id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")]
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut end_of_generation: HashSet<u32> = [
+        eos,
+        id("tokenizer.ggml.eot_token_id"),
+        id("tokenizer.ggml.eom_token_id"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for (i, (tok, ty)) in tokens.iter().zip(&types).enumerate() {
         if *ty == TYPE_CONTROL && END_OF_GENERATION.contains(&tok.as_str()) {
             end_of_generation.insert(i as u32);
@@ -201,10 +209,7 @@ pub(crate) fn from_files(
     let tokenizer = Tokenizer::from_file(tokenizer_json).map_err(|e| format!("{}: {e}", tokenizer_json.display()))?;
     let size = tokenizer.get_vocab_size(true);
     let alphabet = byte_alphabet();
-    let byte_level = matches!(
-        tokenizer.get_decoder(),
-        Some(tokenizers::DecoderWrapper::ByteLevel(_))
-    );
+    let byte_level = matches!(tokenizer.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
     let specials: HashSet<u32> = tokenizer
         .get_added_tokens_decoder()
         .iter()
@@ -221,7 +226,9 @@ pub(crate) fn from_files(
             } else if byte_level {
                 byte_level_bytes(&tok, &alphabet)
             } else if let Some(hex) = tok.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
-                u8::from_str_radix(hex, 16).map(|b| vec![b]).unwrap_or_else(|_| tok.into_bytes())
+                u8::from_str_radix(hex, 16)
+                    .map(|b| vec![b])
+                    .unwrap_or_else(|_| tok.into_bytes())
             } else {
                 tok.replace('\u{2581}', " ").into_bytes()
             }
@@ -265,7 +272,10 @@ mod tests {
         HashMap::from([
             ("tokenizer.ggml.model".to_string(), s(model)),
             ("tokenizer.ggml.pre".to_string(), s(pre)),
-            ("tokenizer.ggml.tokens".to_string(), GgufValue::Array(vec![s("a"), s("b"), s("ab")])),
+            (
+                "tokenizer.ggml.tokens".to_string(),
+                GgufValue::Array(vec![s("a"), s("b"), s("ab")]),
+            ),
             ("tokenizer.ggml.merges".to_string(), GgufValue::Array(vec![s("a b")])),
         ])
     }

@@ -21,9 +21,9 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use super::sampling::{SamplingConfig, PENALTY_WINDOW};
 use super::{Engine, EngineError, EngineInfo, EngineOutput, PromptInput, TextSink};
 use crate::generation::GenerationParams;
-use super::sampling::{SamplingConfig, PENALTY_WINDOW};
 use crate::registry::ModelSpec;
 use scheduler::{Event, Job, SchedulerConfig};
 
