@@ -359,6 +359,14 @@ fn a_tiny_safetensors_llama_made_here_loads_and_generates_deterministically() {
     let (host, _home) = lmhost_tests::host(Some(&entry.to_string()));
     let err = host.load("broken").unwrap_err().to_string();
     assert!(err.contains("`broken`") && err.contains("config.json"), "{err}");
+    // Another architecture is refused, not run with the wrong weights.
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(other.path().join("config.json")).unwrap()).unwrap();
+    config["model_type"] = json!("qwen2");
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let (host, _home) = lmhost_tests::host(Some(&entry.to_string()));
+    let err = host.load("broken").unwrap_err().to_string();
+    assert!(err.contains("model_type `qwen2`"), "{err}");
 }
 
 #[test]

@@ -214,8 +214,22 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded, String> {
         let p = dir.join(name);
         std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
     };
+    let config_text = read("config.json")?;
+    // Other architectures (qwen2, gemma, ...) can parse as a llama config and then
+    // run with wrong weights silently: only llama checkpoints are accepted.
+    let raw: serde_json::Value =
+        serde_json::from_str(&config_text).map_err(|e| format!("config.json is not JSON: {e}"))?;
+    match raw.get("model_type").and_then(serde_json::Value::as_str) {
+        Some("llama") => {}
+        other => {
+            return Err(format!(
+                "config.json has model_type {}; the candle engine runs llama checkpoints (and llama-architecture GGUF)",
+                other.map_or("(none)".to_string(), |t| format!("`{t}`"))
+            ))
+        }
+    }
     let config: llama::LlamaConfig =
-        serde_json::from_str(&read("config.json")?).map_err(|e| format!("config.json is not a llama config: {e}"))?;
+        serde_json::from_value(raw).map_err(|e| format!("config.json is not a llama config: {e}"))?;
     let trained = u32::try_from(config.max_position_embeddings).unwrap_or(u32::MAX);
     let config = config.into_config(false);
     let tokenizer_config: serde_json::Value = match read("tokenizer_config.json") {
