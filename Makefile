@@ -97,5 +97,6 @@ lint: setup
 	cargo fmt --all --check
 	cd guests && cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
+	cd guests && CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/guests-clippy cargo clippy --release --target wasm32-wasip2 -- -D warnings
 
 ci: lint test
