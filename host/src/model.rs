@@ -447,15 +447,6 @@ impl Model {
             wit::Request::Prompt(p) => p,
             wit::Request::Http(request) => return self.call_http(request, on_text, started, adapter_time),
         };
-        if self.engine.as_http().is_some() {
-            return Err(EngineError::WrongInput {
-                model: name,
-                backend: self.spec.backend().into(),
-                expected: "an HTTP request",
-                got: "a prompt",
-            }
-            .into());
-        }
         let mut stop = params.stop.clone();
         for s in &prompt.stop {
             if !stop.contains(s) {
@@ -486,13 +477,7 @@ impl Model {
                     let t = Instant::now();
                     let pushed = stream.push(raw);
                     adapter_time += t.elapsed();
-                    match pushed {
-                        Ok(piece) => piece.is_empty() || on_text(&piece),
-                        Err(e) => {
-                            failure = Some(e);
-                            false
-                        }
-                    }
+                    deliver(pushed, &mut failure, &mut *on_text)
                 })?;
                 if let Some(e) = failure {
                     return Err(e.into());
@@ -574,13 +559,9 @@ impl Model {
                 piece
             });
             adapter_time += t.elapsed();
-            match pushed {
-                Ok(piece) => piece.is_empty() || on_text.as_mut().is_none_or(|f| f(&piece)),
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
+            deliver(pushed, &mut failure, &mut |piece| {
+                on_text.as_mut().is_none_or(|f| f(piece))
+            })
         })?;
         if let Some(e) = failure {
             return Err(e.into());
@@ -643,6 +624,22 @@ impl Model {
                 total_ms: ms(started.elapsed()),
             },
         })
+    }
+}
+
+/// Hand a piece the adapter's stream returned to the reader; `false` stops the
+/// engine, when the reader says so or when the adapter failed (kept in `failure`).
+fn deliver(
+    pushed: std::result::Result<String, crate::adapters::AdapterError>,
+    failure: &mut Option<crate::adapters::AdapterError>,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> bool {
+    match pushed {
+        Ok(piece) => piece.is_empty() || on_text(&piece),
+        Err(e) => {
+            *failure = Some(e);
+            false
+        }
     }
 }
 

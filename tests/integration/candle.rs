@@ -371,8 +371,7 @@ fn a_tiny_safetensors_llama_made_here_loads_and_generates_deterministically() {
 
 #[test]
 fn a_checkpoint_named_by_repository_comes_from_the_hub_and_runs() {
-    use lmhost::engines::hub::HubOptions;
-    use lmhost_tests::fake_hub::{FakeFile, FakeHub, FakeRepo};
+    use lmhost_tests::fake_hub::{host_with_hub, FakeFile, FakeHub, FakeRepo};
     let made = TempDir::new("tiny-llama-hub");
     write_tiny_llama(made.path(), 42);
     let file = |name: &str, lfs: bool| FakeFile {
@@ -392,24 +391,9 @@ fn a_checkpoint_named_by_repository_comes_from_the_hub_and_runs() {
         ],
         token: None,
     }]);
-    let home = TempDir::new("hub-candle");
-    let registry = home.path().join("registry.json");
-    std::fs::write(
-        &registry,
-        json!([{"model_name": "tiny-hub", "backend": "huggingface_local", "huggingface_id": "test-org/tiny-llama"}])
-            .to_string(),
-    )
-    .unwrap();
-    let mut config = lmhost::HostConfig::with_home(home.path().to_path_buf());
-    config.model_dirs = vec![];
-    config.registry_files = vec![registry];
-    config.hub = HubOptions {
-        endpoint: hub.endpoint(),
-        cache_dir: home.path().join("hf/hub"),
-        token: None,
-        offline: false,
-    };
-    let host = Host::with_config(config).unwrap();
+    let registry =
+        json!([{"model_name": "tiny-hub", "backend": "huggingface_local", "huggingface_id": "test-org/tiny-llama"}]);
+    let (host, _home) = host_with_hub(&hub, &registry, "hub-candle");
     let g = host
         .load("tiny-hub")
         .unwrap()

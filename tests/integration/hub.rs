@@ -7,8 +7,8 @@ use lmhost::credentials::Secret;
 use lmhost::engines::hub::{fetch_model_file, HubError, HubOptions, HubRequest};
 use lmhost::engines::{resolve_model_file, EngineError};
 use lmhost::registry::{ModelSpec, SpecSource};
-use lmhost::{Error, GenerationParams, Host, HostConfig, Message};
-use lmhost_tests::fake_hub::{hex, sha256, FakeFile, FakeHub, FakeRepo, Fault};
+use lmhost::{Error, GenerationParams, Message};
+use lmhost_tests::fake_hub::{hex, host_with_hub, sha256, FakeFile, FakeHub, FakeRepo, Fault};
 use lmhost_tests::{smollm, TempDir};
 
 const REPO: &str = "test-org/tiny-model-GGUF";
@@ -511,30 +511,14 @@ fn a_host_downloads_and_runs_a_model_named_by_repository() {
         token: None,
     };
     let hub = FakeHub::start(vec![repo]);
-    let home = TempDir::new("hub-host");
-    let registry = home.path().join("registry.json");
-    std::fs::write(
-        &registry,
-        serde_json::json!([{
-            "model_name": "smol-from-hub", "backend": "llamacpp",
-            "model_config": {
-                "huggingface_id": "test-org/SmolLM2-135M-Instruct-GGUF", "filename": "*Q4_1.gguf",
-                "premade_chat_template": true, "eos_to_cull": "<\\|im_end\\|>"
-            }
-        }])
-        .to_string(),
-    )
-    .unwrap();
-    let mut config = HostConfig::with_home(home.path().to_path_buf());
-    config.model_dirs = vec![];
-    config.registry_files = vec![registry];
-    config.hub = HubOptions {
-        endpoint: hub.endpoint(),
-        cache_dir: home.path().join("hf/hub"),
-        token: None,
-        offline: false,
-    };
-    let host = Host::with_config(config).unwrap();
+    let registry = serde_json::json!([{
+        "model_name": "smol-from-hub", "backend": "llamacpp",
+        "model_config": {
+            "huggingface_id": "test-org/SmolLM2-135M-Instruct-GGUF", "filename": "*Q4_1.gguf",
+            "premade_chat_template": true, "eos_to_cull": "<\\|im_end\\|>"
+        }
+    }]);
+    let (host, _home) = host_with_hub(&hub, &registry, "hub-host");
     let model = host.load("smol-from-hub").unwrap();
     let g = model
         .generate(

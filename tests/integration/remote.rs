@@ -138,6 +138,8 @@ fn a_429_with_retry_after_is_retried_once_after_the_wait() {
     ]);
     let mut entry = hostile_entry("retry", "http-exfiltrate", &api.url());
     entry["max_retries"] = json!(3);
+    // A 10 ms backoff: only the server's Retry-After can explain a 1 s wait.
+    entry["retry_backoff_ms"] = json!(10);
     let (host, _home) = remote_host(json!([entry]), json!({}));
     let started = Instant::now();
     let g = host

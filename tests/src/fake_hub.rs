@@ -493,3 +493,21 @@ fn serve(req: &Recorded, f: &FakeFile, state: &mut State) -> Answer {
     }
     a
 }
+
+/// A host with a private home (no models folder), `registry` as its registry
+/// file, downloading from `hub` into `<home>/hf/hub`.
+pub fn host_with_hub(hub: &FakeHub, registry: &serde_json::Value, tag: &str) -> (lmhost::Host, crate::TempDir) {
+    let home = crate::TempDir::new(tag);
+    let file = home.path().join("registry.json");
+    std::fs::write(&file, registry.to_string()).unwrap();
+    let mut config = lmhost::HostConfig::with_home(home.path().to_path_buf());
+    config.model_dirs = vec![];
+    config.registry_files = vec![file];
+    config.hub = lmhost::engines::hub::HubOptions {
+        endpoint: hub.endpoint(),
+        cache_dir: home.path().join("hf/hub"),
+        token: None,
+        offline: false,
+    };
+    (lmhost::Host::with_config(config).unwrap(), home)
+}

@@ -103,6 +103,41 @@ pub struct EngineOutput {
     pub time_to_first_token: Option<Duration>,
 }
 
+/// The checks every local engine makes on a tokenized prompt before generating:
+/// not empty, `max_tokens` at least 1 (default [`DEFAULT_MAX_TOKENS`]), and prompt
+/// plus `max_tokens` within the context (an error with both numbers, never a
+/// truncation). Returns the prompt's token count and `max_tokens`.
+///
+/// [`DEFAULT_MAX_TOKENS`]: crate::generation::DEFAULT_MAX_TOKENS
+pub(crate) fn check_prompt(
+    model: &str,
+    prompt_len: usize,
+    params: &GenerationParams,
+    context: u32,
+) -> Result<(u32, u32), EngineError> {
+    let bad = |message: &str| EngineError::InvalidParams {
+        model: model.into(),
+        message: message.into(),
+    };
+    if prompt_len == 0 {
+        return Err(bad("the prompt is empty"));
+    }
+    let prompt_tokens = u32::try_from(prompt_len).unwrap_or(u32::MAX);
+    let max_tokens = params.max_tokens.unwrap_or(crate::generation::DEFAULT_MAX_TOKENS);
+    if max_tokens == 0 {
+        return Err(bad("max_tokens must be at least 1"));
+    }
+    if u64::from(prompt_tokens) + u64::from(max_tokens) > u64::from(context) {
+        return Err(EngineError::ContextOverflow {
+            model: model.into(),
+            prompt_tokens,
+            max_tokens,
+            context,
+        });
+    }
+    Ok((prompt_tokens, max_tokens))
+}
+
 /// Receives raw text as it is generated; returns `false` to stop generation.
 pub type TextSink<'a> = &'a mut dyn FnMut(&str) -> bool;
 

@@ -171,13 +171,6 @@ mod tests {
 
     remote_kit::adapter_test_kit!(AnthropicMessages);
 
-    fn upstream_message(err: AdapterError) -> String {
-        match err {
-            AdapterError::Upstream(m) => m,
-            other => panic!("expected an upstream error, got {other:?}"),
-        }
-    }
-
     #[test]
     fn shapes_system_and_merged_turns() {
         let mut p = params();

@@ -162,13 +162,6 @@ mod tests {
 
     remote_kit::adapter_test_kit!(CohereChat);
 
-    fn upstream_message(err: AdapterError) -> String {
-        match err {
-            AdapterError::Upstream(m) => m,
-            other => panic!("expected an upstream error, got {other:?}"),
-        }
-    }
-
     #[test]
     fn shapes_a_request() {
         let mut p = params();

@@ -205,13 +205,6 @@ mod tests {
 
     remote_kit::adapter_test_kit!(GoogleGemini);
 
-    fn upstream_message(err: AdapterError) -> String {
-        match err {
-            AdapterError::Upstream(m) => m,
-            other => panic!("expected an upstream error, got {other:?}"),
-        }
-    }
-
     #[test]
     fn shapes_contents_and_config() {
         let mut p = params();

@@ -195,13 +195,6 @@ mod tests {
 
     remote_kit::adapter_test_kit!(OpenAiChat);
 
-    fn upstream_message(err: AdapterError) -> String {
-        match err {
-            AdapterError::Upstream(m) => m,
-            other => panic!("expected an upstream error, got {other:?}"),
-        }
-    }
-
     #[test]
     fn shapes_a_full_request() {
         let spec = json!({"model_id": "gpt-4o", "extra_body": {"temperature": 1.0, "user": "x"}});

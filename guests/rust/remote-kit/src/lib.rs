@@ -555,7 +555,8 @@ macro_rules! adapter_glue {
 /// Expands, inside the adapter's test module (with `use super::*;`), to
 /// `model(backend, spec)`, `params()`, `messages(&[(role, content)])`,
 /// `shape(model, messages, params) -> (method, path, headers, body JSON)`,
-/// `whole(model, raw)` and `streamed(model, events)`, which pushes each event,
+/// `whole(model, raw)`, `upstream_message(error)` (the message of an `upstream`
+/// error; panics on any other) and `streamed(model, events)`, which pushes each event,
 /// checks that what was pushed is a prefix of the finished text, and returns the
 /// finished completion. Completions come back as
 /// `(text, prompt tokens, completion tokens, finish reason)`.
@@ -616,6 +617,13 @@ macro_rules! adapter_test_kit {
                     ::serde_json::from_str(&h.body).unwrap(),
                 )),
                 Request::Prompt(_) => panic!("a remote adapter shaped a prompt"),
+            }
+        }
+
+        fn upstream_message(err: AdapterError) -> String {
+            match err {
+                AdapterError::Upstream(m) => m,
+                other => panic!("expected an upstream error, got {other:?}"),
             }
         }
 

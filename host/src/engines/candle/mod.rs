@@ -25,7 +25,7 @@ use candle_transformers::models::{llama, quantized_llama};
 
 use super::sampling::{Sampler, SamplingConfig};
 use super::text::TextAccumulator;
-use super::{Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
+use super::{check_prompt, Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
 use crate::registry::ModelSpec;
 use vocab::Vocab;
 
@@ -293,22 +293,7 @@ impl Engine for CandleEngine {
             tokens.extend(self.vocab.bos);
         }
         tokens.extend(self.vocab.encode(input.text).map_err(|m| self.bad_params(m))?);
-        if tokens.is_empty() {
-            return Err(self.bad_params("the prompt is empty".into()));
-        }
-        let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        let max_tokens = input.params.max_tokens.unwrap_or(crate::generation::DEFAULT_MAX_TOKENS);
-        if max_tokens == 0 {
-            return Err(self.bad_params("max_tokens must be at least 1".into()));
-        }
-        if u64::from(prompt_tokens) + u64::from(max_tokens) > u64::from(self.n_ctx) {
-            return Err(EngineError::ContextOverflow {
-                model: self.name.clone(),
-                prompt_tokens,
-                max_tokens,
-                context: self.n_ctx,
-            });
-        }
+        let (prompt_tokens, max_tokens) = check_prompt(&self.name, tokens.len(), input.params, self.n_ctx)?;
         let mut sampler = Sampler::new(SamplingConfig::from_params(input.params).map_err(|m| self.bad_params(m))?);
 
         let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());

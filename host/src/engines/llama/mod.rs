@@ -22,7 +22,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::sampling::{SamplingConfig, PENALTY_WINDOW};
-use super::{Engine, EngineError, EngineInfo, EngineOutput, PromptInput, TextSink};
+use super::{check_prompt, Engine, EngineError, EngineInfo, EngineOutput, PromptInput, TextSink};
 use crate::generation::GenerationParams;
 use crate::registry::ModelSpec;
 use scheduler::{Event, Job, SchedulerConfig};
@@ -242,22 +242,7 @@ impl Engine for LlamaEngine {
             tokens.push(vocab.bos());
         }
         tokens.extend(vocab.tokenize(input.text.as_bytes(), false, true));
-        if tokens.is_empty() {
-            return Err(self.bad_params("the prompt is empty".into()));
-        }
-        let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        let max_tokens = input.params.max_tokens.unwrap_or(crate::generation::DEFAULT_MAX_TOKENS);
-        if max_tokens == 0 {
-            return Err(self.bad_params("max_tokens must be at least 1".into()));
-        }
-        if u64::from(prompt_tokens) + u64::from(max_tokens) > u64::from(self.n_ctx) {
-            return Err(EngineError::ContextOverflow {
-                model: self.name.clone(),
-                prompt_tokens,
-                max_tokens,
-                context: self.n_ctx,
-            });
-        }
+        let (_, max_tokens) = check_prompt(&self.name, tokens.len(), input.params, self.n_ctx)?;
         let sampler = self.sampler(input.params)?;
         let (events, receiver) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
