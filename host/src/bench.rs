@@ -8,7 +8,8 @@
 //! - N concurrent requests (decoded together in one batch) against the same N
 //!   requests one after another;
 //! - with `candle`, the candle engine (`huggingface_local`) on the same GGUF
-//!   against the llama.cpp engine, both through lmhost.
+//!   against the llama.cpp engine, both through lmhost: once on lmhost's CPU
+//!   kernels (the default) and once on candle's own (`candle_kernels: candle`).
 //!
 //! The bare loop is deliberately written out here: it is the baseline.
 
@@ -87,6 +88,12 @@ pub struct BenchReport {
     pub candle: Option<Speed>,
     /// candle ÷ llama.cpp (both through lmhost), generation.
     pub candle_generation_ratio: Option<f64>,
+    /// candle ÷ llama.cpp (both through lmhost), prompt.
+    pub candle_prompt_ratio: Option<f64>,
+    /// The candle engine on candle's own kernels (`candle_kernels: candle`).
+    pub candle_own_kernels: Option<Speed>,
+    /// That ÷ llama.cpp, generation.
+    pub candle_own_kernels_generation_ratio: Option<f64>,
 }
 
 const PROMPT: &str = "Read the following passage and summarise it in three sentences.\n\n\
@@ -153,20 +160,25 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     let bare = BareLoop::load(&path, config.threads).map_err(|e| fail(&name, e))?;
     bare.run(&prompt_text, config.max_tokens).map_err(|e| fail(&name, e))?;
 
-    let candle = if config.candle {
+    let candle_with = |kernels: &str| -> Result<_> {
         let spec = serde_json::json!({
-            "model_name": format!("{name}-candle"),
+            "model_name": format!("{name}-candle-{kernels}"),
             "backend": "huggingface_local",
             "model_path": path,
             "premade_chat_template": true,
+            "candle_kernels": kernels,
+            "threads": config.threads,
         });
         let candle = host.load(spec.to_string().as_str())?;
         candle.generate(&messages, &params)?;
-        Some(candle)
-    } else {
-        None
+        Ok(candle)
+    };
+    let (candle, candle_own) = match config.candle {
+        true => (Some(candle_with("lmhost")?), Some(candle_with("candle")?)),
+        false => (None, None),
     };
     let (mut candle_prompt, mut candle_gen) = (vec![], vec![]);
+    let (mut own_prompt, mut own_gen) = (vec![], vec![]);
     let (mut bare_prompt, mut bare_gen, mut ours_prompt, mut ours_gen) = (vec![], vec![], vec![], vec![]);
     let mut completion_tokens = 0;
     for _ in 0..config.runs.max(1) {
@@ -191,7 +203,16 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
             candle_prompt.push(c.prompt_tokens_per_second());
             candle_gen.push(c.tokens_per_second());
         }
+        if let Some(candle) = &candle_own {
+            let c = candle.generate_stream(&messages, &params, |_| {})?;
+            own_prompt.push(c.prompt_tokens_per_second());
+            own_gen.push(c.tokens_per_second());
+        }
     }
+    let candle_own_speed = candle_own.is_some().then(|| Speed {
+        prompt_tps: median(own_prompt),
+        generation_tps: median(own_gen),
+    });
     let candle_speed = candle.is_some().then(|| Speed {
         prompt_tps: median(candle_prompt),
         generation_tps: median(candle_gen),
@@ -236,7 +257,10 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
         concurrent_tps,
         concurrency_ratio: concurrent_tps / sequential_tps,
         candle_generation_ratio: candle_speed.map(|c| c.generation_tps / ours.generation_tps),
+        candle_prompt_ratio: candle_speed.map(|c| c.prompt_tps / ours.prompt_tps),
         candle: candle_speed,
+        candle_own_kernels_generation_ratio: candle_own_speed.map(|c| c.generation_tps / ours.generation_tps),
+        candle_own_kernels: candle_own_speed,
     })
 }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::adapters::{adapter_dirs, default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime, AdapterStream};
+use crate::adapters::{
+    adapter_dirs, default_adapter, wit, Adapter, AdapterLimits, AdapterRuntime, AdapterSession, AdapterStream,
+};
 use crate::credentials::KeyStore;
 use crate::engines::hub::HubOptions;
 use crate::engines::{
@@ -441,11 +443,13 @@ impl Model {
             stream: on_text.is_some(),
             ..wit::Params::from(&params)
         };
-        let request = self.adapter.shape_request(&self.info, &wit_messages, &wit_params)?;
+        // One adapter instance serves the whole request: shape, then parse or stream.
+        let mut session = self.adapter.session();
+        let request = session.shape_request(&self.info, &wit_messages, &wit_params)?;
         let mut adapter_time = started.elapsed();
         let prompt = match request {
             wit::Request::Prompt(p) => p,
-            wit::Request::Http(request) => return self.call_http(request, on_text, started, adapter_time),
+            wit::Request::Http(request) => return self.call_http(session, request, on_text, started, adapter_time),
         };
         let mut stop = params.stop.clone();
         for s in &prompt.stop {
@@ -464,13 +468,13 @@ impl Model {
             None => {
                 let output = self.engine.complete(&input, &mut |_| true)?;
                 let t = Instant::now();
-                let completion = self.adapter.parse_response(&self.info, &output.text)?;
+                let completion = session.parse_response(&self.info, &output.text)?;
                 adapter_time += t.elapsed();
                 (output, completion)
             }
             Some(on_text) => {
                 let t = Instant::now();
-                let mut stream = self.adapter.stream(&self.info)?;
+                let mut stream = session.stream(&self.info)?;
                 adapter_time += t.elapsed();
                 let mut failure = None;
                 let output = self.engine.complete(&input, &mut |raw| {
@@ -524,6 +528,7 @@ impl Model {
     /// the whole body to `parse-response`.
     fn call_http(
         &self,
+        session: AdapterSession,
         request: wit::HttpRequest,
         mut on_text: Option<&mut dyn FnMut(&str) -> bool>,
         started: Instant,
@@ -545,13 +550,19 @@ impl Model {
             headers: &request.headers,
             body: &request.body,
         };
+        // The session until the first event turns it into a stream.
+        let mut session = Some(session);
         let mut stream: Option<AdapterStream> = None;
         let mut failure = None;
+        let start_stream = |session: &mut Option<AdapterSession>| match session.take() {
+            Some(session) => session.stream(&self.info),
+            None => self.adapter.stream(&self.info),
+        };
         let output = http.send(&input, &mut |event| {
             let t = Instant::now();
             let pushed = match stream.take() {
                 Some(s) => Ok(s),
-                None => self.adapter.stream(&self.info),
+                None => start_stream(&mut session),
             }
             .and_then(|mut s| {
                 let piece = s.push(event);
@@ -570,7 +581,7 @@ impl Model {
         let completion = if output.event_stream {
             let stream = match stream {
                 Some(stream) => stream,
-                None => self.adapter.stream(&self.info)?,
+                None => start_stream(&mut session)?,
             };
             let (completion, rest) = stream.finish()?;
             if let (false, Some(f)) = (rest.is_empty() || output.cancelled, on_text.as_mut()) {
@@ -578,7 +589,10 @@ impl Model {
             }
             completion
         } else {
-            let completion = self.adapter.parse_response(&self.info, &output.body)?;
+            let completion = match session {
+                Some(mut session) => session.parse_response(&self.info, &output.body)?,
+                None => self.adapter.parse_response(&self.info, &output.body)?,
+            };
             if let (false, Some(f)) = (completion.text.is_empty(), on_text.as_mut()) {
                 f(&completion.text);
             }

@@ -60,6 +60,80 @@ fn chat_template_renders_prompt_and_culls_eos() {
 }
 
 #[test]
+fn one_instance_serves_a_request_and_the_next_request_gets_a_fresh_one() {
+    let (host, _home) = hostile_host();
+    let model = host
+        .load(r#"{"model_name": "hostile", "hostile": "remember"}"#)
+        .unwrap();
+    let once = "shape-request ran 1 time(s) in this instance";
+    for _ in 0..3 {
+        // parse-response sees what shape-request left: the same instance. And
+        // it never sees an earlier request's count: a fresh one per request.
+        assert_eq!(model.run("hi").unwrap().response_text, once);
+        let mut streamed = String::new();
+        let g = model
+            .generate_stream(&[Message::user("hi")], &GenerationParams::default(), |t| {
+                streamed.push_str(t)
+            })
+            .unwrap();
+        assert_eq!((g.response_text.as_str(), streamed.as_str()), (once, once));
+    }
+    // The one-call methods take a fresh instance each.
+    let runtime = AdapterRuntime::new(None).unwrap();
+    let adapter = runtime
+        .load(guest("hostile").to_str().unwrap(), None, AdapterLimits::default())
+        .unwrap();
+    let info = lmhost::adapters::conformance::model_for(&adapter);
+    let info = lmhost::adapters::wit::ModelInfo {
+        spec_json: r#"{"hostile": "remember"}"#.into(),
+        ..info
+    };
+    assert_eq!(
+        adapter.parse_response(&info, "x").unwrap().text,
+        "shape-request ran 0 time(s) in this instance"
+    );
+    let mut session = adapter.session();
+    let params = lmhost::adapters::wit::Params::from(&GenerationParams::default());
+    let hi = [lmhost::adapters::wit::Message {
+        role: "user".into(),
+        content: "hi".into(),
+    }];
+    session.shape_request(&info, &hi, &params).unwrap();
+    session.shape_request(&info, &hi, &params).unwrap();
+    assert_eq!(
+        session.parse_response(&info, "x").unwrap().text,
+        "shape-request ran 2 time(s) in this instance"
+    );
+}
+
+#[test]
+fn a_trap_ends_the_sessions_instance_and_the_next_call_starts_clean() {
+    let runtime = AdapterRuntime::new(None).unwrap();
+    let adapter = runtime
+        .load(guest("hostile").to_str().unwrap(), None, AdapterLimits::default())
+        .unwrap();
+    let base = lmhost::adapters::conformance::model_for(&adapter);
+    let with = |mode: &str| lmhost::adapters::wit::ModelInfo {
+        spec_json: serde_json::json!({ "hostile": mode }).to_string(),
+        ..base.clone()
+    };
+    let params = lmhost::adapters::wit::Params::from(&GenerationParams::default());
+    let hi = [lmhost::adapters::wit::Message {
+        role: "user".into(),
+        content: "hi".into(),
+    }];
+    let mut session = adapter.session();
+    session.shape_request(&with("remember"), &hi, &params).unwrap();
+    let err = session.shape_request(&with("panic"), &hi, &params).unwrap_err();
+    assert!(matches!(err, AdapterError::Crashed { .. }), "{err}");
+    // The crashed instance is gone: the count starts again from a fresh one.
+    assert_eq!(
+        session.parse_response(&with("remember"), "x").unwrap().text,
+        "shape-request ran 0 time(s) in this instance"
+    );
+}
+
+#[test]
 fn builtin_template_wins_unless_premade_is_false() {
     let (host, _home) = hostile_host();
     let premade = host

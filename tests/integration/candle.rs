@@ -10,14 +10,15 @@ use lmhost_tests::{chatml, repo_root, smollm, TempDir};
 use serde_json::{json, Value};
 
 fn engine(host: &Host, backend: &str) -> Arc<dyn Engine> {
-    let spec = host
-        .resolve(
-            json!({"model_name": format!("smollm-{backend}"), "backend": backend,
-                   "model_path": lmhost_tests::SMOLLM_FILE})
-            .to_string()
-            .as_str(),
-        )
-        .unwrap();
+    engine_with(host, json!({"backend": backend}))
+}
+
+/// An engine on SmolLM2 for `extra` (its `backend` and any further keys).
+fn engine_with(host: &Host, extra: Value) -> Arc<dyn Engine> {
+    let backend = extra["backend"].as_str().unwrap_or_default().to_string();
+    let mut spec = json!({"model_name": format!("smollm-{extra}"), "model_path": lmhost_tests::SMOLLM_FILE});
+    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let spec = host.resolve(spec.to_string().as_str()).unwrap();
     load_engine(
         &spec,
         &[repo_root().join("models")],
@@ -35,6 +36,10 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
     let (host, _home) = lmhost_tests::host(None);
     let llama = engine(&host, "llamacpp");
     let candle = engine(&host, "huggingface_local");
+    let candle_own = engine_with(
+        &host,
+        json!({"backend": "huggingface_local", "candle_kernels": "candle"}),
+    );
 
     // The tokenizer rebuilt from the GGUF's vocabulary, against llama.cpp's own.
     for text in [
@@ -52,7 +57,30 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
         let got = candle.tokenize(text).unwrap().unwrap();
         assert_eq!(got, want, "tokens of {text:?}");
     }
+    // Both kernel sets: lmhost's (the default) and candle's own.
+    let (identical, agreed) = greedy_against_llama_cpp(&host, &*llama, &*candle, "lmhost");
+    assert!(
+        identical >= 1,
+        "lmhost kernels: no prompt decoded identically to its end"
+    );
+    assert!(
+        agreed >= 64,
+        "lmhost kernels: only {agreed} ids agreed before ties, over all prompts"
+    );
+    let (identical, agreed) = greedy_against_llama_cpp(&host, &*llama, &*candle_own, "candle");
+    assert!(
+        identical >= 1,
+        "candle kernels: no prompt decoded identically to its end"
+    );
+    assert!(
+        agreed >= 64,
+        "candle kernels: only {agreed} ids agreed before ties, over all prompts"
+    );
+}
 
+/// Greedy decoding against llama.cpp on five prompts: (prompts identical to the
+/// end, ids agreed before the first tie over all prompts).
+fn greedy_against_llama_cpp(host: &Host, llama: &dyn Engine, candle: &dyn Engine, kernels: &str) -> (usize, usize) {
     // Greedy decoding, 64 tokens, several prompts. Two implementations sum in
     // different orders, so where the best two logits are tied within float noise
     // they may pick different tokens (and go separate ways from there). So: the
@@ -64,7 +92,7 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
     let spec = host
         .resolve(
             json!({"model_name": "smollm-candle-direct", "backend": "huggingface_local",
-                   "model_path": smollm().unwrap()})
+                   "model_path": smollm().unwrap(), "candle_kernels": kernels})
             .to_string()
             .as_str(),
         )
@@ -108,7 +136,7 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
             assert_eq!(got.text, want.text);
             assert_eq!(got.finish_reason, want.finish_reason);
             identical += 1;
-            eprintln!("{question:?}: {same} identical ids");
+            eprintln!("{kernels}: {question:?}: {same} identical ids");
             continue;
         }
         let mut context = candle.tokenize(&prompt).unwrap().unwrap();
@@ -116,14 +144,13 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
         let logits = direct.logits(&context).unwrap();
         let best = logits.iter().copied().fold(f32::MIN, f32::max);
         let theirs = logits[want.token_ids[same] as usize];
-        eprintln!("{question:?}: {same} identical ids, then a tie: best {best}, llama.cpp's pick {theirs}");
+        eprintln!("{kernels}: {question:?}: {same} identical ids, then a tie: best {best}, llama.cpp's pick {theirs}");
         assert!(
             best - theirs < 0.25,
             "{question:?}: after {same} identical ids candle's best logit is {best} but llama.cpp's pick has {theirs}"
         );
     }
-    assert!(identical >= 1, "no prompt decoded identically to its end");
-    assert!(agreed >= 64, "only {agreed} ids agreed before ties, over all prompts");
+    (identical, agreed)
 }
 
 #[test]

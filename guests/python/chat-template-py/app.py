@@ -76,6 +76,27 @@ def choose_template(model: ModelInfo, spec: dict) -> str:
     ))
 
 
+_SPECIAL = set(".^$*+?{}[]|()\\")
+
+
+def literal(pattern: str):
+    """The text a regex matches when it is plain text with escaped punctuation, else None."""
+    out = []
+    chars = iter(pattern)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, None)
+            # `\|` is `|`; `\d`, `\n`, a trailing `\` are regex syntax.
+            if nxt is None or not nxt.isascii() or nxt.isalnum() or nxt.isspace():
+                return None
+            out.append(nxt)
+        elif c in _SPECIAL:
+            return None
+        else:
+            out.append(c)
+    return "".join(out) or None
+
+
 class PostProcess:
     """The output rules of one registry entry."""
 
@@ -85,11 +106,16 @@ class PostProcess:
         self.cot_end_tag = string_key(model, spec, "cot_end_tag") or None
         pattern = string_key(model, spec, "eos_to_cull") or None
         self.cull = None
+        self.cull_text = None
         if pattern is not None:
-            try:
-                self.cull = re.compile(pattern)
-            except re.error as e:
-                raise invalid(f"`eos_to_cull` of `{model.name}` is not a valid regex `{pattern}`: {e}")
+            # Most patterns are an escaped token (`<\\|im_end\\|>`): match it as text
+            # rather than compile a regex in every fresh instance.
+            self.cull_text = literal(pattern)
+            if self.cull_text is None:
+                try:
+                    self.cull = re.compile(pattern)
+                except re.error as e:
+                    raise invalid(f"`eos_to_cull` of `{model.name}` is not a valid regex `{pattern}`: {e}")
 
     def apply(self, raw: str) -> str:
         text = raw.strip()
@@ -101,7 +127,9 @@ class PostProcess:
             head, sep, after = text.rpartition(self.cot_end_tag)
             if sep:
                 text = after.strip()
-        if self.cull is not None:
+        if self.cull_text is not None:
+            text = text.replace(self.cull_text, "")
+        elif self.cull is not None:
             text = self.cull.sub("", text)
         return text
 

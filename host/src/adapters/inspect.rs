@@ -3,8 +3,8 @@
 //! This module owns the description of one adapter (size, SHA-256, imports and
 //! exports from the component's type, the limits it runs under) and its cost
 //! measurements: cold compile, load from the on-disk cache, and the per-request
-//! overhead (a fresh instance plus `shape-request`, and a fresh instance each for
-//! `shape-request` and `parse-response`, as one request through a model costs),
+//! overhead (a fresh instance plus `shape-request`; and one request as a model
+//! makes it: a fresh instance, `shape-request`, `parse-response`, the instance freed),
 //! as p50/p99 over N iterations, on the model-info the conformance suite picks
 //! for the adapter. An HTTP adapter's `parse-response` is measured on a sample
 //! reply of its backend's API, and not at all when it refuses that sample.
@@ -73,8 +73,8 @@ pub struct Overhead {
     pub backend: String,
     /// A fresh instance and one `shape-request`.
     pub shape_request: Percentiles,
-    /// One request's adapter work: a fresh instance + `shape-request`, and a fresh
-    /// instance + `parse-response`. `None` when the adapter refused the sample
+    /// One request's adapter work: a fresh instance, `shape-request`,
+    /// `parse-response`, and freeing the instance. `None` when the adapter refused the sample
     /// reply, so `parse-response` was not measured.
     pub request: Option<Percentiles>,
     /// Why `request` was not measured.
@@ -188,20 +188,22 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
         }
     };
     for _ in 0..iterations.min(20) {
-        adapter.shape_request(&model, &messages, &params)?;
+        let mut session = adapter.session();
+        session.shape_request(&model, &messages, &params)?;
         if let Some(raw) = raw {
-            adapter.parse_response(&model, raw)?;
+            session.parse_response(&model, raw)?;
         }
     }
     let mut shape = Vec::with_capacity(iterations);
     let mut request = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
-        adapter.shape_request(&model, &messages, &params)?;
-        let shaped = t.elapsed();
-        shape.push(shaped);
+        let mut session = adapter.session();
+        session.shape_request(&model, &messages, &params)?;
+        shape.push(t.elapsed());
         if let Some(raw) = raw {
-            adapter.parse_response(&model, raw)?;
+            session.parse_response(&model, raw)?;
+            drop(session);
             request.push(t.elapsed());
         }
     }

@@ -2,12 +2,15 @@
 //!
 //! This module owns the sandbox. [`AdapterRuntime`] holds one wasmtime engine
 //! (component model, pooling allocator, epoch interruption, a ticker thread) and
-//! compiles each component once (through an on-disk cache). Every call gets a
-//! fresh store and instance from a cached `InstancePre`, with WASI linked
-//! deny-by-default (no preopened dirs, no env, no args, no sockets, no name
-//! lookup), a memory cap, an epoch deadline and an output cap. A trap or a limit
-//! hit becomes an [`AdapterError`] naming the adapter; the instance is dropped and
-//! never reused, so the next call starts clean.
+//! compiles each component once (through an on-disk cache). Every request gets
+//! a fresh store and instance from a cached `InstancePre` ([`AdapterSession`]:
+//! `shape-request`, then `parse-response` or a stream, in that one instance),
+//! with WASI linked deny-by-default (no preopened dirs, no env, no args, no
+//! sockets, no name lookup), a memory cap, an epoch deadline on each call and an
+//! output cap. A trap or a limit hit becomes an [`AdapterError`] naming the
+//! adapter; the instance is dropped and never reused, so the next call starts
+//! clean. No instance outlives its request, so nothing one request leaves in an
+//! adapter's memory reaches another.
 //!
 //! It must not know about engines or the registry beyond the `model-info` record.
 
@@ -449,7 +452,7 @@ impl AdapterRuntime {
         };
         Ok(Adapter {
             name: Arc::from(name),
-            hash,
+            hash: Arc::from(hash),
             pre,
             runtime: self.inner.clone(),
             limits,
@@ -525,11 +528,12 @@ fn start_ticker(engine: &Engine) {
         .expect("spawn the epoch ticker");
 }
 
-/// A loaded adapter. Cheap to clone; every call runs in a fresh instance.
+/// A loaded adapter. Cheap to clone. Each request runs in a fresh instance
+/// ([`Adapter::session`]); the one-call methods take a fresh instance each.
 #[derive(Clone)]
 pub struct Adapter {
     name: Arc<str>,
-    hash: String,
+    hash: Arc<str>,
     pre: bindings::AdapterPre<AdapterState>,
     runtime: Arc<RuntimeInner>,
     limits: AdapterLimits,
@@ -674,55 +678,115 @@ impl Adapter {
         }
     }
 
-    /// Messages and parameters → what the engine consumes.
+    /// A fresh instance for one request: `shape-request`, then `parse-response`
+    /// or a stream. The instance is made at the first call.
+    pub fn session(&self) -> AdapterSession {
+        AdapterSession {
+            adapter: self.clone(),
+            inst: None,
+        }
+    }
+
+    /// Messages and parameters → what the engine consumes (in a fresh instance).
     pub fn shape_request(
         &self,
         model: &wit::ModelInfo,
         messages: &[wit::Message],
         params: &wit::Params,
     ) -> Result<wit::Request, AdapterError> {
-        let mut inst = self.instantiate()?;
-        let result = inst
-            .bindings
-            .lmhost_adapter_model_adapter()
-            .call_shape_request(&mut inst.store, model, messages, params)
-            .map_err(|e| self.trap(&inst.store, e));
-        self.note_peak(&inst.store);
-        let result = result?;
-        let request = result.map_err(|e| self.refused(e))?;
+        self.session().shape_request(model, messages, params)
+    }
+
+    /// The engine's whole raw output → the answer (in a fresh instance).
+    pub fn parse_response(&self, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
+        self.session().parse_response(model, raw)
+    }
+
+    /// Start streaming post-processing for one response (in a fresh instance).
+    pub fn stream(&self, model: &wit::ModelInfo) -> Result<AdapterStream, AdapterError> {
+        self.session().stream(model)
+    }
+}
+
+/// One request's instance of an adapter. Every call is armed with its own
+/// deadline; a call that traps or hits a limit drops the instance, and a later
+/// call starts from a fresh one. An error value from the adapter keeps it.
+pub struct AdapterSession {
+    adapter: Adapter,
+    inst: Option<Instance>,
+}
+
+impl AdapterSession {
+    /// The instance, made now if there is none, armed for one call.
+    fn instance(&mut self) -> Result<&mut Instance, AdapterError> {
+        let inst = match self.inst.take() {
+            Some(mut inst) => {
+                self.adapter.arm(&mut inst.store);
+                inst
+            }
+            None => self.adapter.instantiate()?,
+        };
+        Ok(self.inst.insert(inst))
+    }
+
+    /// A call's outcome: a trap drops the instance (after noting its memory peak).
+    fn settle<T>(&mut self, result: wasmtime::Result<Result<T, wit::AdapterError>>) -> Result<T, AdapterError> {
+        let inst = self.inst.as_ref().expect("a call has an instance");
+        self.adapter.note_peak(&inst.store);
+        match result {
+            Ok(answer) => answer.map_err(|e| self.adapter.refused(e)),
+            Err(e) => {
+                let err = self.adapter.trap(&inst.store, e);
+                self.inst = None;
+                Err(err)
+            }
+        }
+    }
+
+    /// Messages and parameters → what the engine consumes.
+    pub fn shape_request(
+        &mut self,
+        model: &wit::ModelInfo,
+        messages: &[wit::Message],
+        params: &wit::Params,
+    ) -> Result<wit::Request, AdapterError> {
+        let inst = self.instance()?;
+        let result =
+            inst.bindings
+                .lmhost_adapter_model_adapter()
+                .call_shape_request(&mut inst.store, model, messages, params);
+        let request = self.settle(result)?;
         match &request {
-            wit::Request::Prompt(p) => self.check_len(&p.text)?,
-            wit::Request::Http(h) => self.check_len(&h.body)?,
+            wit::Request::Prompt(p) => self.adapter.check_len(&p.text)?,
+            wit::Request::Http(h) => self.adapter.check_len(&h.body)?,
         }
         Ok(request)
     }
 
     /// The engine's whole raw output → the answer.
-    pub fn parse_response(&self, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
-        let mut inst = self.instantiate()?;
+    pub fn parse_response(&mut self, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
+        let inst = self.instance()?;
         let result = inst
             .bindings
             .lmhost_adapter_model_adapter()
-            .call_parse_response(&mut inst.store, model, raw)
-            .map_err(|e| self.trap(&inst.store, e));
-        self.note_peak(&inst.store);
-        let result = result?;
-        let completion = result.map_err(|e| self.refused(e))?;
-        self.check_len(&completion.text)?;
+            .call_parse_response(&mut inst.store, model, raw);
+        let completion = self.settle(result)?;
+        self.adapter.check_len(&completion.text)?;
         Ok(completion)
     }
 
-    /// Start streaming post-processing for one response.
-    pub fn stream(&self, model: &wit::ModelInfo) -> Result<AdapterStream, AdapterError> {
-        let mut inst = self.instantiate()?;
-        let resource = inst
+    /// Start streaming post-processing for the response, in this instance.
+    pub fn stream(mut self, model: &wit::ModelInfo) -> Result<AdapterStream, AdapterError> {
+        let inst = self.instance()?;
+        let result = inst
             .bindings
             .lmhost_adapter_model_adapter()
             .response_stream()
-            .call_constructor(&mut inst.store, model)
-            .map_err(|e| self.trap(&inst.store, e))?;
+            .call_constructor(&mut inst.store, model);
+        let resource = self.settle(result.map(Ok))?;
+        let inst = self.inst.take().expect("a stream has an instance");
         Ok(AdapterStream {
-            adapter: self.clone(),
+            adapter: self.adapter,
             inst,
             resource,
             emitted: String::new(),

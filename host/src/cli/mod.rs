@@ -449,12 +449,24 @@ fn print_bench(r: &crate::bench::BenchReport) {
         "{:28} {:>12.3} {:>12.3}",
         "lmhost / bare", r.prompt_ratio, r.generation_ratio
     );
-    if let (Some(c), Some(ratio)) = (r.candle, r.candle_generation_ratio) {
+    if let (Some(c), Some(gen), Some(prompt)) = (r.candle, r.candle_generation_ratio, r.candle_prompt_ratio) {
         println!(
             "{:28} {:>12.1} {:>12.1}",
             "candle engine (lmhost)", c.prompt_tps, c.generation_tps
         );
-        println!("{:28} {:>12} {:>12.3}", "candle / llama.cpp", "", ratio);
+        println!("{:28} {:>12.3} {:>12.3}", "candle / llama.cpp", prompt, gen);
+    }
+    if let (Some(c), Some(gen)) = (r.candle_own_kernels, r.candle_own_kernels_generation_ratio) {
+        println!(
+            "{:28} {:>12.1} {:>12.1}",
+            "  on candle's kernels", c.prompt_tps, c.generation_tps
+        );
+        println!(
+            "{:28} {:>12.3} {:>12.3}",
+            "  that / llama.cpp",
+            c.prompt_tps / r.lmhost.prompt_tps,
+            gen
+        );
     }
     println!(
         "{} requests: sequential {:.1} t/s, concurrent {:.1} t/s, ratio {:.2}",

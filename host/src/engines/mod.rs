@@ -372,10 +372,13 @@ pub(crate) fn engine_key(spec: &ModelSpec, file: Option<&Path>) -> Option<String
             ))
         }
         ("huggingface_local", Some(path)) => Some(format!(
-            "candle:{}:{}:{}",
+            "candle:{}:{}",
             path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display(),
-            spec.get("n_ctx").map(|v| v.to_string()).unwrap_or_default(),
-            spec.get("execute_on").map(|v| v.to_string()).unwrap_or_default()
+            ["n_ctx", "execute_on", "candle_kernels", "threads"]
+                .iter()
+                .map(|k| spec.get(k).map(|v| v.to_string()).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(":")
         )),
         _ => None,
     }

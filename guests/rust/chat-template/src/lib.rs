@@ -24,6 +24,7 @@ use exports::lmhost::adapter::model_adapter::{
     AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
 };
 use lmhost::adapter::types::Prompt;
+use regex_syntax::hir::HirKind;
 use serde_json::{json, Map, Value};
 
 struct ChatTemplate;
@@ -123,7 +124,7 @@ fn choose_template(model: &ModelInfo, spec: &Map<String, Value>) -> Result<Strin
 struct PostProcess {
     split_prefix: Option<String>,
     cot_end_tag: Option<String>,
-    cull: Option<regex::Regex>,
+    cull: Option<Cull>,
     /// How many trailing bytes of raw output a future chunk can still change;
     /// `None` when that is unbounded and streaming must wait for the end.
     holdback: Option<usize>,
@@ -148,7 +149,6 @@ impl PostProcess {
                         model.name
                     ))
                 };
-                let re = regex::Regex::new(p).map_err(|e| invalid(&e))?;
                 let hir = regex_syntax::parse(p).map_err(|e| invalid(&e))?;
                 let props = hir.properties();
                 let bounded = if props.look_set().is_empty() {
@@ -156,7 +156,16 @@ impl PostProcess {
                 } else {
                     None
                 };
-                (Some(re), bounded)
+                // Most patterns are an escaped token (`<\|im_end\|>`): match it as
+                // text rather than compile a regex on every call.
+                let cull = match hir.kind() {
+                    HirKind::Literal(lit) => match std::str::from_utf8(&lit.0) {
+                        Ok(text) => Cull::Literal(text.to_string()),
+                        Err(_) => Cull::Regex(regex::Regex::new(p).map_err(|e| invalid(&e))?),
+                    },
+                    _ => Cull::Regex(regex::Regex::new(p).map_err(|e| invalid(&e))?),
+                };
+                (Some(cull), bounded)
             }
         };
         let holdback = if split_prefix.is_some() || cot_end_tag.is_some() {
@@ -185,7 +194,8 @@ impl PostProcess {
             }
         }
         match &self.cull {
-            Some(re) => re.replace_all(text, "").into_owned(),
+            Some(Cull::Literal(lit)) => text.replace(lit.as_str(), ""),
+            Some(Cull::Regex(re)) => re.replace_all(text, "").into_owned(),
             None => text.to_string(),
         }
     }
@@ -204,20 +214,32 @@ impl PostProcess {
         }
         let mut out = String::new();
         let mut last = 0;
-        if let Some(re) = &self.cull {
-            for m in re.find_iter(text) {
-                if m.start() >= boundary {
-                    break;
-                }
-                out.push_str(&text[last..m.start()]);
-                last = m.end();
+        let matches: Vec<(usize, usize)> = match &self.cull {
+            Some(Cull::Literal(lit)) => text
+                .match_indices(lit.as_str())
+                .map(|(i, m)| (i, i + m.len()))
+                .collect(),
+            Some(Cull::Regex(re)) => re.find_iter(text).map(|m| (m.start(), m.end())).collect(),
+            None => Vec::new(),
+        };
+        for (start, end) in matches {
+            if start >= boundary {
+                break;
             }
+            out.push_str(&text[last..start]);
+            last = end;
         }
         if last < boundary {
             out.push_str(&text[last..boundary]);
         }
         out
     }
+}
+
+/// What `eos_to_cull` removes: a plain text, or matches of a regex.
+enum Cull {
+    Literal(String),
+    Regex(regex::Regex),
 }
 
 /// Streaming state: the output rules (parsed once, at the first push), the raw

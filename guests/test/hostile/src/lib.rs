@@ -8,6 +8,10 @@
 //! `http-auth` (forges an `Authorization` header) and `http-exfiltrate` (sends
 //! everything it can see in a request body); anything else (or none) shapes a
 //! plain prompt, so the host can be shown to keep serving.
+//!
+//! `remember` tells what an instance keeps: every `shape-request` counts itself
+//! in the instance's memory, and `parse-response` (or a stream's `finish`)
+//! answers with that count.
 
 wit_bindgen::generate!({
     world: "adapter",
@@ -20,6 +24,16 @@ use exports::lmhost::adapter::model_adapter::{
 use lmhost::adapter::types::{HttpRequest, Prompt};
 
 struct Hostile;
+
+/// `shape-request` calls made in this instance.
+static SHAPED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn remembered() -> String {
+    format!(
+        "shape-request ran {} time(s) in this instance",
+        SHAPED.load(std::sync::atomic::Ordering::Relaxed)
+    )
+}
 
 fn mode(model: &ModelInfo) -> String {
     serde_json::from_str::<serde_json::Value>(&model.spec_json)
@@ -40,6 +54,7 @@ impl Guest for Hostile {
     type ResponseStream = Stream;
 
     fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
+        SHAPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match mode(&model).as_str() {
             "panic" => panic!("hostile adapter panics on purpose"),
             "loop" => {
@@ -129,9 +144,9 @@ impl Guest for Hostile {
         }
     }
 
-    fn parse_response(_model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
+    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
         Ok(Completion {
-            text: raw,
+            text: if mode(&model) == "remember" { remembered() } else { raw },
             prompt_tokens: None,
             completion_tokens: None,
             finish_reason: None,
@@ -175,17 +190,29 @@ fn deep(n: u64) -> u64 {
     frame.iter().sum()
 }
 
-struct Stream;
+struct Stream {
+    remember: bool,
+}
 
 impl GuestResponseStream for Stream {
-    fn new(_model: ModelInfo) -> Self {
-        Stream
+    fn new(model: ModelInfo) -> Self {
+        Stream {
+            remember: mode(&model) == "remember",
+        }
     }
     fn push(&self, chunk: String) -> Result<String, AdapterError> {
-        Ok(chunk)
+        Ok(if self.remember { String::new() } else { chunk })
     }
     fn finish(&self) -> Result<Completion, AdapterError> {
-        Err(AdapterError::Unsupported("hostile adapter does not stream".into()))
+        if !self.remember {
+            return Err(AdapterError::Unsupported("hostile adapter does not stream".into()));
+        }
+        Ok(Completion {
+            text: remembered(),
+            prompt_tokens: None,
+            completion_tokens: None,
+            finish_reason: None,
+        })
     }
 }
 

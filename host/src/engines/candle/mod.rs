@@ -13,6 +13,8 @@
 //! One request at a time per loaded model (the KV cache lives in the model);
 //! others wait their turn. `execute_on: "gpu"` needs a build with `--features cuda`.
 
+mod cpu_llama;
+mod kernels;
 mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,9 @@ pub use vocab::KNOWN_PRE as KNOWN_GGUF_PRE_TOKENIZERS;
 const DEFAULT_N_CTX: u32 = 4096;
 
 enum Runner {
+    /// GGUF on the CPU with lmhost's kernels.
+    Cpu(Box<cpu_llama::CpuLlama>),
+    /// GGUF with candle's `quantized_llama`.
     Gguf(quantized_llama::ModelWeights),
     Llama {
         model: llama::Llama,
@@ -47,7 +52,7 @@ impl Runner {
     /// A fresh KV cache for one request (the GGUF model resets its own at position 0).
     fn cache(&self, device: &Device) -> candle_core::Result<Option<llama::Cache>> {
         match self {
-            Runner::Gguf(_) => Ok(None),
+            Runner::Cpu(_) | Runner::Gguf(_) => Ok(None),
             Runner::Llama { config, dtype, .. } => llama::Cache::new(true, *dtype, config, device).map(Some),
         }
     }
@@ -60,10 +65,11 @@ impl Runner {
         cache: &mut Option<llama::Cache>,
         device: &Device,
     ) -> candle_core::Result<Vec<f32>> {
-        let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
+        let input = || Tensor::new(tokens, device)?.unsqueeze(0);
         let logits = match (self, cache) {
-            (Runner::Gguf(model), _) => model.forward(&input, position)?,
-            (Runner::Llama { model, .. }, Some(cache)) => model.forward(&input, position, cache)?,
+            (Runner::Cpu(model), _) => return model.forward(tokens, position).map_err(candle_core::Error::msg),
+            (Runner::Gguf(model), _) => model.forward(&input()?, position)?,
+            (Runner::Llama { model, .. }, Some(cache)) => model.forward(&input()?, position, cache)?,
             (Runner::Llama { .. }, None) => candle_core::bail!("no KV cache"),
         };
         logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
@@ -78,6 +84,8 @@ pub struct CandleEngine {
     device: Device,
     n_ctx: u32,
     info: EngineInfo,
+    /// The CPU threads a forward pass runs on (`threads`, default every core).
+    pool: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for CandleEngine {
@@ -109,10 +117,22 @@ impl CandleEngine {
             _ => Device::Cpu,
         };
         let requested = spec.get_u64("n_ctx").map_err(invalid)?;
+        let kernels = spec.get_str("candle_kernels").map_err(invalid)?;
+        let threads = match spec.get_u64("threads").map_err(invalid)? {
+            Some(0) => return Err(invalid("`threads` must be at least 1".into())),
+            Some(n) => n.min(1024) as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("lmhost-candle-{i}"))
+            .build()
+            .map_err(|e| fail(format!("cannot start {threads} threads: {e}")))?;
         let (runner, vocab, template, trained) = if path.is_dir() {
             load_safetensors(path, &device).map_err(fail)?
         } else {
-            load_gguf(path, &device).map_err(fail)?
+            let own = device.is_cpu() && kernels != Some("candle");
+            load_gguf(path, &device, own).map_err(fail)?
         };
         let n_ctx = requested
             .map(|n| n.min(u64::from(u32::MAX)) as u32)
@@ -134,7 +154,21 @@ impl CandleEngine {
             device,
             n_ctx,
             info,
+            pool,
         })
+    }
+
+    /// One forward pass on the engine's threads.
+    fn forward(
+        &self,
+        runner: &mut Runner,
+        tokens: &[u32],
+        position: usize,
+        cache: &mut Option<llama::Cache>,
+    ) -> Result<Vec<f32>, EngineError> {
+        self.pool
+            .install(|| runner.forward(tokens, position, cache, &self.device))
+            .map_err(|e| self.failed(e))
     }
 
     /// The logits of the next token after `tokens` (a fresh cache), to compare
@@ -145,9 +179,7 @@ impl CandleEngine {
         }
         let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
         let mut cache = runner.cache(&self.device).map_err(|e| self.failed(e))?;
-        runner
-            .forward(tokens, 0, &mut cache, &self.device)
-            .map_err(|e| self.failed(e))
+        self.forward(&mut runner, tokens, 0, &mut cache)
     }
 
     fn bad_params(&self, message: String) -> EngineError {
@@ -177,7 +209,8 @@ fn gpu() -> Result<Device, String> {
 
 type Loaded = (Runner, Vocab, Option<String>, u32);
 
-fn load_gguf(path: &Path, device: &Device) -> Result<Loaded, String> {
+/// A GGUF file; `own`: on lmhost's CPU kernels where they cover the file.
+fn load_gguf(path: &Path, device: &Device, own: bool) -> Result<Loaded, String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let content = gguf_file::Content::read(&mut file).map_err(|e| format!("not a readable GGUF file: {e}"))?;
     let md = &content.metadata;
@@ -203,9 +236,19 @@ fn load_gguf(path: &Path, device: &Device) -> Result<Loaded, String> {
     let trained = md
         .get("llama.context_length")
         .and_then(|v| v.to_u32().ok())
-        .unwrap_or(DEFAULT_N_CTX)
-        .min(quantized_llama::MAX_SEQ_LEN as u32);
+        .unwrap_or(DEFAULT_N_CTX);
+    if own {
+        match cpu_llama::unsupported(&content) {
+            None => {
+                let model = cpu_llama::CpuLlama::load(&content, &mut file)?;
+                return Ok((Runner::Cpu(Box::new(model)), vocab, template, trained));
+            }
+            Some(why) => tracing::info!(path = %path.display(), "candle's kernels run this GGUF: {why}"),
+        }
+    }
     let model = quantized_llama::ModelWeights::from_gguf(content, &mut file, device).map_err(|e| e.to_string())?;
+    // candle's model keeps rotary tables for this many positions only.
+    let trained = trained.min(quantized_llama::MAX_SEQ_LEN as u32);
     Ok((Runner::Gguf(model), vocab, template, trained))
 }
 
@@ -299,9 +342,7 @@ impl Engine for CandleEngine {
         let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
         let admitted = Instant::now();
         let mut cache = runner.cache(&self.device).map_err(|e| self.failed(e))?;
-        let mut logits = runner
-            .forward(&tokens, 0, &mut cache, &self.device)
-            .map_err(|e| self.failed(e))?;
+        let mut logits = self.forward(&mut runner, &tokens, 0, &mut cache)?;
         let prompt_time = admitted.elapsed();
         let mut acc = TextAccumulator::new(input.stop);
         let mut history = tokens;
@@ -333,9 +374,7 @@ impl Engine for CandleEngine {
             if ids.len() >= max_tokens as usize {
                 break FinishReason::Length;
             }
-            logits = runner
-                .forward(&[next], history.len() - 1, &mut cache, &self.device)
-                .map_err(|e| self.failed(e))?;
+            logits = self.forward(&mut runner, &[next], history.len() - 1, &mut cache)?;
         };
         drop(runner);
         let rest = acc.finish();

@@ -1,0 +1,529 @@
+//! Quantized matrix × vector kernels for the CPU path of GGUF llama models.
+//!
+//! Weights stay quantized as the GGUF stores them (Q4_0, Q4_1, Q8_0; Q4_0 is
+//! read as Q4_1 with offset `-8 d`), their f16 scales widened to f32 once at
+//! load so the kernels convert nothing. Activations are quantized per 32 values to
+//! 8 bits (scale and scaled sum), and each dot product runs on integers, as
+//! llama.cpp does: so the results match its arithmetic, and a block of 32 weights
+//! costs one 256-bit multiply-add. AVX2 is chosen at run time (the release binary
+//! stays portable); elsewhere a scalar loop computes the same sums.
+//!
+//! A matrix product runs over blocks of output rows in parallel (rayon's pool);
+//! each weight row is read once for all tokens of a prompt.
+
+use half::f16;
+use rayon::prelude::*;
+
+/// Values per quantization block.
+pub(super) const BLOCK: usize = 32;
+
+/// 32 weights: `d * q + m`, `q` in 0..16 (low nibbles are the first 16).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(super) struct Q4 {
+    d: f32,
+    m: f32,
+    qs: [u8; 16],
+}
+
+/// 32 weights: `d * q`, `q` in -128..128.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(super) struct Q8 {
+    d: f32,
+    qs: [i8; 32],
+}
+
+/// 32 activations: `d * q`; `s` is `d * Σq` (for the offset of Q4 weights).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(super) struct Act {
+    d: f32,
+    s: f32,
+    qs: [i8; 32],
+}
+
+/// A weight matrix, `rows` outputs × `cols` inputs, row-major in blocks.
+pub(super) enum Matrix {
+    Q4 { rows: usize, cols: usize, blocks: Vec<Q4> },
+    Q8 { rows: usize, cols: usize, blocks: Vec<Q8> },
+}
+
+/// The GGUF block types this module reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Format {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+impl Format {
+    /// Bytes of one block of 32 values in the file.
+    pub(super) fn block_bytes(self) -> usize {
+        match self {
+            Format::Q4_0 => 18,
+            Format::Q4_1 => 20,
+            Format::Q8_0 => 34,
+        }
+    }
+}
+
+fn f16_bits(bytes: &[u8]) -> u16 {
+    u16::from_le_bytes([bytes[0], bytes[1]])
+}
+
+fn f32_of(bits: u16) -> f32 {
+    f16::from_bits(bits).to_f32()
+}
+
+impl Matrix {
+    /// A matrix from GGUF block bytes (`rows * cols / 32` blocks).
+    pub(super) fn from_gguf(format: Format, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, String> {
+        if !cols.is_multiple_of(BLOCK) {
+            return Err(format!(
+                "a row of {cols} values is not a whole number of {BLOCK}-value blocks"
+            ));
+        }
+        let n = rows * cols / BLOCK;
+        if bytes.len() != n * format.block_bytes() {
+            return Err(format!(
+                "{} bytes for {rows}×{cols} {format:?} values, expected {}",
+                bytes.len(),
+                n * format.block_bytes()
+            ));
+        }
+        let chunks = bytes.chunks_exact(format.block_bytes());
+        Ok(match format {
+            Format::Q4_0 => Matrix::Q4 {
+                rows,
+                cols,
+                // (q - 8) * d is d * q + (-8 d): the Q4_1 form.
+                blocks: chunks
+                    .map(|b| Q4 {
+                        d: f32_of(f16_bits(b)),
+                        m: -8.0 * f32_of(f16_bits(b)),
+                        qs: b[2..18].try_into().expect("16 bytes"),
+                    })
+                    .collect(),
+            },
+            Format::Q4_1 => Matrix::Q4 {
+                rows,
+                cols,
+                blocks: chunks
+                    .map(|b| Q4 {
+                        d: f32_of(f16_bits(b)),
+                        m: f32_of(f16_bits(&b[2..])),
+                        qs: b[4..20].try_into().expect("16 bytes"),
+                    })
+                    .collect(),
+            },
+            Format::Q8_0 => Matrix::Q8 {
+                rows,
+                cols,
+                blocks: chunks
+                    .map(|b| Q8 {
+                        d: f32_of(f16_bits(b)),
+                        qs: std::array::from_fn(|i| b[2 + i] as i8),
+                    })
+                    .collect(),
+            },
+        })
+    }
+
+    /// Output rows.
+    pub(super) fn rows(&self) -> usize {
+        match self {
+            Matrix::Q4 { rows, .. } | Matrix::Q8 { rows, .. } => *rows,
+        }
+    }
+
+    /// Input columns.
+    pub(super) fn cols(&self) -> usize {
+        match self {
+            Matrix::Q4 { cols, .. } | Matrix::Q8 { cols, .. } => *cols,
+        }
+    }
+
+    /// Row `r` as f32 values (an embedding lookup).
+    pub(super) fn row(&self, r: usize, out: &mut [f32]) {
+        let per_row = self.cols() / BLOCK;
+        match self {
+            Matrix::Q4 { blocks, .. } => {
+                for (b, out) in blocks[r * per_row..(r + 1) * per_row]
+                    .iter()
+                    .zip(out.chunks_exact_mut(BLOCK))
+                {
+                    let (d, m) = (b.d, b.m);
+                    for j in 0..16 {
+                        out[j] = d * f32::from(b.qs[j] & 0x0f) + m;
+                        out[j + 16] = d * f32::from(b.qs[j] >> 4) + m;
+                    }
+                }
+            }
+            Matrix::Q8 { blocks, .. } => {
+                for (b, out) in blocks[r * per_row..(r + 1) * per_row]
+                    .iter()
+                    .zip(out.chunks_exact_mut(BLOCK))
+                {
+                    let d = b.d;
+                    for (o, q) in out.iter_mut().zip(b.qs) {
+                        *o = d * f32::from(q);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out[t][r] = Σ_c self[r][c] · x[t][c]` for each token `t` of `x`
+    /// (quantized with [`quantize`]).
+    pub(super) fn matmul(&self, x: &[Act], out: &mut [f32]) {
+        matmul_many(x, &mut [(self, out)]);
+    }
+
+    /// Rows `first..first + out.len()` times one token's blocks.
+    fn rows_times(&self, first: usize, x: &[Act], out: &mut [f32], simd: bool) {
+        let per_row = self.cols() / BLOCK;
+        for (r, o) in (first..).zip(out) {
+            *o = match self {
+                Matrix::Q4 { blocks, .. } => dot_q4(&blocks[r * per_row..(r + 1) * per_row], x, simd),
+                Matrix::Q8 { blocks, .. } => dot_q8(&blocks[r * per_row..(r + 1) * per_row], x, simd),
+            };
+        }
+    }
+}
+
+/// Output rows per parallel task.
+const TASK_ROWS: usize = 32;
+
+/// Several products of the same input at once (one parallel pass: q, k and v;
+/// gate and up), each `(matrix, out)` as in [`Matrix::matmul`]. Each task takes
+/// a few rows of one matrix for every token, so a prompt reads each weight once.
+pub(super) fn matmul_many(x: &[Act], jobs: &mut [(&Matrix, &mut [f32])]) {
+    let Some(cols) = jobs.first().map(|(m, _)| m.cols()) else {
+        return;
+    };
+    let per_row = cols / BLOCK;
+    let tokens = x.len() / per_row;
+    let simd = has_avx2();
+    if tokens == 1 {
+        let tasks: Vec<(&Matrix, usize, &mut [f32])> = jobs
+            .iter_mut()
+            .flat_map(|(m, out)| {
+                debug_assert_eq!((m.cols(), out.len()), (cols, m.rows()));
+                let m: &Matrix = m;
+                out.chunks_mut(TASK_ROWS)
+                    .enumerate()
+                    .map(move |(c, o)| (m, c * TASK_ROWS, o))
+            })
+            .collect();
+        tasks
+            .into_par_iter()
+            .for_each(|(m, first, out)| m.rows_times(first, x, out, simd));
+        return;
+    }
+    // Several tokens: results land row-major ([row][token]) and are transposed after.
+    let mut by_row: Vec<Vec<f32>> = jobs.iter().map(|(m, _)| vec![0.0; m.rows() * tokens]).collect();
+    let tasks: Vec<(&Matrix, usize, &mut [f32])> = jobs
+        .iter()
+        .zip(by_row.iter_mut())
+        .flat_map(|((m, _), buf)| {
+            let m: &Matrix = m;
+            buf.chunks_mut(TASK_ROWS * tokens)
+                .enumerate()
+                .map(move |(c, o)| (m, c * TASK_ROWS, o))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(m, first, out)| {
+        let mut row = vec![0.0; out.len() / tokens];
+        for t in 0..tokens {
+            m.rows_times(first, &x[t * per_row..(t + 1) * per_row], &mut row, simd);
+            for (i, v) in row.iter().enumerate() {
+                out[i * tokens + t] = *v;
+            }
+        }
+    });
+    for ((m, out), buf) in jobs.iter_mut().zip(&by_row) {
+        let rows = m.rows();
+        for (r, values) in buf.chunks_exact(tokens).enumerate() {
+            for (t, v) in values.iter().enumerate() {
+                out[t * rows + r] = *v;
+            }
+        }
+    }
+}
+
+/// Quantize rows of `x` (each a multiple of 32 long) to 8-bit blocks, appending to `out`.
+pub(super) fn quantize(x: &[f32], out: &mut Vec<Act>) {
+    out.clear();
+    out.extend(x.chunks_exact(BLOCK).map(|v| {
+        let amax = v.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let qs: [i8; 32] = std::array::from_fn(|i| (v[i] * id).round() as i8);
+        let sum: i32 = qs.iter().map(|&q| i32::from(q)).sum();
+        // Scales are stored as f16, as llama.cpp's 8-bit blocks keep them.
+        let d = f16::from_f32(d).to_f32();
+        Act {
+            d,
+            s: f16::from_f32(d * sum as f32).to_f32(),
+            qs,
+        }
+    }));
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn dot_q4(w: &[Q4], x: &[Act], simd: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: AVX2 and FMA were detected on this CPU.
+        return unsafe { avx2::dot_q4(w, x) };
+    }
+    let _ = simd;
+    dot_q4_scalar(w, x)
+}
+
+fn dot_q8(w: &[Q8], x: &[Act], simd: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: AVX2 and FMA were detected on this CPU.
+        return unsafe { avx2::dot_q8(w, x) };
+    }
+    let _ = simd;
+    dot_q8_scalar(w, x)
+}
+
+fn dot_q4_scalar(w: &[Q4], x: &[Act]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let mut sum = 0i32;
+            for j in 0..16 {
+                sum += i32::from(w.qs[j] & 0x0f) * i32::from(x.qs[j]);
+                sum += i32::from(w.qs[j] >> 4) * i32::from(x.qs[j + 16]);
+            }
+            w.d * x.d * sum as f32 + w.m * x.s
+        })
+        .sum()
+}
+
+fn dot_q8_scalar(w: &[Q8], x: &[Act]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(w, x)| {
+            let sum: i32 = w.qs.iter().zip(&x.qs).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+            w.d * x.d * sum as f32
+        })
+        .sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Act, Q4, Q8};
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// One block's 32 products `q_w q_x` summed in eight lanes (as f32).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn products_q4(w: &Q4, x: &Act) -> __m256 {
+        // SAFETY: `qs` holds 16 (weights) and 32 (activations) bytes; unaligned loads.
+        let (packed, qx) = unsafe {
+            (
+                _mm_loadu_si128(w.qs.as_ptr().cast()),
+                _mm256_loadu_si256(x.qs.as_ptr().cast()),
+            )
+        };
+        // Low nibbles are values 0..16, high nibbles 16..32.
+        let qw = _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed),
+            _mm256_set1_epi8(0x0f),
+        );
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), _mm256_set1_epi16(1)))
+    }
+
+    /// One block's 32 products `q_w q_x` summed in eight lanes (as f32).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn products_q8(w: &Q8, x: &Act) -> __m256 {
+        // SAFETY: both hold 32 bytes; unaligned loads.
+        let (qw, qx) = unsafe {
+            (
+                _mm256_loadu_si256(w.qs.as_ptr().cast()),
+                _mm256_loadu_si256(x.qs.as_ptr().cast()),
+            )
+        };
+        // |w| · (x with w's sign): an unsigned × signed multiply-add.
+        let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    // Two blocks per step into two accumulators: one chain of dependent
+    // multiply-adds would wait on its own latency every block.
+
+    /// Σ over blocks of `d_w d_x Σ q_w q_x + m_w s_x`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_q4(w: &[Q4], x: &[Act]) -> f32 {
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut off0, mut off1) = (0.0f32, 0.0f32);
+        let (wp, xp) = (w.chunks_exact(2), x.chunks_exact(2));
+        let tail = wp.remainder().iter().zip(xp.remainder());
+        for (w, x) in wp.zip(xp) {
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w[0].d * x[0].d), products_q4(&w[0], &x[0]), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(w[1].d * x[1].d), products_q4(&w[1], &x[1]), acc1);
+            off0 += w[0].m * x[0].s;
+            off1 += w[1].m * x[1].s;
+        }
+        for (w, x) in tail {
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products_q4(w, x), acc0);
+            off0 += w.m * x.s;
+        }
+        hsum(_mm256_add_ps(acc0, acc1)) + (off0 + off1)
+    }
+
+    /// Σ over blocks of `d_w d_x Σ q_w q_x`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_q8(w: &[Q8], x: &[Act]) -> f32 {
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (wp, xp) = (w.chunks_exact(2), x.chunks_exact(2));
+        let tail = wp.remainder().iter().zip(xp.remainder());
+        for (w, x) in wp.zip(xp) {
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w[0].d * x[0].d), products_q8(&w[0], &x[0]), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(w[1].d * x[1].d), products_q8(&w[1], &x[1]), acc1);
+        }
+        for (w, x) in tail {
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products_q8(w, x), acc0);
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reproducible stream of values in -1..1.
+    fn values(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn bytes(format: Format, seed: u64, blocks: usize) -> Vec<u8> {
+        let raw = values(seed, blocks * format.block_bytes());
+        let mut out = Vec::new();
+        for (i, chunk) in raw.chunks_exact(format.block_bytes()).enumerate() {
+            let scale = f16::from_f32(0.01 + 0.001 * (i % 7) as f32).to_le_bytes();
+            let offset = f16::from_f32(-0.05 * chunk[0]).to_le_bytes();
+            let header = match format {
+                Format::Q4_1 => [scale, offset].concat(),
+                _ => scale.to_vec(),
+            };
+            out.extend_from_slice(&header);
+            out.extend(chunk[header.len()..].iter().map(|v| ((v + 1.0) * 127.9) as u8));
+        }
+        out
+    }
+
+    /// The reference: dequantize both sides and multiply in f64.
+    fn reference(m: &Matrix, x: &[Act], tokens: usize) -> Vec<f32> {
+        let (rows, cols) = (m.rows(), m.cols());
+        let mut out = vec![0.0; rows * tokens];
+        let mut w = vec![0.0; cols];
+        for r in 0..rows {
+            m.row(r, &mut w);
+            for t in 0..tokens {
+                let mut sum = 0.0f64;
+                for (c, w) in w.iter().enumerate() {
+                    let a = &x[t * cols / BLOCK + c / BLOCK];
+                    sum += f64::from(*w) * f64::from(a.d) * f64::from(a.qs[c % BLOCK]);
+                }
+                out[t * rows + r] = sum as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_format_multiplies_like_its_dequantized_values() {
+        let (rows, cols) = (70, 96);
+        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+            let m = Matrix::from_gguf(format, rows, cols, &bytes(format, 7, rows * cols / BLOCK)).unwrap();
+            for tokens in [1, 3] {
+                let mut x = Vec::new();
+                quantize(&values(11, tokens * cols), &mut x);
+                let mut out = vec![0.0; rows * tokens];
+                m.matmul(&x, &mut out);
+                let want = reference(&m, &x, tokens);
+                for (got, want) in out.iter().zip(&want) {
+                    // Q4 offsets use the f16-rounded scaled sum (as llama.cpp does):
+                    // about 5e-4 of each block's offset term. A wrong nibble order or
+                    // scale is off by whole units.
+                    assert!(
+                        (got - want).abs() <= 1e-2 * want.abs().max(1.0),
+                        "{format:?}: {got} vs {want}"
+                    );
+                }
+                // The scalar loop gives the same sums as the SIMD one.
+                let w = match &m {
+                    Matrix::Q4 { blocks, .. } => dot_q4(&blocks[..cols / BLOCK], &x[..cols / BLOCK], false),
+                    Matrix::Q8 { blocks, .. } => dot_q8(&blocks[..cols / BLOCK], &x[..cols / BLOCK], false),
+                };
+                assert!(
+                    (w - out[0]).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{format:?}: scalar {w} vs {}",
+                    out[0]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_activations_round_trip_within_half_a_step() {
+        let v = values(3, 64);
+        let mut x = Vec::new();
+        quantize(&v, &mut x);
+        for (block, values) in x.iter().zip(v.chunks_exact(BLOCK)) {
+            for (q, v) in block.qs.iter().zip(values) {
+                assert!((block.d * f32::from(*q) - v).abs() <= block.d * 0.51 + 1e-3);
+            }
+        }
+        let mut zeros = Vec::new();
+        quantize(&[0.0; 32], &mut zeros);
+        assert_eq!((zeros[0].d, zeros[0].s, zeros[0].qs), (0.0, 0.0, [0; 32]));
+    }
+
+    #[test]
+    fn a_ragged_row_or_short_data_is_an_error() {
+        assert!(Matrix::from_gguf(Format::Q8_0, 2, 40, &[0; 68])
+            .err()
+            .unwrap()
+            .contains("40 values"));
+        assert!(Matrix::from_gguf(Format::Q4_1, 2, 32, &[0; 39])
+            .err()
+            .unwrap()
+            .contains("expected 40"));
+    }
+}
