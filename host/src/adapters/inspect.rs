@@ -79,6 +79,9 @@ pub struct Overhead {
     pub request: Option<Percentiles>,
     /// Why `request` was not measured.
     pub not_measured: Option<String>,
+    /// The same request with a fresh instance for each call (shape, then parse),
+    /// measured in the same run, interleaved: what one instance per request saves.
+    pub request_instance_per_call: Option<Percentiles>,
 }
 
 /// A minimal successful reply of a remote backend's API, for timing `parse-response`.
@@ -196,7 +199,14 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
     }
     let mut shape = Vec::with_capacity(iterations);
     let mut request = Vec::with_capacity(iterations);
+    let mut per_call = Vec::with_capacity(iterations);
     for _ in 0..iterations {
+        if let Some(raw) = raw {
+            let t = Instant::now();
+            adapter.shape_request(&model, &messages, &params)?;
+            adapter.parse_response(&model, raw)?;
+            per_call.push(t.elapsed());
+        }
         let t = Instant::now();
         let mut session = adapter.session();
         session.shape_request(&model, &messages, &params)?;
@@ -212,6 +222,7 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
         shape_request: Percentiles::of(shape),
         request: raw.map(|_| Percentiles::of(request)),
         not_measured,
+        request_instance_per_call: raw.map(|_| Percentiles::of(per_call)),
     })
 }
 

@@ -84,8 +84,10 @@ impl Default for AdapterLimits {
 /// The largest memory any adapter may be given (the pool's slot size).
 const MAX_MEMORY_BYTES: usize = 1 << 30;
 
-/// Memory of a freed instance reset in place rather than returned to the kernel.
-const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// Memory of a freed instance reset in place rather than returned to the kernel
+/// (enough for an interpreter adapter's heap: 12 MiB for the Python one). At most
+/// this much stays resident per warm pool slot.
+const KEEP_RESIDENT_BYTES: usize = 16 << 20;
 
 /// What went wrong in an adapter. Each variant names the adapter.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -324,7 +326,7 @@ impl AdapterRuntime {
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(4 << 20)
             .max_memory_size(MAX_MEMORY_BYTES)
-            .max_unused_warm_slots(32)
+            .max_unused_warm_slots(16)
             // Reset a freed slot's memory with memset (only its dirty pages where the
             // kernel has PAGEMAP_SCAN) instead of madvise: every instance still starts
             // from the component's original memory image, without the page faults

@@ -418,10 +418,18 @@ fn print_adapter_info(i: &crate::adapters::inspect::AdapterInfo) {
         o.shape_request.p50_us, o.shape_request.p99_us
     );
     match (&o.request, &o.not_measured) {
-        (Some(r), _) => println!(
-            "request   instance + shape-request + instance + parse-response: p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs ({} iterations, backend {})",
-            r.p50_us, r.p99_us, r.mean_us, r.iterations, o.backend
-        ),
+        (Some(r), _) => {
+            println!(
+                "request   instance + shape-request + parse-response: p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs ({} iterations, backend {})",
+                r.p50_us, r.p99_us, r.mean_us, r.iterations, o.backend
+            );
+            if let Some(c) = &o.request_instance_per_call {
+                println!(
+                    "          (an instance per call instead: p50 {:.1} µs, p99 {:.1} µs, same run)",
+                    c.p50_us, c.p99_us
+                );
+            }
+        }
         (None, why) => println!(
             "request   parse-response not measured: {}",
             why.as_deref().unwrap_or("no sample reply")

@@ -45,8 +45,9 @@ pub(super) struct CpuLlama {
     n_kv: usize,
     head_dim: usize,
     eps: f32,
-    /// Rotary frequency of each rotated pair of a head.
-    inv_freq: Vec<f32>,
+    /// Rotated pairs of each head, and the factor between two pairs' frequencies.
+    rope_pairs: usize,
+    rope_step: f32,
     /// Per layer: keys and values of every position so far, `positions × n_kv × head_dim`.
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
@@ -105,9 +106,6 @@ impl CpuLlama {
         let head_dim = dim / n_head;
         let rope_dims = int("llama.rope.dimension_count").unwrap_or(head_dim).min(head_dim);
         let base = float("llama.rope.freq_base", 10_000.0);
-        let inv_freq = (0..rope_dims / 2)
-            .map(|i| base.powf(-2.0 * i as f32 / rope_dims as f32))
-            .collect();
 
         let mut matrix = |name: &str| -> Result<Matrix, String> {
             let info = content
@@ -193,7 +191,8 @@ impl CpuLlama {
             n_kv,
             head_dim,
             eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5),
-            inv_freq,
+            rope_pairs: rope_dims / 2,
+            rope_step: base.powf(-2.0 / rope_dims as f32),
             keys: vec![Vec::new(); n_layer],
             values: vec![Vec::new(); n_layer],
         })
@@ -225,7 +224,9 @@ impl CpuLlama {
             self.embed.row(token as usize, &mut x[t * dim..(t + 1) * dim]);
         }
         let ff = self.layers.first().map_or(0, |l| l.gate.rows());
-        let turns: Vec<_> = (0..m).map(|t| turns(&self.inv_freq, position + t)).collect();
+        let turns: Vec<_> = (0..m)
+            .map(|t| turns(self.rope_pairs, self.rope_step, position + t))
+            .collect();
         let mut h = vec![0.0f32; m * dim];
         let mut acts: Vec<Act> = Vec::new();
         let (mut q, mut k, mut v) = (vec![0.0f32; m * dim], vec![0.0f32; m * kv], vec![0.0f32; m * kv]);
@@ -256,8 +257,15 @@ impl CpuLlama {
             rms_norm(&x, &layer.ffn_norm, self.eps, &mut h);
             quantize(&h, &mut acts);
             matmul_many(&acts, &mut [(&layer.gate, &mut gate), (&layer.up, &mut up)]);
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
+            let swiglu = |(g, u): (&mut [f32], &[f32])| {
+                for (g, u) in g.iter_mut().zip(u) {
+                    *g = *g / (1.0 + (-*g).exp()) * u;
+                }
+            };
+            if m > 1 {
+                gate.par_chunks_mut(ff).zip(up.par_chunks(ff)).for_each(swiglu);
+            } else {
+                swiglu((&mut gate, &up));
             }
             quantize(&gate, &mut acts);
             layer.down.matmul(&acts, &mut proj);
@@ -276,7 +284,8 @@ impl CpuLlama {
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let n = weight.len();
     for (row, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let mean = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        // Squares summed in f64, as llama.cpp does.
+        let mean = (row.iter().map(|v| f64::from(v * v)).sum::<f64>() / n as f64) as f32;
         let scale = 1.0 / (mean + eps).sqrt();
         for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
             *o = v * scale * w;
@@ -290,9 +299,18 @@ fn add(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// The (sin, cos) of each rotated pair at `position`.
-fn turns(inv_freq: &[f32], position: usize) -> Vec<(f32, f32)> {
-    inv_freq.iter().map(|f| (position as f32 * f).sin_cos()).collect()
+/// The (sin, cos) of each rotated pair at `position`: pair `i` turns by
+/// `position · step^i` (`step` = `base^(-2/dims)`), the angle multiplied pair by
+/// pair as llama.cpp computes it.
+fn turns(pairs: usize, step: f32, position: usize) -> Vec<(f32, f32)> {
+    let mut theta = position as f32;
+    (0..pairs)
+        .map(|_| {
+            let turn = theta.sin_cos();
+            theta *= step;
+            turn
+        })
+        .collect()
 }
 
 /// Rotate adjacent pairs of each head's first `2 * turns.len()` values.
@@ -363,12 +381,12 @@ mod tests {
     #[test]
     fn rope_turns_pairs_by_position_times_frequency() {
         let mut x = vec![1.0, 0.0, 0.0, 2.0];
-        rope(&mut x, 4, &turns(&[1.0, 0.5], 2));
+        rope(&mut x, 4, &turns(2, 0.5, 2));
         let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
         assert!(close(x[0], 2f32.cos()) && close(x[1], 2f32.sin()));
         assert!(close(x[2], -2.0 * 1f32.sin()) && close(x[3], 2.0 * 1f32.cos()));
         let mut still = vec![3.0, 4.0];
-        rope(&mut still, 2, &turns(&[1.0], 0));
+        rope(&mut still, 2, &turns(1, 1.0, 0));
         assert_eq!(still, [3.0, 4.0]);
     }
 

@@ -192,6 +192,34 @@ impl Matrix {
     }
 }
 
+impl Matrix {
+    /// Row `r` times every token of `x`: four tokens at a time, so each weight
+    /// block is loaded and unpacked once for four dot products.
+    fn row_times_tokens(&self, r: usize, x: &[Act], out: &mut [f32], simd: bool) {
+        let per_row = self.cols() / BLOCK;
+        let token = |t: usize| &x[t * per_row..(t + 1) * per_row];
+        let mut t = 0;
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            while t + 4 <= out.len() {
+                let xs = [token(t), token(t + 1), token(t + 2), token(t + 3)];
+                // SAFETY: AVX2 and FMA were detected on this CPU.
+                let four = unsafe {
+                    match self {
+                        Matrix::Q4 { blocks, .. } => avx2::dot4_q4(&blocks[r * per_row..(r + 1) * per_row], xs),
+                        Matrix::Q8 { blocks, .. } => avx2::dot4_q8(&blocks[r * per_row..(r + 1) * per_row], xs),
+                    }
+                };
+                out[t..t + 4].copy_from_slice(&four);
+                t += 4;
+            }
+        }
+        for (t, o) in out.iter_mut().enumerate().skip(t) {
+            self.rows_times(r, token(t), std::slice::from_mut(o), simd);
+        }
+    }
+}
+
 /// Output rows per parallel task.
 const TASK_ROWS: usize = 32;
 
@@ -234,12 +262,8 @@ pub(super) fn matmul_many(x: &[Act], jobs: &mut [(&Matrix, &mut [f32])]) {
         })
         .collect();
     tasks.into_par_iter().for_each(|(m, first, out)| {
-        let mut row = vec![0.0; out.len() / tokens];
-        for t in 0..tokens {
-            m.rows_times(first, &x[t * per_row..(t + 1) * per_row], &mut row, simd);
-            for (i, v) in row.iter().enumerate() {
-                out[i * tokens + t] = *v;
-            }
+        for (r, out) in (first..).zip(out.chunks_exact_mut(tokens)) {
+            m.row_times_tokens(r, x, out, simd);
         }
     });
     for ((m, out), buf) in jobs.iter_mut().zip(&by_row) {
@@ -252,23 +276,41 @@ pub(super) fn matmul_many(x: &[Act], jobs: &mut [(&Matrix, &mut [f32])]) {
     }
 }
 
-/// Quantize rows of `x` (each a multiple of 32 long) to 8-bit blocks, appending to `out`.
+/// Quantize rows of `x` (each a multiple of 32 long) to 8-bit blocks into `out`
+/// (in parallel for a prompt's worth).
 pub(super) fn quantize(x: &[f32], out: &mut Vec<Act>) {
     out.clear();
-    out.extend(x.chunks_exact(BLOCK).map(|v| {
-        let amax = v.iter().fold(0.0f32, |a, x| a.max(x.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let qs: [i8; 32] = std::array::from_fn(|i| (v[i] * id).round() as i8);
-        let sum: i32 = qs.iter().map(|&q| i32::from(q)).sum();
-        // Scales are stored as f16, as llama.cpp's 8-bit blocks keep them.
-        let d = f16::from_f32(d).to_f32();
+    out.resize(
+        x.len() / BLOCK,
         Act {
-            d,
-            s: f16::from_f32(d * sum as f32).to_f32(),
-            qs,
+            d: 0.0,
+            s: 0.0,
+            qs: [0; 32],
+        },
+    );
+    if out.len() >= 1024 {
+        out.par_iter_mut()
+            .zip(x.par_chunks_exact(BLOCK))
+            .for_each(|(o, v)| *o = quantize_block(v));
+    } else {
+        for (o, v) in out.iter_mut().zip(x.chunks_exact(BLOCK)) {
+            *o = quantize_block(v);
         }
-    }));
+    }
+}
+
+fn quantize_block(v: &[f32]) -> Act {
+    let amax = v.iter().fold(0.0f32, |a, x| a.max(x.abs()));
+    let d = amax / 127.0;
+    let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+    let qs: [i8; 32] = std::array::from_fn(|i| (v[i] * id).round_ties_even() as i8);
+    let sum: i32 = qs.iter().map(|&q| i32::from(q)).sum();
+    // Scales are stored as f16, as llama.cpp's 8-bit blocks keep them.
+    Act {
+        d: f16::from_f32(d).to_f32(),
+        s: f16::from_f32(d * sum as f32).to_f32(),
+        qs,
+    }
 }
 
 fn has_avx2() -> bool {
@@ -376,6 +418,51 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 
+    /// One weight row times four tokens: each block unpacked once.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot4_q4(w: &[Q4], x: [&[Act]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut off = [0.0f32; 4];
+        for (b, w) in w.iter().enumerate() {
+            // SAFETY: `qs` holds 16 bytes; an unaligned load.
+            let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
+            let qw = _mm256_and_si256(
+                _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed),
+                _mm256_set1_epi8(0x0f),
+            );
+            for k in 0..4 {
+                let x = &x[k][b];
+                // SAFETY: `qs` holds 32 bytes; an unaligned load.
+                let qx = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), _mm256_set1_epi16(1)));
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), p, acc[k]);
+                off[k] += w.m * x.s;
+            }
+        }
+        let mut out = off;
+        for (o, acc) in out.iter_mut().zip(acc) {
+            *o += hsum(acc);
+        }
+        out
+    }
+
+    /// One weight row times four tokens.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot4_q8(w: &[Q8], x: [&[Act]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (b, w) in w.iter().enumerate() {
+            for k in 0..4 {
+                let x = &x[k][b];
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products_q8(w, x), acc[k]);
+            }
+        }
+        let mut out = [0.0; 4];
+        for (o, acc) in out.iter_mut().zip(acc) {
+            *o = hsum(acc);
+        }
+        out
+    }
+
     // Two blocks per step into two accumulators: one chain of dependent
     // multiply-adds would wait on its own latency every block.
 
@@ -471,7 +558,7 @@ mod tests {
         let (rows, cols) = (70, 96);
         for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
             let m = Matrix::from_gguf(format, rows, cols, &bytes(format, 7, rows * cols / BLOCK)).unwrap();
-            for tokens in [1, 3] {
+            for tokens in [1, 3, 6] {
                 let mut x = Vec::new();
                 quantize(&values(11, tokens * cols), &mut x);
                 let mut out = vec![0.0; rows * tokens];

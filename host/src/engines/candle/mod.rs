@@ -10,6 +10,11 @@
 //!   `tokenizer.json`, `tokenizer_config.json` (chat template, BOS/EOS) and
 //!   `*.safetensors`.
 //!
+//! A GGUF on the CPU whose matrices are Q4_0, Q4_1 or Q8_0 runs on lmhost's own
+//! forward pass and integer kernels (`cpu_llama`, `kernels`); any other file,
+//! a GPU, or `candle_kernels: "candle"` runs on candle's `quantized_llama`.
+//! Forward passes run on a thread pool of `threads` (default: every core).
+//!
 //! One request at a time per loaded model (the KV cache lives in the model);
 //! others wait their turn. `execute_on: "gpu"` needs a build with `--features cuda`.
 
@@ -169,6 +174,35 @@ impl CandleEngine {
         self.pool
             .install(|| runner.forward(tokens, position, cache, &self.device))
             .map_err(|e| self.failed(e))
+    }
+
+    /// Teacher forcing, to compare with other implementations: feed `prompt`,
+    /// then `continuation` one token at a time; before each continuation token,
+    /// the model's own choice. Each entry: (best id, its logit, the logit of the
+    /// continuation token there).
+    pub fn forced(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<(u32, f32, f32)>, EngineError> {
+        if prompt.is_empty() || prompt.len() + continuation.len() > self.n_ctx as usize {
+            return Err(self.bad_params(format!("forcing needs 1 to {} tokens", self.n_ctx)));
+        }
+        let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = runner.cache(&self.device).map_err(|e| self.failed(e))?;
+        let mut logits = self.forward(&mut runner, prompt, 0, &mut cache)?;
+        let mut out = Vec::with_capacity(continuation.len());
+        for (i, &token) in continuation.iter().enumerate() {
+            let (best, top) = logits
+                .iter()
+                .enumerate()
+                .fold((0, f32::MIN), |a, (i, &l)| if l > a.1 { (i as u32, l) } else { a });
+            let theirs = logits
+                .get(token as usize)
+                .copied()
+                .ok_or_else(|| self.bad_params(format!("token id {token} is outside the vocabulary")))?;
+            out.push((best, top, theirs));
+            if i + 1 < continuation.len() {
+                logits = self.forward(&mut runner, &[token], prompt.len() + i, &mut cache)?;
+            }
+        }
+        Ok(out)
     }
 
     /// The logits of the next token after `tokens` (a fresh cache), to compare
