@@ -206,6 +206,18 @@ fn candle_serves_smollm_through_the_chat_template_adapter() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("temperature"), "{err}");
+    let err = host
+        .load(r#"{"model_name": "smol-candle", "threads": 0}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`threads` must be at least 1"), "{err}");
+    // One thread gives the same greedy answer as every core.
+    let one = host
+        .load(r#"{"model_name": "smol-candle", "threads": 1}"#)
+        .unwrap()
+        .generate(&messages, &GenerationParams::greedy(16))
+        .unwrap();
+    assert_eq!(one.response, g.response);
 }
 
 // ---------------------------------------------------------------------------

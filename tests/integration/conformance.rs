@@ -122,6 +122,31 @@ fn languages_give_identical_prompts_and_answers() {
 }
 
 #[test]
+fn eos_to_cull_as_text_or_regex_means_the_same_in_every_language() {
+    // Plain text with escaped punctuation is matched as text (no regex compiled);
+    // anything else is a regex in the adapter's own dialect (the common subset here).
+    let cases = [
+        ("<\\|im_end\\|>", " Hi<|im_end|> there<|im_end|>\n", "Hi there"),
+        ("\\[EOS\\]", "[EOS]a[EOS]", "a"),
+        ("\\.", "a.b.c", "abc"),
+        ("<\\|eot_id\\|>|</s>", "x</s>y<|eot_id|>", "xy"),
+        ("\\s*</s>", "Done. </s>  </s>", "Done."),
+        ("<end_of_turn>\\n*<eos>", "ok<end_of_turn>\n\n<eos>", "ok"),
+        ("a.c", "abcXa.c", "X"),
+    ];
+    let adapters: Vec<&Adapter> = [Some(rust()), python(), js()].into_iter().flatten().collect();
+    for (pattern, raw, want) in cases {
+        let mut info = fixed_model_info();
+        info.spec_json =
+            serde_json::json!({"model_name": "conformance", "backend": "mock", "eos_to_cull": pattern}).to_string();
+        for adapter in &adapters {
+            let got = adapter.parse_response(&info, raw).unwrap().text;
+            assert_eq!(got, want, "{}: eos_to_cull {pattern:?} on {raw:?}", adapter.name());
+        }
+    }
+}
+
+#[test]
 fn the_suite_catches_a_broken_adapter() {
     // The hostile test adapter breaks the contract in several ways.
     let runtime = AdapterRuntime::new(None).unwrap();
