@@ -267,4 +267,10 @@ fn bad_parameters_and_gpu_keys_are_clear_errors() {
         .load(r#"{"model_name": "SmolLM2-135M-Instruct", "execute_on": "cpu", "threads": 1}"#)
         .unwrap();
     assert!(cpu.run("hi").is_ok());
+    for (threads, says) in [(0, "at least 1"), (5000, "more than 1024")] {
+        let err = host
+            .load(format!(r#"{{"model_name": "SmolLM2-135M-Instruct", "threads": {threads}}}"#).as_str())
+            .unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    }
 }

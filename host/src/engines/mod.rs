@@ -103,6 +103,19 @@ pub struct EngineOutput {
     pub time_to_first_token: Option<Duration>,
 }
 
+/// Most CPU threads an entry may ask for.
+const MAX_THREADS: u64 = 1024;
+
+/// An entry's `threads` for a local engine: 1 to [`MAX_THREADS`], default every core.
+pub(crate) fn cpu_threads(spec: &ModelSpec) -> Result<usize, String> {
+    match spec.get_u64("threads")? {
+        Some(0) => Err("`threads` must be at least 1".into()),
+        Some(n) if n > MAX_THREADS => Err(format!("`threads` {n} is more than {MAX_THREADS}")),
+        Some(n) => Ok(n as usize),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 /// The checks every local engine makes on a tokenized prompt before generating:
 /// not empty, `max_tokens` at least 1 (default [`DEFAULT_MAX_TOKENS`]), and prompt
 /// plus `max_tokens` within the context (an error with both numbers, never a

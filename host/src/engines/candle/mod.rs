@@ -123,11 +123,7 @@ impl CandleEngine {
         };
         let requested = spec.get_u64("n_ctx").map_err(invalid)?;
         let kernels = spec.get_str("candle_kernels").map_err(invalid)?;
-        let threads = match spec.get_u64("threads").map_err(invalid)? {
-            Some(0) => return Err(invalid("`threads` must be at least 1".into())),
-            Some(n) => n.min(1024) as usize,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let threads = super::cpu_threads(spec).map_err(invalid)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("lmhost-candle-{i}"))
@@ -203,17 +199,6 @@ impl CandleEngine {
             }
         }
         Ok(out)
-    }
-
-    /// The logits of the next token after `tokens` (a fresh cache), to compare
-    /// with other implementations.
-    pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        if tokens.is_empty() || tokens.len() > self.n_ctx as usize {
-            return Err(self.bad_params(format!("logits need 1 to {} tokens", self.n_ctx)));
-        }
-        let mut runner = self.runner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut cache = runner.cache(&self.device).map_err(|e| self.failed(e))?;
-        self.forward(&mut runner, tokens, 0, &mut cache)
     }
 
     fn bad_params(&self, message: String) -> EngineError {

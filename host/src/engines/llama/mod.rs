@@ -116,12 +116,7 @@ impl LlamaEngine {
             model: name.clone(),
             message,
         };
-        let threads = match spec.get_u64("threads").map_err(invalid)? {
-            Some(t) => i32::try_from(t).map_err(|_| invalid(format!("`threads` {t} is too large")))?,
-            None => std::thread::available_parallelism()
-                .map(|n| n.get() as i32)
-                .unwrap_or(2),
-        };
+        let threads = super::cpu_threads(spec).map_err(invalid)? as i32;
         let parallel = match spec.get_u64("parallel").map_err(invalid)? {
             Some(0) => return Err(invalid("`parallel` must be at least 1".into())),
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(256),
