@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::registry::{find_backend, BACKENDS};
+use crate::backends::{find_backend, KeySource, BACKENDS, HUGGINGFACE_KEY};
 
 /// An API key. Its `Debug` output is masked; read it with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
@@ -107,12 +107,6 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// The default files (see the module docs) and the process environment.
-    pub fn load(home: &Path) -> Result<Self, KeyFileError> {
-        let files = Self::default_files(home, std::env::var_os("HOME").map(PathBuf::from));
-        Self::from_files(&files, |name| std::env::var(name).ok())
-    }
-
     /// The key files looked at, in order: `./key.json`, `<user_home>/.clemcore/key.json`,
     /// `<home>/key.json`.
     pub fn default_files(home: &Path, user_home: Option<PathBuf>) -> Vec<PathBuf> {
@@ -145,11 +139,9 @@ impl KeyStore {
                 store.sections.entry(name).or_insert((section, path.clone()));
             }
         }
-        for b in BACKENDS {
-            if let Some(var) = b.key_env {
-                if let Some(value) = env(var).filter(|v| !v.is_empty()) {
-                    store.env.insert(var.to_string(), value);
-                }
+        for var in BACKENDS.iter().filter_map(|b| b.key_env()).chain([HUGGINGFACE_KEY.env]) {
+            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+                store.env.insert(var.to_string(), value);
             }
         }
         Ok(store)
@@ -157,11 +149,20 @@ impl KeyStore {
 
     /// The credentials of a backend (by registry name or alias).
     pub fn for_backend(&self, backend: &str) -> Credential {
-        let Some(known) = find_backend(backend) else {
-            return Credential::default();
-        };
+        match find_backend(backend).and_then(|b| b.key) {
+            Some(source) => self.from_source(source),
+            None => Credential::default(),
+        }
+    }
+
+    /// The Hugging Face token (gated model downloads).
+    pub fn huggingface(&self) -> Credential {
+        self.from_source(HUGGINGFACE_KEY)
+    }
+
+    fn from_source(&self, source: KeySource) -> Credential {
         let mut cred = Credential::default();
-        if let Some((section, path)) = known.key_section.and_then(|s| self.sections.get(s)) {
+        if let Some((section, path)) = self.sections.get(source.section) {
             let text = |k: &str| {
                 section
                     .get(k)
@@ -176,11 +177,9 @@ impl KeyStore {
                 cred.source = Some(path.display().to_string());
             }
         }
-        if let Some(var) = known.key_env {
-            if let Some(value) = self.env.get(var) {
-                cred.api_key = Some(Secret(value.clone()));
-                cred.source = Some(format!("env:{var}"));
-            }
+        if let Some(value) = self.env.get(source.env) {
+            cred.api_key = Some(Secret(value.clone()));
+            cred.source = Some(format!("env:{}", source.env));
         }
         cred
     }

@@ -83,7 +83,7 @@ fn one_instance_serves_a_request_and_the_next_request_gets_a_fresh_one() {
     let adapter = runtime
         .load(guest("hostile").to_str().unwrap(), None, AdapterLimits::default())
         .unwrap();
-    let info = lmhost::adapters::conformance::model_for(&adapter);
+    let info = lmhost::tools::conformance::model_for(&adapter);
     let info = lmhost::adapters::wit::ModelInfo {
         spec_json: r#"{"hostile": "remember"}"#.into(),
         ..info
@@ -112,7 +112,7 @@ fn a_trap_ends_the_sessions_instance_and_the_next_call_starts_clean() {
     let adapter = runtime
         .load(guest("hostile").to_str().unwrap(), None, AdapterLimits::default())
         .unwrap();
-    let base = lmhost::adapters::conformance::model_for(&adapter);
+    let base = lmhost::tools::conformance::model_for(&adapter);
     let with = |mode: &str| lmhost::adapters::wit::ModelInfo {
         spec_json: serde_json::json!({ "hostile": mode }).to_string(),
         ..base.clone()

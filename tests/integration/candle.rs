@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use lmhost::credentials::KeyStore;
-use lmhost::engines::{load_engine, Engine, PromptInput};
+use lmhost::engines::{load_engine, Engine, LocalEngine, PromptInput};
 use lmhost::{GenerationParams, Host, Message};
 use lmhost_tests::{chatml, repo_root, smollm, TempDir};
 use serde_json::{json, Value};
 
-fn engine(host: &Host, backend: &str) -> Arc<dyn Engine> {
+fn engine(host: &Host, backend: &str) -> Arc<dyn LocalEngine> {
     engine_with(host, json!({"backend": backend}))
 }
 
 /// An engine on SmolLM2 for `extra` (its `backend` and any further keys).
-fn engine_with(host: &Host, extra: Value) -> Arc<dyn Engine> {
+fn engine_with(host: &Host, extra: Value) -> Arc<dyn LocalEngine> {
     let backend = extra["backend"].as_str().unwrap_or_default().to_string();
     let mut spec = json!({"model_name": format!("smollm-{extra}"), "model_path": lmhost_tests::SMOLLM_FILE});
     spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -25,6 +25,10 @@ fn engine_with(host: &Host, extra: Value) -> Arc<dyn Engine> {
         &host.config().hub,
         &KeyStore::default(),
     )
+    .map(|engine| match engine {
+        Engine::Local(local) => local,
+        other => panic!("{backend}: a local engine, got {other:?}"),
+    })
     .unwrap_or_else(|e| panic!("{backend}: {e}"))
 }
 
@@ -73,7 +77,7 @@ fn candle_tokenizes_and_decodes_greedily_exactly_as_llama_cpp() {
 /// logits of 10 to 27), and 95 % of positions must agree exactly. A wrong model
 /// (rope, norms, tokenizer, a kernel) disagrees everywhere, by whole units.
 /// Free-running greedy decoding must also agree up to its first such tie.
-fn greedy_against_llama_cpp(host: &Host, llama: &dyn Engine, candle: &dyn Engine, kernels: &str) {
+fn greedy_against_llama_cpp(host: &Host, llama: &dyn LocalEngine, candle: &dyn LocalEngine, kernels: &str) {
     let spec = host
         .resolve(
             json!({"model_name": "smollm-candle-direct", "backend": "huggingface_local",

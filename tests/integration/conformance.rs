@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use lmhost::adapters::conformance::{self, fixed_model_info, Kind, Report, Status};
-use lmhost::adapters::scaffold::{self, Lang};
 use lmhost::adapters::{wit, Adapter, AdapterLimits, AdapterRuntime, REPO_ADAPTER_DIR};
+use lmhost::tools::conformance::{self, fixed_model_info, Kind, Report, Status};
+use lmhost::tools::scaffold::{self, Lang};
 use lmhost::{GenerationParams, HostConfig, Message};
 use lmhost_tests::{guest, repo_root, smollm, TempDir};
 

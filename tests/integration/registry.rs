@@ -77,7 +77,7 @@ fn clemcore_registry_validates_with_only_unsupported_backend_warnings() {
     let unsupported: Vec<usize> = raw
         .iter()
         .enumerate()
-        .filter(|(_, e)| lmhost::registry::find_backend(e["backend"].as_str().unwrap()).is_none())
+        .filter(|(_, e)| lmhost::backends::find_backend(e["backend"].as_str().unwrap()).is_none())
         .map(|(i, _)| i)
         .collect();
     let warned: Vec<usize> = problems.iter().filter_map(|p| p.index).collect();

@@ -2,8 +2,6 @@
 //! by `build.rs`), and the adapter folders searched for `<name>.wasm` when an
 //! entry names an adapter that is not built in (e.g. `chat-template-py`).
 
-use std::path::{Path, PathBuf};
-
 /// Directory where the build put every guest, test guests included. For tests.
 #[doc(hidden)]
 pub const GUEST_DIR: &str = env!("LMHOST_GUEST_DIR");
@@ -37,34 +35,6 @@ pub fn builtin_adapter(name: &str) -> Option<&'static [u8]> {
         "cohere-chat" => Some(include_bytes!(concat!(env!("LMHOST_GUEST_DIR"), "/cohere_chat.wasm"))),
         _ => None,
     }
-}
-
-/// The adapter a backend uses when its registry entry names none.
-pub fn default_adapter(backend: &str) -> Option<&'static str> {
-    match backend {
-        "llamacpp" | "huggingface_local" | "mock" | "programmatic" | "human" | "terminal" => Some("chat-template"),
-        "openai" | "openai_compatible" | "openrouter" | "mistral" => Some("openai-chat"),
-        "anthropic" => Some("anthropic-messages"),
-        "google" => Some("google-gemini"),
-        "cohere" => Some("cohere-chat"),
-        _ => None,
-    }
-}
-
-/// The folders searched, in order, for `<name>.wasm` when an adapter is named but
-/// not built in: `$LMHOST_ADAPTERS_DIR` when set, `<home>/adapters`, then this
-/// checkout's `guests/out` when it exists.
-pub fn adapter_dirs(home: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(dir) = std::env::var_os("LMHOST_ADAPTERS_DIR").filter(|d| !d.is_empty()) {
-        dirs.push(PathBuf::from(dir));
-    }
-    dirs.push(home.join("adapters"));
-    let repo = Path::new(REPO_ADAPTER_DIR);
-    if repo.is_dir() {
-        dirs.push(std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf()));
-    }
-    dirs
 }
 
 /// Whether `reference` is an adapter name (looked up in the adapter folders)

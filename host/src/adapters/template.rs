@@ -16,7 +16,8 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::{cache, sandbox_wasi, MemoryCap, EPOCH_TICK};
+use super::sandbox::{link_wasi, sandbox_wasi, MemoryCap};
+use super::{cache, EPOCH_TICK};
 
 pub use lmhost_template::check as check_template;
 
@@ -78,7 +79,7 @@ impl TemplateSandbox {
         let bytes = super::builtin::TEMPLATE_RENDERER;
         let (component, _) = cache::load(engine, bytes, &cache::content_hash(bytes), cache_dir)?;
         let mut linker = Linker::new(engine);
-        super::link_wasi(&mut linker)?;
+        link_wasi(&mut linker)?;
         let pre = bindings::RendererPre::new(linker.instantiate_pre(&component)?)?;
         Ok(Self {
             engine: engine.clone(),

@@ -183,7 +183,7 @@ enum AdapterCommand {
     New {
         /// Language: rust, python or js.
         #[arg(long, default_value = "rust")]
-        lang: crate::adapters::scaffold::Lang,
+        lang: crate::tools::scaffold::Lang,
         /// The adapter's name (also its folder's).
         name: String,
         /// Where to create the project folder.
@@ -304,7 +304,7 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|n| n.get() as u32)
                     .unwrap_or(2)
             });
-            let config = crate::bench::BenchConfig {
+            let config = crate::tools::bench::BenchConfig {
                 model: model.clone(),
                 max_tokens: *max_tokens,
                 runs: *runs,
@@ -312,7 +312,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads,
                 candle: *candle,
             };
-            let report = crate::bench::run_bench(&host(&cli)?, &config)?;
+            let report = crate::tools::bench::run_bench(&host(&cli)?, &config)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -326,7 +326,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn adapter_command(cli: &Cli, command: &AdapterCommand) -> Result<()> {
-    use crate::adapters::{conformance, inspect, scaffold};
+    use crate::tools::{conformance, inspect, scaffold};
     match command {
         AdapterCommand::New { lang, name, dir } => {
             let root = scaffold::new_project(*lang, name, dir)?;
@@ -387,7 +387,7 @@ fn adapter_command(cli: &Cli, command: &AdapterCommand) -> Result<()> {
     }
 }
 
-fn print_adapter_info(i: &crate::adapters::inspect::AdapterInfo) {
+fn print_adapter_info(i: &crate::tools::inspect::AdapterInfo) {
     println!("adapter   {} ({})", i.adapter, i.source);
     println!(
         "size      {} bytes ({:.1} MiB)",
@@ -438,7 +438,7 @@ fn print_adapter_info(i: &crate::adapters::inspect::AdapterInfo) {
     println!();
 }
 
-fn print_bench(r: &crate::bench::BenchReport) {
+fn print_bench(r: &crate::tools::bench::BenchReport) {
     println!("model {} ({}), {} threads, {} runs", r.model, r.file, r.threads, r.runs);
     println!(
         "prompt {} tokens, generation {} tokens (greedy)",
@@ -579,17 +579,17 @@ fn devices(as_json: bool) -> Result<()> {
 }
 
 fn backends(as_json: bool) -> Result<()> {
-    use crate::registry::{BackendKind, BACKENDS};
+    use crate::backends::BACKENDS;
     let rows: Vec<_> = BACKENDS
         .iter()
         .map(|b| {
             json!({
                 "backend": b.name,
                 "aliases": b.aliases,
-                "kind": match b.kind { BackendKind::Local => "local", BackendKind::Remote => "remote", BackendKind::Scripted => "scripted" },
-                "runnable": b.runnable,
-                "key_env": b.key_env,
-                "key_section": b.key_section,
+                "kind": b.kind.as_str(),
+                "runnable": b.runnable(),
+                "key_env": b.key_env(),
+                "key_section": b.key_section(),
                 "default_base_url": b.default_base_url,
             })
         })
@@ -619,12 +619,12 @@ fn backends(as_json: bool) -> Result<()> {
 }
 
 fn keys(as_json: bool) -> Result<()> {
-    use crate::credentials::{mask, KeyStore};
-    use crate::registry::BACKENDS;
-    let store = KeyStore::load(&HostConfig::from_env().home)?;
+    use crate::backends::BACKENDS;
+    use crate::credentials::mask;
+    let store = HostConfig::from_env().key_store()?;
     let rows: Vec<_> = BACKENDS
         .iter()
-        .filter(|b| b.key_section.is_some() || b.key_env.is_some())
+        .filter(|b| b.key.is_some())
         .map(|b| {
             let cred = store.for_backend(b.name);
             json!({
@@ -663,7 +663,7 @@ fn models(host: &Host, as_json: bool) -> Result<()> {
                 json!({
                     "model_name": s.model_name(),
                     "backend": s.backend(),
-                    "runnable": crate::registry::runnable_backend_names().contains(&s.backend()),
+                    "runnable": crate::backends::runnable_backend_names().contains(&s.backend()),
                     "context_size": s.get("context_size"),
                     "source": s.source().to_string(),
                 })

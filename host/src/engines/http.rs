@@ -33,15 +33,17 @@ use reqwest::{Method, StatusCode};
 pub use reqwest::Url;
 
 use super::sse::SseParser;
-use super::{Engine, EngineError, EngineInfo, PromptInput, TextSink};
+use super::{EngineError, EngineInfo, TextSink};
+use crate::backends::find_backend;
 use crate::credentials::Credential;
-use crate::registry::{find_backend, Auth, ModelSpec};
+use crate::registry::ModelSpec;
 
 /// Largest reply body read (an error body: 1 MiB).
 const MAX_BODY: usize = 64 << 20;
 const MAX_ERROR_BODY: usize = 1 << 20;
 
-/// Headers an adapter may not set: credentials, routing and framing are the host's.
+/// Headers an adapter may not set: credentials, routing and framing are the host's
+/// (each backend's own credential headers come from the backend table).
 const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -54,17 +56,16 @@ const RESERVED_HEADERS: &[&str] = &[
     "te",
     "trailer",
     "upgrade",
-    "x-api-key",
-    "x-goog-api-key",
     "api-key",
-    "openai-organization",
 ];
 
 /// Whether an adapter may not set header `name` (any case): credentials, routing,
 /// framing and every `proxy-` header are the host's.
 pub(crate) fn is_reserved_header(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-")
+    RESERVED_HEADERS.contains(&lower.as_str())
+        || crate::backends::is_credential_header(&lower)
+        || lower.starts_with("proxy-")
 }
 
 /// Timeouts and retries of one entry.
@@ -212,7 +213,7 @@ impl HttpEngine {
                     return Err(invalid(format!(
                     "backend `{}` has no default URL: set `base_url` in the entry, or in the `{}` section of key.json",
                     backend.name,
-                    backend.key_section.unwrap_or(backend.name)
+                    backend.key_section().unwrap_or(backend.name)
                 )))
                 }
             },
@@ -221,12 +222,7 @@ impl HttpEngine {
         let policy = HttpPolicy::from_spec(spec).map_err(invalid)?;
 
         let mut auth = HeaderMap::new();
-        let auth_header = match backend.auth {
-            Auth::None => None,
-            Auth::Bearer => Some("authorization"),
-            Auth::Header(name) => Some(name),
-        };
-        match (&credential.api_key, auth_header) {
+        match (&credential.api_key, backend.auth.header()) {
             (Some(key), Some(header)) => {
                 let value = if header == "authorization" {
                     format!("Bearer {}", key.expose())
@@ -243,21 +239,20 @@ impl HttpEngine {
                 value.set_sensitive(true);
                 auth.insert(HeaderName::from_static(header), value);
             }
-            // A local OpenAI-compatible server usually wants no key.
-            (None, _) if backend.name == "openai_compatible" => {}
+            (None, _) if !backend.key_required => {}
             (None, Some(_)) => {
                 return Err(EngineError::MissingKey {
                     model,
                     backend: backend.name.into(),
-                    env: backend.key_env.unwrap_or("-"),
-                    section: backend.key_section.unwrap_or(backend.name),
+                    env: backend.key_env().unwrap_or("-"),
+                    section: backend.key_section().unwrap_or(backend.name),
                 })
             }
             (_, None) => {}
         }
-        if let (Some(org), "openai") = (&credential.organization, backend.name) {
+        if let (Some(org), Some(header)) = (&credential.organization, backend.organization_header) {
             if let Ok(value) = HeaderValue::from_str(org) {
-                auth.insert(HeaderName::from_static("openai-organization"), value);
+                auth.insert(HeaderName::from_static(header), value);
             }
         }
 
@@ -277,7 +272,7 @@ impl HttpEngine {
             backend: backend.name.into(),
             base,
             auth,
-            auth_header,
+            auth_header: backend.auth.header(),
             key_source: credential.source.clone(),
             client,
             policy,
@@ -544,22 +539,10 @@ impl HttpEngine {
     }
 }
 
-impl Engine for HttpEngine {
-    fn info(&self) -> &EngineInfo {
+impl HttpEngine {
+    /// Facts about the model for the adapter (a remote model has no template or tokens here).
+    pub fn info(&self) -> &EngineInfo {
         &self.info
-    }
-
-    fn complete(&self, _input: &PromptInput<'_>, _sink: TextSink<'_>) -> Result<super::EngineOutput, EngineError> {
-        Err(EngineError::WrongInput {
-            model: self.model.clone(),
-            backend: self.backend.clone(),
-            expected: "an HTTP request",
-            got: "a prompt",
-        })
-    }
-
-    fn as_http(&self) -> Option<&HttpEngine> {
-        Some(self)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Model files from a model hub, through the shared hub cache.
 //!
-//! Owns everything about downloads: [`HubOptions`] (endpoint, cache folder,
-//! token, offline mode, read from `HF_ENDPOINT`, `HF_HOME`, `HF_TOKEN`,
-//! `HF_HUB_OFFLINE`), matching a registry entry's `filename` / `additional_files`
+//! Owns everything about downloads given [`HubOptions`] (endpoint, cache folder,
+//! token, offline mode; `crate::config` reads them from `HF_ENDPOINT`, `HF_HOME`,
+//! `HF_TOKEN`, `HF_HUB_OFFLINE`): matching a registry entry's `filename` / `additional_files`
 //! globs against a repository's files, the on-disk cache, and the download itself
 //! (resume, verification, atomic completion). [`HubError`] says what went wrong.
 //!
@@ -38,83 +38,7 @@ use regex::Regex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::credentials::{KeyStore, Secret};
-
-/// The public hub, used when `HF_ENDPOINT` is not set.
-pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
-
-/// Where and how to fetch model files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubOptions {
-    /// Base URL of the hub, without a trailing slash (`HF_ENDPOINT`).
-    pub endpoint: String,
-    /// The hub cache folder: `$HF_HUB_CACHE`, else `$HF_HOME/hub`
-    /// (`HF_HOME` defaults to `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`).
-    pub cache_dir: PathBuf,
-    /// Token sent as `Authorization: Bearer` (`HF_TOKEN`, else the `huggingface`
-    /// section of key.json).
-    pub token: Option<Secret>,
-    /// Use the cache only, never the network (`HF_HUB_OFFLINE=1`).
-    pub offline: bool,
-}
-
-impl Default for HubOptions {
-    fn default() -> Self {
-        Self::from_env()
-    }
-}
-
-impl HubOptions {
-    /// From the process environment and the key files of lmhost's home
-    /// (`$LMHOST_HOME`, default `~/.lmhost`).
-    pub fn from_env() -> Self {
-        Self::from_lookup(&crate::model::default_home(), |name| std::env::var(name).ok())
-    }
-
-    /// From an environment lookup (`HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`,
-    /// `XDG_CACHE_HOME`, `HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`) and the key files
-    /// of `lmhost_home` (see [`KeyStore`]); `HF_TOKEN` wins over key.json.
-    pub fn from_lookup(lmhost_home: &Path, env: impl Fn(&str) -> Option<String>) -> Self {
-        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let endpoint = var("HF_ENDPOINT")
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.into())
-            .trim_end_matches('/')
-            .to_string();
-        let cache_dir = var("HF_HUB_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            let hf_home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-                let cache = var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-                    var("HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| PathBuf::from("."))
-                        .join(".cache")
-                });
-                cache.join("huggingface")
-            });
-            hf_home.join("hub")
-        });
-        let offline = var("HF_HUB_OFFLINE")
-            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true"));
-        let files = KeyStore::default_files(lmhost_home, var("HOME").map(PathBuf::from));
-        let token = match KeyStore::from_files(&files, var) {
-            Ok(store) => store.for_backend("llamacpp").api_key,
-            Err(e) => {
-                tracing::warn!("{e}; using HF_TOKEN only");
-                var("HF_TOKEN").map(Secret::new)
-            }
-        };
-        Self {
-            endpoint,
-            cache_dir,
-            token,
-            offline,
-        }
-    }
-
-    /// The cache folder of one repository: `<cache>/models--{org}--{name}`.
-    pub fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.cache_dir.join(format!("models--{}", repo.replace('/', "--")))
-    }
-}
+pub use crate::config::{HubOptions, DEFAULT_ENDPOINT};
 
 /// What went wrong getting a model file. Messages name the repository, the file
 /// and the URL, never the token.
@@ -1007,6 +931,7 @@ impl<'a> Progress<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::Secret;
 
     #[test]
     fn globs_follow_shell_rules() {

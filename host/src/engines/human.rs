@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::text::TextAccumulator;
-use super::{Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
+use super::{EngineError, EngineInfo, EngineOutput, FinishReason, LocalEngine, PromptInput, TextSink};
 
 /// The template a person reads: `[role] content` lines, then a `> ` prompt.
 pub const HUMAN_TEMPLATE: &str = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}> ";
@@ -51,7 +51,7 @@ impl HumanEngine {
     }
 }
 
-impl Engine for HumanEngine {
+impl LocalEngine for HumanEngine {
     fn info(&self) -> &EngineInfo {
         &self.info
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::text::TextAccumulator;
-use super::{Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
+use super::{EngineError, EngineInfo, EngineOutput, FinishReason, LocalEngine, PromptInput, TextSink};
 use crate::registry::ModelSpec;
 
 /// The template the mock "model file" ships: one `<|role|>content` line per message.
@@ -74,7 +74,7 @@ impl MockEngine {
     }
 }
 
-impl Engine for MockEngine {
+impl LocalEngine for MockEngine {
     fn info(&self) -> &EngineInfo {
         &self.info
     }

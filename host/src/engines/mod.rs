@@ -1,18 +1,30 @@
-//! Engines: the native code that runs a model. One trait, one file per backend.
+//! Engines: the native code that runs a model, one file (or folder) per engine.
 //!
-//! An engine takes exactly what an adapter shaped (a prompt, or later an HTTP
-//! request) and returns exactly what the model produced, raw. It never
-//! post-processes text (that is the adapter's job) and never reads the registry
-//! beyond its own keys.
+//! A loaded [`Engine`] is one of two kinds. **Local** engines (llama.cpp, candle,
+//! mock, human) implement [`LocalEngine`]: they take exactly the prompt an adapter
+//! rendered and return exactly what the model produced, raw. The **remote**
+//! engine ([`HttpEngine`]) takes the HTTP request an adapter shaped and returns
+//! the provider's reply. Engines never post-process text (that is the adapter's
+//! job) and read only their own keys of the registry entry. Which engine runs a
+//! backend is a column of the backend table ([`crate::backends`]); [`load_engine`]
+//! is the one place that turns that column into a loaded engine.
+//!
+//! Imports the registry (specs), generation parameters, credentials, config and
+//! the backend table; must not import adapters, the model layer, the server or
+//! the tools.
 
+#[cfg(feature = "candle")]
 mod candle;
 mod files;
+#[cfg(feature = "remote")]
 pub mod http;
 pub mod hub;
 mod human;
+#[cfg(feature = "llama")]
 mod llama;
 mod mock;
 pub(crate) mod sampling;
+#[cfg(feature = "remote")]
 pub mod sse;
 pub(crate) mod text;
 
@@ -20,14 +32,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "candle")]
 pub use candle::{CandleEngine, KNOWN_GGUF_PRE_TOKENIZERS};
 pub use files::resolve_model_file;
+#[cfg(feature = "remote")]
 pub use http::{HttpEngine, HttpInput, HttpOutput, HttpPolicy};
 pub use hub::{HubError, HubOptions};
 pub use human::HumanEngine;
+#[cfg(feature = "llama")]
 pub use llama::{backend as llama_backend, devices, gpu_offload_supported, LlamaEngine};
 pub use mock::MockEngine;
 
+use crate::backends::{find_backend, runnable_backend_names, EngineKind};
 use crate::credentials::KeyStore;
 use crate::generation::GenerationParams;
 use crate::registry::ModelSpec;
@@ -154,8 +170,8 @@ pub(crate) fn check_prompt(
 /// Receives raw text as it is generated; returns `false` to stop generation.
 pub type TextSink<'a> = &'a mut dyn FnMut(&str) -> bool;
 
-/// A loaded model that turns prompts into text.
-pub trait Engine: Send + Sync {
+/// A local engine: a loaded model that turns a rendered prompt into text.
+pub trait LocalEngine: Send + Sync {
     /// Facts about the model for the adapter.
     fn info(&self) -> &EngineInfo;
 
@@ -168,10 +184,46 @@ pub trait Engine: Send + Sync {
     fn tokenize(&self, _text: &str) -> Option<Result<Vec<u32>, EngineError>> {
         None
     }
+}
 
-    /// The HTTP engine behind this one, for adapters that shape HTTP requests.
-    fn as_http(&self) -> Option<&HttpEngine> {
-        None
+/// A loaded engine: local (takes a prompt) or remote (takes an HTTP request).
+/// Cheap to clone; clones share the loaded model.
+#[derive(Clone)]
+pub enum Engine {
+    /// llama.cpp, candle, mock or human.
+    Local(Arc<dyn LocalEngine>),
+    /// A remote API.
+    #[cfg(feature = "remote")]
+    Remote(Arc<HttpEngine>),
+}
+
+impl Engine {
+    /// Facts about the model for the adapter.
+    pub fn info(&self) -> &EngineInfo {
+        match self {
+            Engine::Local(engine) => engine.info(),
+            #[cfg(feature = "remote")]
+            Engine::Remote(engine) => engine.info(),
+        }
+    }
+
+    /// The local engine, if this is one.
+    pub fn as_local(&self) -> Option<&dyn LocalEngine> {
+        match self {
+            Engine::Local(engine) => Some(engine.as_ref()),
+            #[cfg(feature = "remote")]
+            Engine::Remote(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Local(_) => "Engine::Local",
+            #[cfg(feature = "remote")]
+            Engine::Remote(_) => "Engine::Remote",
+        })
     }
 }
 
@@ -313,13 +365,24 @@ pub enum EngineError {
 }
 
 fn unsupported(model: &str, backend: &str) -> String {
-    let runnable = crate::registry::runnable_backend_names().join(", ");
-    match crate::registry::find_backend(backend) {
+    let runnable = runnable_backend_names().join(", ");
+    match find_backend(backend) {
         Some(_) => format!(
-            "backend `{backend}` of `{model}` is known, but this build of lmhost cannot run it yet; it runs: {runnable}"
+            "backend `{backend}` of `{model}` is known, but this build of lmhost cannot run it (its cargo feature is off); it runs: {runnable}"
         ),
         None => format!("backend `{backend}` of `{model}` is not supported; lmhost runs: {runnable}"),
     }
+}
+
+/// The engine kind of a spec's backend, if this build runs it.
+fn engine_kind(spec: &ModelSpec) -> Result<EngineKind, EngineError> {
+    find_backend(spec.backend())
+        .filter(|b| b.runnable())
+        .map(|b| b.engine)
+        .ok_or_else(|| EngineError::UnsupportedBackend {
+            model: spec.model_name().into(),
+            backend: spec.backend().into(),
+        })
 }
 
 /// Load the engine a spec asks for. `model_dirs` are searched for relative
@@ -329,7 +392,7 @@ pub fn load_engine(
     model_dirs: &[std::path::PathBuf],
     hub: &HubOptions,
     keys: &KeyStore,
-) -> Result<Arc<dyn Engine>, EngineError> {
+) -> Result<Engine, EngineError> {
     let file = engine_file(spec, model_dirs, hub)?;
     load_engine_from(spec, file.as_deref(), keys)
 }
@@ -340,59 +403,96 @@ pub(crate) fn engine_file(
     model_dirs: &[std::path::PathBuf],
     hub: &HubOptions,
 ) -> Result<Option<std::path::PathBuf>, EngineError> {
-    match spec.backend() {
-        "llamacpp" | "huggingface_local" => resolve_model_file(spec, model_dirs, hub).map(Some),
-        _ => Ok(None),
+    if engine_kind(spec)?.loads_file() {
+        resolve_model_file(spec, model_dirs, hub).map(Some)
+    } else {
+        Ok(None)
     }
 }
 
-/// Load the engine of a spec whose file [`engine_file`] found.
-pub(crate) fn load_engine_from(
-    spec: &ModelSpec,
-    file: Option<&Path>,
-    keys: &KeyStore,
-) -> Result<Arc<dyn Engine>, EngineError> {
-    if let Some(backend) = crate::registry::find_backend(spec.backend()) {
-        if backend.kind == crate::registry::BackendKind::Remote {
-            return Ok(Arc::new(HttpEngine::from_spec(spec, &keys.for_backend(backend.name))?));
+/// Load the engine of a spec whose file [`engine_file`] found: the one match
+/// from the backend table's engine column to an engine.
+pub(crate) fn load_engine_from(spec: &ModelSpec, file: Option<&Path>, keys: &KeyStore) -> Result<Engine, EngineError> {
+    let kind = engine_kind(spec)?;
+    let needs_file = || EngineError::InvalidSpec {
+        model: spec.model_name().into(),
+        message: "no model file was resolved for this entry".into(),
+    };
+    let _ = (&file, &keys, &needs_file);
+    let local: Arc<dyn LocalEngine> = match kind {
+        #[cfg(feature = "llama")]
+        EngineKind::Llama => Arc::new(LlamaEngine::load(spec, file.ok_or_else(needs_file)?)?),
+        #[cfg(feature = "candle")]
+        EngineKind::Candle => Arc::new(CandleEngine::load(spec, file.ok_or_else(needs_file)?)?),
+        #[cfg(feature = "remote")]
+        EngineKind::Http => {
+            let credential = keys.for_backend(spec.backend());
+            return Ok(Engine::Remote(Arc::new(HttpEngine::from_spec(spec, &credential)?)));
         }
-    }
-    match (spec.backend(), file) {
-        ("llamacpp", Some(path)) => Ok(Arc::new(LlamaEngine::load(spec, path)?)),
-        ("huggingface_local", Some(path)) => Ok(Arc::new(CandleEngine::load(spec, path)?)),
-        ("mock" | "programmatic", _) => Ok(Arc::new(MockEngine::from_spec(spec)?)),
-        ("human" | "terminal", _) => Ok(Arc::new(HumanEngine::stdio())),
-        (other, _) => Err(EngineError::UnsupportedBackend {
-            model: spec.model_name().into(),
-            backend: other.into(),
-        }),
-    }
+        EngineKind::Mock => Arc::new(MockEngine::from_spec(spec)?),
+        EngineKind::Human => Arc::new(HumanEngine::stdio()),
+        // Kinds whose feature is off never pass `engine_kind`.
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(EngineError::UnsupportedBackend {
+                model: spec.model_name().into(),
+                backend: spec.backend().into(),
+            })
+        }
+    };
+    Ok(Engine::Local(local))
 }
 
-/// The key under which a loaded engine can be shared by several specs.
+/// The key under which a loaded engine can be shared by several specs: the
+/// engine kind, the file, and every key of the entry except those that only
+/// reach the adapter or set per-call defaults. Reading the whole entry (rather
+/// than a hand-kept list of the engine's keys) means a key an engine starts to
+/// read can never be forgotten here (`bos_string`/`eos_string` once were).
 pub(crate) fn engine_key(spec: &ModelSpec, file: Option<&Path>) -> Option<String> {
-    match (spec.backend(), file) {
-        ("llamacpp", Some(path)) => {
-            // Every key that changes how the engine is loaded is part of the key.
-            let settings: Vec<String> = ["threads", "n_ctx", "parallel", "execute_on", "gpu_layers_offloaded"]
-                .iter()
-                .map(|k| spec.get(k).map(|v| v.to_string()).unwrap_or_default())
-                .collect();
-            Some(format!(
-                "llamacpp:{}:{}",
-                path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display(),
-                settings.join(":")
-            ))
-        }
-        ("huggingface_local", Some(path)) => Some(format!(
-            "candle:{}:{}",
-            path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display(),
-            ["n_ctx", "execute_on", "candle_kernels", "threads"]
-                .iter()
-                .map(|k| spec.get(k).map(|v| v.to_string()).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(":")
-        )),
-        _ => None,
-    }
+    let kind = find_backend(spec.backend())?.engine;
+    let path = file.filter(|_| kind.loads_file())?;
+    let settings: serde_json::Map<String, serde_json::Value> = spec
+        .as_json()
+        .iter()
+        .filter(|(k, _)| !NOT_ENGINE_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(format!(
+        "{kind:?}:{}:{}",
+        path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display(),
+        serde_json::Value::Object(settings)
+    ))
 }
+
+/// Keys that never change how an engine is loaded: names, metadata, adapter
+/// keys and per-call defaults. Two entries that differ only in these share one
+/// loaded engine.
+const NOT_ENGINE_KEYS: &[&str] = &[
+    "model_name",
+    "release_date",
+    "open_weight",
+    "parameters",
+    "languages",
+    "context_size",
+    "license",
+    "lookup_name",
+    "adapter",
+    "adapter_limits",
+    "premade_chat_template",
+    "custom_chat_template",
+    "eos_to_cull",
+    "output_split_prefix",
+    "cot_output",
+    "cot_start_tag",
+    "cot_end_tag",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "stop",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+];

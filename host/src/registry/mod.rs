@@ -2,7 +2,9 @@
 //!
 //! Owns loading (with errors that name file, line, entry and key), layering of
 //! several files, and [`Registry::resolve`]. It never loads a model or touches an
-//! engine: a resolved [`ModelSpec`] is plain data.
+//! engine: a resolved [`ModelSpec`] is plain data. It reads the backend table
+//! ([`crate::backends`]) and the template checker (`lmhost-template`), and must
+//! not import adapters, engines or the model layer.
 //!
 //! Lookup: a query (a model name, or a JSON object) resolves to the first entry,
 //! in file order across the layered files, that unifies with it (see [`unify`]).
@@ -11,7 +13,6 @@
 //! the top level, so `{"eos_to_cull": …}` and `{"model_config": {"eos_to_cull": …}}`
 //! mean the same.
 
-mod backends;
 mod register;
 mod spec;
 mod unify;
@@ -23,7 +24,6 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
-pub use backends::{find_backend, runnable_backend_names, Auth, Backend, BackendKind, BACKENDS};
 pub use register::{parse_assignments, register_entry, Registered};
 pub use spec::{ModelSpec, SpecSource};
 pub use unify::unify;

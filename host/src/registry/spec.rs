@@ -79,8 +79,8 @@ impl ModelSpec {
     }
 
     /// Whether its backend is local, remote or scripted (`None`: unknown backend).
-    pub fn backend_kind(&self) -> Option<super::BackendKind> {
-        super::find_backend(self.backend()).map(|b| b.kind)
+    pub fn backend_kind(&self) -> Option<crate::backends::BackendKind> {
+        crate::backends::find_backend(self.backend()).map(|b| b.kind)
     }
 
     /// Where the spec came from.

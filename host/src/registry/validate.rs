@@ -11,8 +11,8 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::backends::{find_backend, BackendKind};
 use super::ModelSpec;
+use crate::backends::find_backend;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -243,7 +243,7 @@ fn check_type(ty: KeyType, value: &Value) -> Result<(), String> {
             let s = value
                 .as_str()
                 .ok_or_else(|| format!("must be a string (a Jinja template), {}", found()))?;
-            crate::adapters::check_template(s).map_err(|e| format!("the template does not parse: {e}"))
+            lmhost_template::check(s).map_err(|e| format!("the template does not parse: {e}"))
         }
         ContextSize => parse_context_size(value).map(|_| ()),
         Choice(options) => match value.as_str() {
@@ -288,26 +288,7 @@ pub fn validate_spec(spec: &ModelSpec) -> Vec<(Severity, Option<String>, String)
             format!("backend `{backend}` is not supported by lmhost; the entry is listed but cannot be loaded"),
         )),
         Some(b) => {
-            let missing = match (b.name, b.kind) {
-                ("llamacpp", _) if !(has("model_path") || (has("huggingface_id") && has("filename"))) => {
-                    Some("needs `model_path`, or `huggingface_id` and `filename`")
-                }
-                ("huggingface_local", _) if !(has("huggingface_id") || has("model_path")) => {
-                    Some("needs `huggingface_id` or `model_path`")
-                }
-                ("openrouter", _) if !(has("model_id") || has("huggingface_id")) => {
-                    Some("needs `model_id` (or `huggingface_id` as the model slug)")
-                }
-                ("openai_compatible", _) if !(has("model_id") || has("call_name")) => {
-                    Some("needs `model_id` (or `call_name`)")
-                }
-                (name, BackendKind::Remote)
-                    if !matches!(name, "openrouter" | "openai_compatible") && !has("model_id") =>
-                {
-                    Some("needs `model_id`")
-                }
-                _ => None,
-            };
+            let missing = b.missing_keys(has);
             if let Some(message) = missing {
                 out.push((Severity::Error, None, format!("backend `{backend}` {message}")));
             }

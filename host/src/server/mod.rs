@@ -126,9 +126,6 @@ impl AppState {
     }
 }
 
-/// Backends that read the server's own terminal.
-pub(crate) const UNSERVABLE_BACKENDS: [&str; 2] = ["human", "terminal"];
-
 fn load_servable(host: &Host, name: String) -> Result<Model> {
     if name.trim_start().starts_with('{') {
         return Err(Error::InvalidRequest {
@@ -137,7 +134,7 @@ fn load_servable(host: &Host, name: String) -> Result<Model> {
         });
     }
     let spec = host.resolve(Query::Name(name))?;
-    if UNSERVABLE_BACKENDS.contains(&spec.backend()) {
+    if crate::backends::find_backend(spec.backend()).is_some_and(|b| !b.servable) {
         return Err(Error::InvalidRequest {
             model: spec.model_name().into(),
             message: format!(

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ErrorKind};
 use super::openai::{finish_reason, ChatRequest, CompletionRequest, Envelope, Kind};
-use super::{AppState, UNSERVABLE_BACKENDS};
+use super::AppState;
 use crate::{GenerationParams, Message, StreamEvent};
 
 /// Marks a streamed response: its latency is observed when the stream ends.
@@ -93,14 +93,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let runnable = crate::registry::runnable_backend_names();
+    let runnable = crate::backends::runnable_backend_names();
     let mut seen = std::collections::HashSet::new();
     let data: Vec<Value> = state
         .host
         .registry()
         .entries()
         .iter()
-        .filter(|s| runnable.contains(&s.backend()) && !UNSERVABLE_BACKENDS.contains(&s.backend()))
+        .filter(|s| {
+            runnable.contains(&s.backend()) && crate::backends::find_backend(s.backend()).is_some_and(|b| b.servable)
+        })
         // A name resolves to its first entry: list that one.
         .filter(|s| seen.insert(s.model_name().to_string()))
         .map(|s| {

@@ -32,7 +32,7 @@ use candle_transformers::models::{llama, quantized_llama};
 
 use super::sampling::{Sampler, SamplingConfig};
 use super::text::TextAccumulator;
-use super::{check_prompt, Engine, EngineError, EngineInfo, EngineOutput, FinishReason, PromptInput, TextSink};
+use super::{check_prompt, EngineError, EngineInfo, EngineOutput, FinishReason, LocalEngine, PromptInput, TextSink};
 use crate::registry::ModelSpec;
 use vocab::Vocab;
 
@@ -339,7 +339,7 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded, String> {
     Ok((Runner::Llama { model, config, dtype }, vocab, template, trained))
 }
 
-impl Engine for CandleEngine {
+impl LocalEngine for CandleEngine {
     fn info(&self) -> &EngineInfo {
         &self.info
     }

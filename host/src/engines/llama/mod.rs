@@ -22,7 +22,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::sampling::{SamplingConfig, PENALTY_WINDOW};
-use super::{check_prompt, Engine, EngineError, EngineInfo, EngineOutput, PromptInput, TextSink};
+use super::{check_prompt, EngineError, EngineInfo, EngineOutput, LocalEngine, PromptInput, TextSink};
 use crate::generation::GenerationParams;
 use crate::registry::ModelSpec;
 use scheduler::{Event, Job, SchedulerConfig};
@@ -38,7 +38,7 @@ pub fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
         let mut backend = LlamaBackend::init().expect("llama.cpp backend initialises once");
-        if std::env::var_os("LMHOST_LLAMA_LOG").is_none() {
+        if !crate::config::llama_log_enabled() {
             backend.void_logs();
         }
         backend
@@ -219,7 +219,7 @@ impl LlamaEngine {
     }
 }
 
-impl Engine for LlamaEngine {
+impl LocalEngine for LlamaEngine {
     fn info(&self) -> &EngineInfo {
         &self.info
     }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use wasmtime::component::types::ComponentItem;
 
 use super::conformance::{model_for, CONVERSATIONS};
-use super::{wit, Adapter, AdapterError, AdapterRuntime};
+use crate::adapters::{wit, Adapter, AdapterError, AdapterRuntime};
 
 /// The limits an adapter runs under.
 #[derive(Debug, Clone, Serialize)]
@@ -231,7 +231,7 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
 pub fn info(
     runtime: &AdapterRuntime,
     reference: &str,
-    limits: super::AdapterLimits,
+    limits: crate::adapters::AdapterLimits,
     cold: bool,
     iterations: usize,
 ) -> Result<AdapterInfo, AdapterError> {
@@ -253,8 +253,8 @@ pub fn info(
     Ok(AdapterInfo {
         adapter: reference.into(),
         source: match &source {
-            super::AdapterSource::Builtin(_) => "built in".into(),
-            super::AdapterSource::File(p) => p.display().to_string(),
+            crate::adapters::AdapterSource::Builtin(_) => "built in".into(),
+            crate::adapters::AdapterSource::File(p) => p.display().to_string(),
         },
         size_bytes: bytes.len(),
         sha256: adapter.sha256().into(),

@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::{default_adapter, wit, Adapter, AdapterError};
+use crate::adapters::{wit, Adapter, AdapterError};
+use crate::backends::{Backend, BackendKind, BACKENDS};
+#[cfg(feature = "remote")]
 use crate::engines::http::{is_reserved_header, join, Url};
-use crate::registry::{Backend, BackendKind, BACKENDS};
 
 /// The ChatML template of the fixed model: writes the BOS token itself, so a
 /// conforming adapter must not ask for a second one.
@@ -95,7 +96,7 @@ pub fn model_for(adapter: &Adapter) -> wit::ModelInfo {
         return fixed;
     }
     let remote = || BACKENDS.iter().filter(|b| b.kind == BackendKind::Remote);
-    let own = |b: &&Backend| default_adapter(b.name) == Some(adapter.name());
+    let own = |b: &&Backend| b.default_adapter == adapter.name();
     remote()
         .filter(own)
         .chain(remote().filter(|b| !own(b)))
@@ -610,7 +611,10 @@ fn request_problems(req: &wit::HttpRequest, turns: &[(&str, &str)]) -> Vec<Strin
     let parsed = match serde_json::from_str::<Value>(&req.body) {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.push(format!("the body is not JSON ({e}): {:?}", super::truncate(&req.body)));
+            problems.push(format!(
+                "the body is not JSON ({e}): {:?}",
+                crate::adapters::truncate(&req.body)
+            ));
             None
         }
     };
@@ -746,8 +750,8 @@ impl Suite<'_> {
                     match reference_prompt(self.adapter, model, turns) {
                         Some(expected) if expected != prompt.text => row.problems.push(format!(
                             "the prompt differs from the template's rendering: got {:?}, expected {:?}",
-                            super::truncate(&prompt.text),
-                            super::truncate(&expected)
+                            crate::adapters::truncate(&prompt.text),
+                            crate::adapters::truncate(&expected)
                         )),
                         Some(_) => row
                             .notes
@@ -896,7 +900,7 @@ impl Suite<'_> {
             Ok(wit::Request::Http(_)) => row.skip = Some("the adapter shapes HTTP requests".into()),
             Ok(wit::Request::Prompt(p)) => row.problems.push(format!(
                 "shape-request made a prompt without any template: {:?}",
-                super::truncate(&p.text)
+                crate::adapters::truncate(&p.text)
             )),
             Err(e) if is_variant(&e) => row.notes.push(e.to_string()),
             Err(e) => row.problems.push(format!("shape-request: {e}")),
