@@ -22,8 +22,16 @@ run: build model
 # The host workspace, then the native unit tests of the remote adapters' logic.
 GUEST_UNIT_TESTS := -p remote-kit -p openai-chat -p anthropic-messages -p google-gemini -p cohere-chat
 
+# The smallest build (remote backends and the server, no llama.cpp, no candle,
+# no cmake): nothing native may creep into its dependency tree, and its unit
+# tests pass.
+MINIMAL_FEATURES := --no-default-features --features remote,server
+
 test: setup model adapters
 	cargo test --release --workspace
+	@if cargo tree -p lmhost $(MINIMAL_FEATURES) -e normal,build --prefix none | grep -E '^(llama-cpp|candle-|cmake )'; then \
+		echo "the minimal feature set ($(MINIMAL_FEATURES)) pulls in llama.cpp, candle or cmake"; exit 1; fi
+	cargo test --release -p lmhost $(MINIMAL_FEATURES) --lib
 	cd guests && CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/guests-native cargo test $(GUEST_UNIT_TESTS)
 
 build: setup

@@ -6,6 +6,8 @@
 //! methods take `self: &Arc<Model>` (load with `Arc::new(host.load(..)?)`). They
 //! must be called from within a tokio runtime. Dropping a stream stops its
 //! generation at the next piece of text.
+//!
+//! Imports the model layer; must not import the server or the tools.
 
 use std::future::Future;
 use std::pin::Pin;

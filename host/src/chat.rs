@@ -3,6 +3,8 @@
 //! Each [`Chat::say`] sends the system prompt, every earlier turn and the new
 //! user message; on success the user message and the answer's `response_text`
 //! are appended to the history. A failed turn leaves the history unchanged.
+//!
+//! Imports the model layer; must not import the server or the tools.
 
 use std::ops::Deref;
 use std::sync::Arc;

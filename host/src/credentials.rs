@@ -8,6 +8,10 @@
 //!
 //! Keys are held in [`Secret`], whose `Debug` never shows them; nothing here logs
 //! a key, and only the host (never an adapter) asks for one.
+//!
+//! Imports only the backend table (which backend reads which section and
+//! variable); must not import anything else of the crate. It reads no
+//! environment itself: callers pass a lookup (`crate::config` does).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,4 +1,7 @@
 //! The library's error: one enum gathering each domain's own.
+//!
+//! Imports the adapter, engine and registry errors; must not import the model
+//! layer, the server or the tools.
 
 use crate::adapters::AdapterError;
 use crate::engines::EngineError;

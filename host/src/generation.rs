@@ -1,4 +1,7 @@
 //! The data of one call: messages in, parameters, and the `Generation` out.
+//!
+//! Imports the registry (an entry's default parameters); must not import
+//! engines, adapters or the model layer.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -6,6 +6,7 @@ mod conformance;
 mod fuzz;
 mod golden;
 mod hub;
+mod layers;
 mod llama;
 mod registry;
 mod remote;

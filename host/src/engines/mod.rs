@@ -412,18 +412,16 @@ pub(crate) fn engine_file(
 
 /// Load the engine of a spec whose file [`engine_file`] found: the one match
 /// from the backend table's engine column to an engine.
+#[cfg_attr(
+    not(all(feature = "llama", feature = "candle", feature = "remote")),
+    allow(unused_variables)
+)]
 pub(crate) fn load_engine_from(spec: &ModelSpec, file: Option<&Path>, keys: &KeyStore) -> Result<Engine, EngineError> {
-    let kind = engine_kind(spec)?;
-    let needs_file = || EngineError::InvalidSpec {
-        model: spec.model_name().into(),
-        message: "no model file was resolved for this entry".into(),
-    };
-    let _ = (&file, &keys, &needs_file);
-    let local: Arc<dyn LocalEngine> = match kind {
+    let local: Arc<dyn LocalEngine> = match engine_kind(spec)? {
         #[cfg(feature = "llama")]
-        EngineKind::Llama => Arc::new(LlamaEngine::load(spec, file.ok_or_else(needs_file)?)?),
+        EngineKind::Llama => Arc::new(LlamaEngine::load(spec, weights(spec, file)?)?),
         #[cfg(feature = "candle")]
-        EngineKind::Candle => Arc::new(CandleEngine::load(spec, file.ok_or_else(needs_file)?)?),
+        EngineKind::Candle => Arc::new(CandleEngine::load(spec, weights(spec, file)?)?),
         #[cfg(feature = "remote")]
         EngineKind::Http => {
             let credential = keys.for_backend(spec.backend());
@@ -441,6 +439,15 @@ pub(crate) fn load_engine_from(spec: &ModelSpec, file: Option<&Path>, keys: &Key
         }
     };
     Ok(Engine::Local(local))
+}
+
+/// The weights file of an engine that loads one.
+#[cfg(any(feature = "llama", feature = "candle"))]
+fn weights<'a>(spec: &ModelSpec, file: Option<&'a Path>) -> Result<&'a Path, EngineError> {
+    file.ok_or_else(|| EngineError::InvalidSpec {
+        model: spec.model_name().into(),
+        message: "no model file was resolved for this entry".into(),
+    })
 }
 
 /// The key under which a loaded engine can be shared by several specs: the

@@ -60,7 +60,15 @@ impl ModelSpec {
         let map = normalize(entry)?;
         for key in ["model_name", "backend"] {
             match map.get(key) {
-                Some(Value::String(s)) if !s.trim().is_empty() => {}
+                Some(Value::String(s)) if s.trim().is_empty() => {
+                    return Err(format!("`{key}` must be a non-empty string, found {:?}", s))
+                }
+                // A name is looked up trimmed (`lmhost run -m " x "` asks for `x`),
+                // so a name with white space at either end could never be found.
+                Some(Value::String(s)) if s.trim() != s => {
+                    return Err(format!("`{key}` must not start or end with white space, found {s:?}"))
+                }
+                Some(Value::String(_)) => {}
                 Some(other) => return Err(format!("`{key}` must be a non-empty string, found {other}")),
                 None => return Err(format!("missing `{key}`")),
             }
@@ -194,6 +202,10 @@ mod tests {
         assert_eq!(e, "missing `model_name`");
         let e = ModelSpec::from_entry(&obj(json!({"model_name": 1, "backend": "b"})), SpecSource::Query).unwrap_err();
         assert_eq!(e, "`model_name` must be a non-empty string, found 1");
+        // Names are looked up trimmed: one with white space at an end could never be found.
+        let e =
+            ModelSpec::from_entry(&obj(json!({"model_name": "m ", "backend": "b"})), SpecSource::Query).unwrap_err();
+        assert_eq!(e, "`model_name` must not start or end with white space, found \"m \"");
     }
 
     #[test]

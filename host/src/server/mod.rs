@@ -19,6 +19,9 @@
 //! Files: `routes` (the router and handlers), `openai` (request and response
 //! bodies), `error` ([`ApiError`]), `metrics` ([`Metrics`]), `admission`
 //! (generation slots and the waiting line).
+//!
+//! Imports the library API (host, model, registry queries, errors); must not
+//! import the tools or the command line (feature `server`).
 
 mod admission;
 mod error;

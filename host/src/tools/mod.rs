@@ -3,7 +3,8 @@
 //! info`), adapter scaffolds (`lmhost adapter new/build`) and the benchmark
 //! (`lmhost bench`).
 //!
-//! Depends on the library; nothing in the library imports it.
+//! Depends on the library; must not be imported by it (only `cli` uses it).
+//! Feature `cli`.
 
 #[cfg(feature = "llama")]
 pub mod bench;
