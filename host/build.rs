@@ -1,5 +1,7 @@
 //! Builds the adapter guests (`../guests`, its own workspace) for `wasm32-wasip2`
-//! so the built-in adapters can be embedded in the library and binary.
+//! so the built-in adapters can be embedded in the library and binary, and
+//! writes `$OUT_DIR/guests.rs` (the guest tables `src/adapters/builtin.rs`
+//! includes) from [`GUESTS`], the one list of guests.
 //!
 //! The guests get their own target directory beside this build's, and a clean
 //! environment: the outer cargo's flags, wrappers (clippy's included) and target
@@ -9,21 +11,39 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] = &[
-    "chat_template",
-    "template_renderer",
-    "hostile",
-    "openai_chat",
-    "anthropic_messages",
-    "google_gemini",
-    "cohere_chat",
+/// What a guest is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// An adapter compiled into lmhost, found by its registry name.
+    Builtin,
+    /// A component the host uses itself (not an adapter).
+    Internal,
+    /// Built for the tests only, never embedded.
+    Test,
+}
+
+/// Every guest: the workspace member (a folder under `guests/`), the name
+/// registries use for it, and its role. The one list: the build checks it
+/// against the workspace's members and generates `builtin.rs`'s tables from it.
+const GUESTS: &[(&str, &str, Role)] = &[
+    ("rust/chat-template", "chat-template", Role::Builtin),
+    ("rust/openai-chat", "openai-chat", Role::Builtin),
+    ("rust/anthropic-messages", "anthropic-messages", Role::Builtin),
+    ("rust/google-gemini", "google-gemini", Role::Builtin),
+    ("rust/cohere-chat", "cohere-chat", Role::Builtin),
+    ("rust/template-renderer", "template-renderer", Role::Internal),
+    ("test/hostile", "hostile", Role::Test),
 ];
+
+/// Workspace members that are libraries, not components.
+const LIBRARIES: &[&str] = &["rust/remote-kit"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let guests = root.join("guests");
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("wit").display());
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.lock").display());
     println!("cargo:rerun-if-changed={}", guests.join("rust").display());
@@ -33,8 +53,11 @@ fn main() {
         root.join("host").join("template").display()
     );
     rerun_for_sources(&root.join("host").join("template"));
+    rerun_for_sources(&manifest_dir.join("wit"));
     rerun_for_sources(&guests.join("rust"));
     rerun_for_sources(&guests.join("test"));
+
+    check_members(&guests);
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     // OUT_DIR is <target>/<profile>/build/lmhost-<hash>/out: keep the guest target
@@ -67,11 +90,90 @@ fn main() {
         );
     }
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
-    for guest in GUESTS {
-        let path = wasm_dir.join(format!("{guest}.wasm"));
+    for (_, name, _) in GUESTS {
+        let path = wasm_dir.join(file_name(name));
         assert!(path.is_file(), "guest build produced no {}", path.display());
     }
     println!("cargo:rustc-env=LMHOST_GUEST_DIR={}", wasm_dir.display());
+    let code = guest_table(&wasm_dir);
+    std::fs::write(out_dir.join("guests.rs"), code).expect("cannot write guests.rs");
+}
+
+/// The component file cargo writes for the package `name`.
+fn file_name(name: &str) -> String {
+    format!("{}.wasm", name.replace('-', "_"))
+}
+
+/// Panics unless the guests workspace lists exactly the members of [`GUESTS`]
+/// and [`LIBRARIES`]: a guest added in one place and not the other is a build error.
+fn check_members(guests: &Path) {
+    let manifest = std::fs::read_to_string(guests.join("Cargo.toml")).expect("cannot read guests/Cargo.toml");
+    let start = manifest.find("members").expect("guests/Cargo.toml lists no members");
+    let list = &manifest[start..];
+    let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
+    let mut members: Vec<&str> = list
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+        .collect();
+    let mut known: Vec<&str> = GUESTS
+        .iter()
+        .map(|(m, _, _)| *m)
+        .chain(LIBRARIES.iter().copied())
+        .collect();
+    members.sort_unstable();
+    known.sort_unstable();
+    assert_eq!(
+        members, known,
+        "guests/Cargo.toml's members differ from host/build.rs's GUESTS and LIBRARIES: keep them in step"
+    );
+    for (member, name, _) in GUESTS {
+        let package = std::fs::read_to_string(guests.join(member).join("Cargo.toml"))
+            .unwrap_or_else(|e| panic!("cannot read the manifest of {member}: {e}"));
+        assert!(
+            package.contains(&format!("name = \"{name}\"")),
+            "guests/{member} is not the package `{name}`"
+        );
+    }
+}
+
+/// `guests.rs`, included by `host/src/adapters/builtin.rs`: the built-in
+/// adapters, the renderer and every guest's file, from [`GUESTS`].
+fn guest_table(wasm_dir: &Path) -> String {
+    let mut code = String::from("// Generated by host/build.rs from its GUESTS table.\n\n");
+    code.push_str("/// Every guest the build made, test guests included: (name, file name, role).\n");
+    code.push_str("#[doc(hidden)]\npub const GUESTS: &[(&str, &str, GuestRole)] = &[\n");
+    for (_, name, role) in GUESTS {
+        code.push_str(&format!(
+            "    ({name:?}, {:?}, GuestRole::{role:?}),\n",
+            file_name(name)
+        ));
+    }
+    code.push_str("];\n\n/// Names of the built-in adapters, as registries name them.\n");
+    code.push_str("pub const BUILTIN_ADAPTERS: &[&str] = &[\n");
+    for (_, name, _) in GUESTS.iter().filter(|g| g.2 == Role::Builtin) {
+        code.push_str(&format!("    {name:?},\n"));
+    }
+    code.push_str("];\n\n/// The component bytes of a built-in adapter.\n");
+    code.push_str("pub fn builtin_adapter(name: &str) -> Option<&'static [u8]> {\n    match name {\n");
+    for (_, name, _) in GUESTS.iter().filter(|g| g.2 == Role::Builtin) {
+        let path = wasm_dir.join(file_name(name));
+        code.push_str(&format!(
+            "        {name:?} => Some(include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    code.push_str("        _ => None,\n    }\n}\n\n");
+    let renderer = GUESTS
+        .iter()
+        .find(|g| g.2 == Role::Internal && g.1 == "template-renderer")
+        .expect("GUESTS has no template-renderer");
+    code.push_str("/// The host-internal template renderer (see `template.rs`).\n");
+    code.push_str(&format!(
+        "pub(crate) const TEMPLATE_RENDERER: &[u8] = include_bytes!({:?});\n",
+        wasm_dir.join(file_name(renderer.1)).display().to_string()
+    ));
+    code
 }
 
 fn rerun_for_sources(dir: &Path) {

@@ -316,6 +316,157 @@ fn scaffold_builds_and_conforms(lang: Lang, tool: &str) {
     eprintln!("{}", r.table());
     assert!(r.passed(), "{:#?}", r.failures());
     assert_eq!(r.outputs, report(rust()).outputs);
+    // The same answers as its reference, refusals included; error messages are
+    // compared with the reference in the same language when that one is built.
+    let reference = match lang {
+        Lang::Rust => Some(rust()),
+        Lang::Python => python(),
+        Lang::Js => js(),
+    };
+    let got = edge_cases(&adapter);
+    if let Some(reference) = reference {
+        assert_eq!(
+            got,
+            edge_cases(reference),
+            "the {lang:?} scaffold and {}",
+            reference.name()
+        );
+    }
+    let kinds =
+        |cases: &[String]| -> Vec<String> { cases.iter().map(|c| c.split(':').next().unwrap().to_string()).collect() };
+    assert_eq!(
+        kinds(&got),
+        kinds(&edge_cases(rust())),
+        "the {lang:?} scaffold and chat-template"
+    );
+}
+
+/// What a chat-template adapter makes of entries where scaffolds and reference
+/// adapters have differed: `ok: <prompt or answer>` or `<error kind>: <message>`.
+fn edge_cases(adapter: &Adapter) -> Vec<String> {
+    use serde_json::json;
+    let entry = |extra: serde_json::Value| {
+        let mut spec = json!({"model_name": "conformance", "backend": "mock"});
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        wit::ModelInfo {
+            spec_json: spec.to_string(),
+            ..fixed_model_info()
+        }
+    };
+    let messages = [wit::Message {
+        role: "user".into(),
+        content: "What is 2+2?".into(),
+    }];
+    let params = wit::Params {
+        max_tokens: Some(8),
+        temperature: None,
+        top_p: None,
+        top_k: None,
+        min_p: None,
+        seed: None,
+        stop: Vec::new(),
+        repetition_penalty: None,
+        frequency_penalty: None,
+        presence_penalty: None,
+        stream: false,
+    };
+    let custom = "CUSTOM {{ messages[0].content }}";
+    let show = |result: Result<String, lmhost::adapters::AdapterError>| match result {
+        Ok(text) => format!("ok: {text}"),
+        Err(lmhost::adapters::AdapterError::Refused { kind, message, .. }) => format!("{kind}: {message}"),
+        Err(other) => panic!("{}: {other}", adapter.name()),
+    };
+    let mut out = Vec::new();
+    for spec in [
+        json!({"premade_chat_template": "no", "custom_chat_template": custom}),
+        json!({"premade_chat_template": 0, "custom_chat_template": custom}),
+        json!({"premade_chat_template": [], "custom_chat_template": custom}),
+        json!({"premade_chat_template": false, "custom_chat_template": custom}),
+        json!({"premade_chat_template": null, "custom_chat_template": custom}),
+        json!({"premade_chat_template": true, "custom_chat_template": custom}),
+        json!({"custom_chat_template": 5}),
+    ] {
+        let shaped = adapter
+            .shape_request(&entry(spec), &messages, &params)
+            .map(|r| match r {
+                wit::Request::Prompt(p) => p.text,
+                wit::Request::Http(h) => panic!("{} made an HTTP request: {}", adapter.name(), h.path),
+            });
+        out.push(show(shaped));
+    }
+    for (spec, raw) in [
+        (
+            json!({"output_split_prefix": "A:", "cot_end_tag": "</think>"}),
+            " x A: hm</think>  4 ",
+        ),
+        (json!({"eos_to_cull": "<\\|im_end\\|>"}), "4<|im_end|>"),
+        (json!({"eos_to_cull": 3}), "4"),
+        (json!({"cot_end_tag": false}), "4"),
+    ] {
+        let parsed = adapter.parse_response(&entry(spec), raw).map(|c| c.text);
+        out.push(show(parsed));
+    }
+    out
+}
+
+#[test]
+fn scaffolds_are_their_reference_adapters() {
+    // Each scaffolded source is its reference's, but for the header comment that
+    // names the project (and the Rust `wit` path): no second copy to drift.
+    fn body(text: &str) -> String {
+        let text = text.trim_start();
+        let rest = if let Some(doc) = text.strip_prefix("\"\"\"") {
+            doc.split_once("\"\"\"").map_or("", |(_, rest)| rest)
+        } else {
+            let header = text
+                .lines()
+                .take_while(|l| l.starts_with("//") || l.is_empty())
+                .map(|l| l.len() + 1)
+                .sum::<usize>();
+            &text[header.min(text.len())..]
+        };
+        rest.replace("path: \"../../../wit\",", "path: \"wit\",")
+    }
+    fn dependencies(manifest: &str) -> Vec<String> {
+        let section = manifest.split("[dependencies]").nth(1).unwrap();
+        let section = section.split("\n[").next().unwrap();
+        let mut names: Vec<String> = section
+            .lines()
+            .filter_map(|l| l.split(['=', '.']).next())
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty() && !n.starts_with('#'))
+            .collect();
+        names.sort();
+        names
+    }
+    let dir = TempDir::new("scaffold-reference");
+    for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+        let name = format!("from-{lang:?}").to_lowercase();
+        let project = scaffold::new_project(lang, &name, dir.path()).unwrap();
+        let files = scaffold::reference_files(lang);
+        assert!(files.len() >= 2, "{lang:?}: {files:?}");
+        for (file, reference) in files {
+            let got = std::fs::read_to_string(project.join(file)).unwrap();
+            let want = std::fs::read_to_string(repo_root().join(reference)).unwrap();
+            if file == "Cargo.toml" {
+                assert_eq!(dependencies(&got), dependencies(&want), "{file}");
+                assert!(got.contains(&format!("name = \"{name}\"")), "{got}");
+            } else if file == "package.json" {
+                assert_eq!(
+                    got.split("\"dependencies\"").nth(1),
+                    want.split("\"dependencies\"").nth(1),
+                    "{file}"
+                );
+                assert!(got.contains(&format!("\"name\": \"{name}\"")), "{got}");
+            } else {
+                assert_eq!(body(&got), body(&want), "{lang:?} {file} differs from {reference}");
+                assert!(
+                    !got.contains("chat-template`:"),
+                    "{file} still names the reference: {got}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -30,7 +30,7 @@ mod template;
 
 use std::time::Duration;
 
-pub use builtin::{builtin_adapter, is_adapter_name, BUILTIN_ADAPTERS, GUEST_DIR, REPO_ADAPTER_DIR};
+pub use builtin::{builtin_adapter, is_adapter_name, GuestRole, BUILTIN_ADAPTERS, GUESTS, GUEST_DIR, REPO_ADAPTER_DIR};
 pub use runtime::{Adapter, AdapterRuntime, AdapterSource};
 pub(crate) use session::truncate;
 pub use session::{AdapterSession, AdapterStream};

@@ -49,7 +49,7 @@ impl Default for TemplateLimits {
 mod bindings {
     wasmtime::component::bindgen!({
         world: "renderer",
-        path: "../wit",
+        path: "wit",
     });
 }
 
@@ -120,7 +120,7 @@ impl TemplateSandbox {
         };
         let renderer = self.pre.instantiate(&mut store).map_err(|e| trapped(&store, e))?;
         renderer
-            .lmhost_adapter_template_renderer()
+            .lmhost_renderer_template_renderer()
             .call_render(
                 &mut store,
                 template,

@@ -1,11 +1,14 @@
 //! `lmhost adapter new` and `lmhost adapter build`: adapter projects in Rust,
 //! Python and JavaScript.
 //!
-//! This module owns the project templates (the files under `scaffold/`, compiled
-//! in with `include_str!`, plus a copy of `wit/adapter.wit`) and the build of a
-//! project with its language's toolchain: cargo (`wasm32-wasip2`), componentize-py
-//! or componentize-js. A project is a folder named after the adapter; building it
-//! writes `<folder>/<name>.wasm`.
+//! A new project is lmhost's own chat-template adapter in that language, the
+//! reference adapter in `guests/` compiled in with `include_str!`: only its first
+//! line names the project and its build settings become standalone (see
+//! [`Lang::files`]), so a scaffold cannot drift from its reference. Around it come
+//! a `build.sh` and a README (the templates under `scaffold/`) and a copy of
+//! `wit/adapter.wit`. Building a project runs its language's toolchain: cargo
+//! (`wasm32-wasip2`), componentize-py or componentize-js, and writes
+//! `<folder>/<name>.wasm`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,25 +18,164 @@ use anyhow::{bail, Context, Result};
 const WIT: &str = include_str!("../../../wit/adapter.wit");
 /// The guests' lock file: a Rust project starts from the versions lmhost's own adapters use.
 const CARGO_LOCK: &str = include_str!("../../../guests/Cargo.lock");
+/// The guests' workspace manifest: the versions and release profile the Rust
+/// reference inherits, written out in a standalone project.
+const GUESTS_MANIFEST: &str = include_str!("../../../guests/Cargo.toml");
 const README: &str = include_str!("scaffold/README.md");
 
-const RUST: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("scaffold/rust/Cargo.toml")),
-    ("src/lib.rs", include_str!("scaffold/rust/lib.rs")),
-    ("build.sh", include_str!("scaffold/rust/build.sh")),
-    ("Cargo.lock", CARGO_LOCK),
+/// A file of a new project.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A template of the scaffold's own (`{{name}}` and the like filled in).
+    Template(&'static str),
+    /// A reference adapter's file, with `edits` (each `(from, to)` must occur;
+    /// `to` is filled in like a template).
+    Reference {
+        path: &'static str,
+        text: &'static str,
+        edits: &'static [(&'static str, &'static str)],
+    },
+    /// The Rust reference's `Cargo.toml`, standalone.
+    RustManifest,
+    /// Copied as it is.
+    Verbatim(&'static str),
+}
+
+const RUST_REFERENCE_MANIFEST: &str = include_str!("../../../guests/rust/chat-template/Cargo.toml");
+
+const RUST: &[(&str, Source)] = &[
+    ("Cargo.toml", Source::RustManifest),
+    (
+        "src/lib.rs",
+        Source::Reference {
+            path: "guests/rust/chat-template/src/lib.rs",
+            text: include_str!("../../../guests/rust/chat-template/src/lib.rs"),
+            edits: &[
+                (
+                    "//! `chat-template`: the adapter for local models, with clembench's semantics.\n",
+                    "//! `{{name}}`: an lmhost adapter, scaffolded by `lmhost adapter new --lang rust` from\n\
+                     //! lmhost's `chat-template`, the adapter for local models, with clembench's semantics.\n\
+                     //! Change what you need, then `lmhost adapter build` and `lmhost adapter check {{name}}.wasm`.\n",
+                ),
+                ("    path: \"../../../wit\",\n", "    path: \"wit\",\n"),
+            ],
+        },
+    ),
+    ("build.sh", Source::Template(include_str!("scaffold/rust/build.sh"))),
+    ("Cargo.lock", Source::Verbatim(CARGO_LOCK)),
 ];
-const PYTHON: &[(&str, &str)] = &[
-    ("app.py", include_str!("scaffold/python/app.py")),
-    ("model_adapter.py", include_str!("scaffold/python/model_adapter.py")),
-    ("requirements.txt", include_str!("scaffold/python/requirements.txt")),
-    ("build.sh", include_str!("scaffold/python/build.sh")),
+const PYTHON: &[(&str, Source)] = &[
+    (
+        "app.py",
+        Source::Reference {
+            path: "guests/python/chat-template-py/app.py",
+            text: include_str!("../../../guests/python/chat-template-py/app.py"),
+            edits: &[(
+                "\"\"\"`chat-template` in Python: the lmhost adapter for local models, clembench's semantics.\n",
+                "\"\"\"`{{name}}`: an lmhost adapter, scaffolded by `lmhost adapter new --lang python` from\n\
+                 lmhost's `chat-template` in Python, the adapter for local models, clembench's semantics.\n\
+                 Change what you need, then `lmhost adapter build` and `lmhost adapter check {{name}}.wasm`.\n",
+            )],
+        },
+    ),
+    (
+        "model_adapter.py",
+        Source::Reference {
+            path: "guests/python/chat-template-py/model_adapter.py",
+            text: include_str!("../../../guests/python/chat-template-py/model_adapter.py"),
+            edits: &[],
+        },
+    ),
+    (
+        "requirements.txt",
+        Source::Reference {
+            path: "guests/python/requirements.txt",
+            text: include_str!("../../../guests/python/requirements.txt"),
+            edits: &[],
+        },
+    ),
+    ("build.sh", Source::Template(include_str!("scaffold/python/build.sh"))),
 ];
-const JS: &[(&str, &str)] = &[
-    ("adapter.js", include_str!("scaffold/js/adapter.js")),
-    ("package.json", include_str!("scaffold/js/package.json")),
-    ("build.sh", include_str!("scaffold/js/build.sh")),
+const JS: &[(&str, Source)] = &[
+    (
+        "adapter.js",
+        Source::Reference {
+            path: "guests/js/chat-template-js/chat-template.js",
+            text: include_str!("../../../guests/js/chat-template-js/chat-template.js"),
+            edits: &[(
+                "// `chat-template` in JavaScript: the lmhost adapter for local models, clembench's semantics.\n",
+                "// `{{name}}`: an lmhost adapter, scaffolded by `lmhost adapter new --lang js` from lmhost's\n\
+                 // `chat-template` in JavaScript, the adapter for local models, clembench's semantics.\n\
+                 // Change what you need, then `lmhost adapter build` and `lmhost adapter check {{name}}.wasm`.\n",
+            )],
+        },
+    ),
+    (
+        "package.json",
+        Source::Reference {
+            path: "guests/js/chat-template-js/package.json",
+            text: include_str!("../../../guests/js/chat-template-js/package.json"),
+            edits: &[
+                ("\"name\": \"chat-template-js\",", "\"name\": \"{{name}}\","),
+                (
+                    "\"description\": \"lmhost adapter: the chat-template adapter in JavaScript (componentize-js).\",",
+                    "\"description\": \"An lmhost adapter (a WebAssembly component built with componentize-js).\",",
+                ),
+                ("  \"license\": \"MIT OR Apache-2.0\",\n", ""),
+            ],
+        },
+    ),
+    ("build.sh", Source::Template(include_str!("scaffold/js/build.sh"))),
 ];
+
+/// Where a scaffold's sources come from: `(file in the project, file in the
+/// lmhost repository)` for each file taken from a reference adapter.
+pub fn reference_files(lang: Lang) -> Vec<(&'static str, &'static str)> {
+    lang.files()
+        .iter()
+        .filter_map(|(file, source)| match source {
+            Source::Reference { path, .. } => Some((*file, *path)),
+            Source::RustManifest => Some((*file, "guests/rust/chat-template/Cargo.toml")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Rust reference's manifest as a standalone project's: the package named
+/// `name`, what it inherits from the guests' workspace written out (its license
+/// left out: the project is the author's), the workspace's release profile.
+fn rust_manifest(name: &str) -> Result<String> {
+    let inherited = |key: &str| {
+        GUESTS_MANIFEST
+            .lines()
+            .find(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+            .map(str::to_string)
+            .with_context(|| format!("guests/Cargo.toml sets no `{key}` for the Rust scaffold"))
+    };
+    let mut out = String::new();
+    for line in RUST_REFERENCE_MANIFEST.lines() {
+        let line = if line.starts_with("name = ") {
+            format!("name = \"{name}\"")
+        } else if line.starts_with("license") {
+            continue;
+        } else if let Some(key) = line.strip_suffix(".workspace = true") {
+            inherited(key)?
+        } else {
+            line.to_string()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let profile = GUESTS_MANIFEST
+        .find("[profile.release]")
+        .map(|at| &GUESTS_MANIFEST[at..])
+        .context("guests/Cargo.toml has no release profile for the Rust scaffold")?;
+    let profile = profile[1..].find("\n[").map_or(profile, |end| &profile[..end + 2]);
+    out.push('\n');
+    out.push_str(profile.trim_end());
+    out.push_str("\n\n# Standalone: not a member of any enclosing workspace.\n[workspace]\n");
+    Ok(out)
+}
 
 /// The language of an adapter project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +201,8 @@ impl std::str::FromStr for Lang {
 }
 
 impl Lang {
-    fn files(self) -> &'static [(&'static str, &'static str)] {
+    /// The project's files, each from a template, a reference adapter or as it is.
+    fn files(self) -> &'static [(&'static str, Source)] {
         match self {
             Self::Rust => RUST,
             Self::Python => PYTHON,
@@ -105,7 +248,25 @@ pub fn new_project(lang: Lang, name: &str, dir: &Path) -> Result<PathBuf> {
             .replace("{{language}}", language)
             .replace("{{toolchain}}", toolchain)
     };
-    let mut files: Vec<(&str, String)> = lang.files().iter().map(|(p, t)| (*p, fill(t))).collect();
+    let mut files: Vec<(&str, String)> = Vec::new();
+    for (file, source) in lang.files() {
+        let text = match source {
+            Source::Template(text) => fill(text),
+            Source::Verbatim(text) => text.to_string(),
+            Source::RustManifest => rust_manifest(name)?,
+            Source::Reference { path, text, edits } => {
+                let mut text = text.to_string();
+                for (from, to) in *edits {
+                    if !text.contains(from) {
+                        bail!("lmhost's {path} no longer has {from:?}: the scaffold is out of step with it");
+                    }
+                    text = text.replacen(from, &fill(to), 1);
+                }
+                text
+            }
+        };
+        files.push((file, text));
+    }
     files.push(("wit/adapter.wit", WIT.to_string()));
     files.push(("README.md", fill(README)));
     files.push((".gitignore", "/target/\n/node_modules/\n__pycache__/\n*.wasm\n".into()));

@@ -20,63 +20,97 @@
 //! `{"message": "..."}`, is an `upstream` error with that message, whole or as
 //! an event. The answer text is stripped of leading and trailing whitespace.
 
-wit_bindgen::generate!({
-    world: "adapter",
-    path: "../../../wit",
-});
-
-use exports::lmhost::adapter::model_adapter::{
-    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
+use remote_kit::{
+    final_text, parse_reply, str_at, u32_at, upstream, Body, HttpRequest, KitResult, Message, ModelInfo, Params,
+    RemoteAdapter, Reply, Spec, StreamState,
 };
-use lmhost::adapter::types::HttpRequest;
-use remote_kit::{final_text, parse_reply, str_at, u32_at, upstream, Body, KitResult, Reply, Spec, StreamState};
 use serde_json::{json, Value};
 
 struct CohereChat;
 
-impl Guest for CohereChat {
-    type ResponseStream = Stream;
+impl RemoteAdapter for CohereChat {
+    fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
+        let name = model.name.as_str();
+        let spec = Spec::parse(name, &model.spec_json)?;
+        let model_id = spec.first_str(&["model_id"])?;
+        let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
+        let messages: Vec<Value> = turns
+            .iter()
+            .map(|(role, content)| json!({ "role": role.as_str(), "content": content }))
+            .collect();
 
-    fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
-        Ok(Request::Http(shape(&model, &messages, &params)?))
+        let mut body = Body::new();
+        body.set("model", model_id)
+            .set("messages", messages)
+            .float(name, "temperature", params.temperature)?
+            .opt("max_tokens", params.max_tokens)
+            .float(name, "p", params.top_p)?
+            .opt("k", params.top_k)
+            .opt("seed", params.seed)
+            .stop("stop_sequences", &params.stop)
+            .float(name, "frequency_penalty", params.frequency_penalty)?
+            .float(name, "presence_penalty", params.presence_penalty)?;
+        if params.stream {
+            body.set("stream", true);
+        }
+        let body = body.finish(&spec)?;
+        Ok(HttpRequest {
+            method: "POST".to_string(),
+            path: "/chat".to_string(),
+            headers: remote_kit::json_headers(&[]),
+            body: Value::Object(body).to_string(),
+        })
     }
 
-    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
-        Ok(completion(parse_whole(&model.name, &raw)?))
+    fn parse_whole(name: &str, raw: &str) -> KitResult<Reply> {
+        let v = parse_reply(name, raw)?;
+        check_error(name, &v)?;
+        let Some(message) = v.get("message").filter(|m| m.is_object()) else {
+            let shown: String = raw.chars().take(200).collect();
+            return Err(upstream(
+                name,
+                format!("the provider's reply has no `message`: {shown}"),
+            ));
+        };
+        let text: String = message
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|item| str_at(item, "/type") == Some("text"))
+            .filter_map(|item| str_at(item, "/text"))
+            .collect();
+        let (prompt_tokens, completion_tokens) = usage(v.get("usage"));
+        Ok(Reply {
+            text: final_text(&text),
+            prompt_tokens,
+            completion_tokens,
+            finish_reason: str_at(&v, "/finish_reason").map(remote_kit::finish_reason),
+        })
     }
-}
 
-fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
-    let name = model.name.as_str();
-    let spec = Spec::parse(name, &model.spec_json)?;
-    let model_id = spec.first_str(&["model_id"])?;
-    let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
-    let messages: Vec<Value> = turns
-        .iter()
-        .map(|(role, content)| json!({ "role": role.as_str(), "content": content }))
-        .collect();
-
-    let mut body = Body::new();
-    body.set("model", model_id)
-        .set("messages", messages)
-        .float(name, "temperature", params.temperature)?
-        .opt("max_tokens", params.max_tokens)
-        .float(name, "p", params.top_p)?
-        .opt("k", params.top_k)
-        .opt("seed", params.seed)
-        .stop("stop_sequences", &params.stop)
-        .float(name, "frequency_penalty", params.frequency_penalty)?
-        .float(name, "presence_penalty", params.presence_penalty)?;
-    if params.stream {
-        body.set("stream", true);
+    fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String> {
+        let v = parse_reply(name, data)?;
+        check_error(name, &v)?;
+        match str_at(&v, "/type") {
+            Some("content-delta") => {
+                return Ok(state
+                    .text
+                    .push(str_at(&v, "/delta/message/content/text").unwrap_or_default()));
+            }
+            Some("message-end") => {
+                if let Some(reason) = str_at(&v, "/delta/finish_reason") {
+                    state.set_finish_reason(reason);
+                }
+                let (prompt, completion) = usage(v.pointer("/delta/usage"));
+                state.set_usage(prompt, completion);
+            }
+            // `message-start`, `content-start`, `content-end`, tool and citation
+            // events, and event types added later carry nothing for the answer.
+            _ => {}
+        }
+        Ok(String::new())
     }
-    let body = body.finish(&spec)?;
-    Ok(HttpRequest {
-        method: "POST".to_string(),
-        path: "/chat".to_string(),
-        headers: remote_kit::json_headers(&[]),
-        body: Value::Object(body).to_string(),
-    })
 }
 
 /// An error reply: a string `message` and nothing of an answer.
@@ -102,59 +136,7 @@ fn usage(usage: Option<&Value>) -> (Option<u32>, Option<u32>) {
     (count("input_tokens"), count("output_tokens"))
 }
 
-fn parse_whole(name: &str, raw: &str) -> KitResult<Reply> {
-    let v = parse_reply(name, raw)?;
-    check_error(name, &v)?;
-    let Some(message) = v.get("message").filter(|m| m.is_object()) else {
-        let shown: String = raw.chars().take(200).collect();
-        return Err(upstream(
-            name,
-            format!("the provider's reply has no `message`: {shown}"),
-        ));
-    };
-    let text: String = message
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|item| str_at(item, "/type") == Some("text"))
-        .filter_map(|item| str_at(item, "/text"))
-        .collect();
-    let (prompt_tokens, completion_tokens) = usage(v.get("usage"));
-    Ok(Reply {
-        text: final_text(&text),
-        prompt_tokens,
-        completion_tokens,
-        finish_reason: str_at(&v, "/finish_reason").map(remote_kit::finish_reason),
-    })
-}
-
-fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String> {
-    let v = parse_reply(name, data)?;
-    check_error(name, &v)?;
-    match str_at(&v, "/type") {
-        Some("content-delta") => {
-            return Ok(state
-                .text
-                .push(str_at(&v, "/delta/message/content/text").unwrap_or_default()));
-        }
-        Some("message-end") => {
-            if let Some(reason) = str_at(&v, "/delta/finish_reason") {
-                state.set_finish_reason(reason);
-            }
-            let (prompt, completion) = usage(v.pointer("/delta/usage"));
-            state.set_usage(prompt, completion);
-        }
-        // `message-start`, `content-start`, `content-end`, tool and citation
-        // events, and event types added later carry nothing for the answer.
-        _ => {}
-    }
-    Ok(String::new())
-}
-
-remote_kit::adapter_glue!(stream_event);
-
-export!(CohereChat);
+remote_kit::export_adapter!(CohereChat);
 
 #[cfg(test)]
 mod tests {

@@ -26,32 +26,83 @@
 //! `error` object are `upstream` errors. The answer text is stripped of leading
 //! and trailing whitespace.
 
-wit_bindgen::generate!({
-    world: "adapter",
-    path: "../../../wit",
-});
-
-use exports::lmhost::adapter::model_adapter::{
-    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
-};
-use lmhost::adapter::types::HttpRequest;
 use remote_kit::{
-    describe_error, final_text, invalid, parse_reply, str_at, u32_at, upstream, Body, KitResult, Reply, Role, Spec,
-    StreamState,
+    describe_error, final_text, invalid, parse_reply, str_at, u32_at, upstream, Body, HttpRequest, KitResult, Message,
+    ModelInfo, Params, RemoteAdapter, Reply, Role, Spec, StreamState,
 };
 use serde_json::{json, Value};
 
 struct GoogleGemini;
 
-impl Guest for GoogleGemini {
-    type ResponseStream = Stream;
+impl RemoteAdapter for GoogleGemini {
+    fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
+        let name = model.name.as_str();
+        let spec = Spec::parse(name, &model.spec_json)?;
+        let model_id = model_segment(&spec)?;
+        let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
+        let dialogue = remote_kit::dialogue(name, &turns)?;
+        let contents: Vec<Value> = dialogue
+            .turns
+            .iter()
+            .map(|(role, texts)| {
+                let role = if *role == Role::Assistant { "model" } else { "user" };
+                json!({ "role": role, "parts": text_parts(texts) })
+            })
+            .collect();
 
-    fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
-        Ok(Request::Http(shape(&model, &messages, &params)?))
+        let mut config = Body::new();
+        config
+            .float(name, "temperature", params.temperature)?
+            .opt("maxOutputTokens", params.max_tokens)
+            .float(name, "topP", params.top_p)?
+            .opt("topK", params.top_k)
+            .stop("stopSequences", &params.stop)
+            .opt("seed", params.seed)
+            .float(name, "presencePenalty", params.presence_penalty)?
+            .float(name, "frequencyPenalty", params.frequency_penalty)?;
+
+        let mut body = Body::new();
+        body.set("contents", contents);
+        if let Some(system) = &dialogue.system {
+            body.set("systemInstruction", json!({ "parts": text_parts(&[system]) }));
+        }
+        if !config.is_empty() {
+            body.set("generationConfig", config.into_map());
+        }
+        let body = body.finish(&spec)?;
+        let method = if params.stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        Ok(HttpRequest {
+            method: "POST".to_string(),
+            path: format!("/models/{model_id}:{method}"),
+            headers: remote_kit::json_headers(&[]),
+            body: Value::Object(body).to_string(),
+        })
     }
 
-    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
-        Ok(completion(parse_whole(&model.name, &raw)?))
+    fn parse_whole(name: &str, raw: &str) -> KitResult<Reply> {
+        let (chunk, has_candidate) = read_chunk(name, raw)?;
+        if !has_candidate {
+            return Err(upstream(name, "the provider's reply has no candidates"));
+        }
+        Ok(Reply {
+            text: final_text(&chunk.text),
+            prompt_tokens: chunk.prompt_tokens,
+            completion_tokens: chunk.completion_tokens,
+            finish_reason: chunk.finish_reason,
+        })
+    }
+
+    fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String> {
+        let (chunk, _) = read_chunk(name, data)?;
+        if chunk.finish_reason.is_some() {
+            state.finish_reason = chunk.finish_reason;
+        }
+        state.set_usage(chunk.prompt_tokens, chunk.completion_tokens);
+        Ok(state.text.push(&chunk.text))
     }
 }
 
@@ -75,54 +126,6 @@ fn model_segment(spec: &Spec) -> KitResult<&str> {
 
 fn text_parts(texts: &[&str]) -> Vec<Value> {
     texts.iter().map(|t| json!({ "text": t })).collect()
-}
-
-fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
-    let name = model.name.as_str();
-    let spec = Spec::parse(name, &model.spec_json)?;
-    let model_id = model_segment(&spec)?;
-    let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
-    let dialogue = remote_kit::dialogue(name, &turns)?;
-    let contents: Vec<Value> = dialogue
-        .turns
-        .iter()
-        .map(|(role, texts)| {
-            let role = if *role == Role::Assistant { "model" } else { "user" };
-            json!({ "role": role, "parts": text_parts(texts) })
-        })
-        .collect();
-
-    let mut config = Body::new();
-    config
-        .float(name, "temperature", params.temperature)?
-        .opt("maxOutputTokens", params.max_tokens)
-        .float(name, "topP", params.top_p)?
-        .opt("topK", params.top_k)
-        .stop("stopSequences", &params.stop)
-        .opt("seed", params.seed)
-        .float(name, "presencePenalty", params.presence_penalty)?
-        .float(name, "frequencyPenalty", params.frequency_penalty)?;
-
-    let mut body = Body::new();
-    body.set("contents", contents);
-    if let Some(system) = &dialogue.system {
-        body.set("systemInstruction", json!({ "parts": text_parts(&[system]) }));
-    }
-    if !config.is_empty() {
-        body.set("generationConfig", config.into_map());
-    }
-    let body = body.finish(&spec)?;
-    let method = if params.stream {
-        "streamGenerateContent?alt=sse"
-    } else {
-        "generateContent"
-    };
-    Ok(HttpRequest {
-        method: "POST".to_string(),
-        path: format!("/models/{model_id}:{method}"),
-        headers: remote_kit::json_headers(&[]),
-        body: Value::Object(body).to_string(),
-    })
 }
 
 /// What one reply (or streamed chunk) says.
@@ -173,31 +176,7 @@ fn read_chunk(name: &str, raw: &str) -> KitResult<(Chunk, bool)> {
     Ok((chunk, candidate.is_some()))
 }
 
-fn parse_whole(name: &str, raw: &str) -> KitResult<Reply> {
-    let (chunk, has_candidate) = read_chunk(name, raw)?;
-    if !has_candidate {
-        return Err(upstream(name, "the provider's reply has no candidates"));
-    }
-    Ok(Reply {
-        text: final_text(&chunk.text),
-        prompt_tokens: chunk.prompt_tokens,
-        completion_tokens: chunk.completion_tokens,
-        finish_reason: chunk.finish_reason,
-    })
-}
-
-fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String> {
-    let (chunk, _) = read_chunk(name, data)?;
-    if chunk.finish_reason.is_some() {
-        state.finish_reason = chunk.finish_reason;
-    }
-    state.set_usage(chunk.prompt_tokens, chunk.completion_tokens);
-    Ok(state.text.push(&chunk.text))
-}
-
-remote_kit::adapter_glue!(stream_event);
-
-export!(GoogleGemini);
+remote_kit::export_adapter!(GoogleGemini);
 
 #[cfg(test)]
 mod tests {

@@ -22,18 +22,9 @@
 //! object, whole or in an event, is an `upstream` error with its message. The
 //! answer text is stripped of leading and trailing whitespace.
 
-wit_bindgen::generate!({
-    world: "adapter",
-    path: "../../../wit",
-});
-
-use exports::lmhost::adapter::model_adapter::{
-    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
-};
-use lmhost::adapter::types::HttpRequest;
 use remote_kit::{
-    describe_error, final_text, parse_reply, str_at, u32_at, unsupported, upstream, Body, KitResult, Reply, Spec,
-    StreamState,
+    describe_error, final_text, parse_reply, str_at, u32_at, unsupported, upstream, Body, HttpRequest, KitResult,
+    Message, ModelInfo, Params, RemoteAdapter, Reply, Spec, StreamState,
 };
 use serde_json::{json, Value};
 
@@ -74,61 +65,82 @@ impl Flavor {
 
 struct OpenAiChat;
 
-impl Guest for OpenAiChat {
-    type ResponseStream = Stream;
+impl RemoteAdapter for OpenAiChat {
+    fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
+        let name = model.name.as_str();
+        let flavor = Flavor::of(model)?;
+        let spec = Spec::parse(name, &model.spec_json)?;
+        let model_id = spec.first_str(flavor.model_keys())?;
+        let reasoning = spec.flag("reasoning_model")?;
+        let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
+        let messages: Vec<Value> = turns
+            .iter()
+            .map(|(role, content)| json!({ "role": role.as_str(), "content": content }))
+            .collect();
 
-    fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
-        Ok(Request::Http(shape(&model, &messages, &params)?))
-    }
-
-    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
-        Ok(completion(parse_whole(&model.name, &raw)?))
-    }
-}
-
-fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
-    let name = model.name.as_str();
-    let flavor = Flavor::of(model)?;
-    let spec = Spec::parse(name, &model.spec_json)?;
-    let model_id = spec.first_str(flavor.model_keys())?;
-    let reasoning = spec.flag("reasoning_model")?;
-    let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
-    let messages: Vec<Value> = turns
-        .iter()
-        .map(|(role, content)| json!({ "role": role.as_str(), "content": content }))
-        .collect();
-
-    let mut body = Body::new();
-    body.set("model", model_id).set("messages", messages);
-    if reasoning {
-        body.opt("max_completion_tokens", params.max_tokens);
-    } else {
-        body.float(name, "temperature", params.temperature)?
-            .float(name, "top_p", params.top_p)?
-            .opt("max_tokens", params.max_tokens);
-    }
-    let seed_key = if flavor == Flavor::Mistral {
-        "random_seed"
-    } else {
-        "seed"
-    };
-    body.opt(seed_key, params.seed)
-        .stop("stop", &params.stop)
-        .float(name, "frequency_penalty", params.frequency_penalty)?
-        .float(name, "presence_penalty", params.presence_penalty)?;
-    if params.stream {
-        body.set("stream", true);
-        if flavor != Flavor::Mistral {
-            body.set("stream_options", json!({ "include_usage": true }));
+        let mut body = Body::new();
+        body.set("model", model_id).set("messages", messages);
+        if reasoning {
+            body.opt("max_completion_tokens", params.max_tokens);
+        } else {
+            body.float(name, "temperature", params.temperature)?
+                .float(name, "top_p", params.top_p)?
+                .opt("max_tokens", params.max_tokens);
         }
+        let seed_key = if flavor == Flavor::Mistral {
+            "random_seed"
+        } else {
+            "seed"
+        };
+        body.opt(seed_key, params.seed)
+            .stop("stop", &params.stop)
+            .float(name, "frequency_penalty", params.frequency_penalty)?
+            .float(name, "presence_penalty", params.presence_penalty)?;
+        if params.stream {
+            body.set("stream", true);
+            if flavor != Flavor::Mistral {
+                body.set("stream_options", json!({ "include_usage": true }));
+            }
+        }
+        let body = body.finish(&spec)?;
+        Ok(HttpRequest {
+            method: "POST".to_string(),
+            path: "/chat/completions".to_string(),
+            headers: remote_kit::json_headers(&[]),
+            body: Value::Object(body).to_string(),
+        })
     }
-    let body = body.finish(&spec)?;
-    Ok(HttpRequest {
-        method: "POST".to_string(),
-        path: "/chat/completions".to_string(),
-        headers: remote_kit::json_headers(&[]),
-        body: Value::Object(body).to_string(),
-    })
+
+    fn parse_whole(name: &str, raw: &str) -> KitResult<Reply> {
+        let v = parse_reply(name, raw)?;
+        check_error(name, &v)?;
+        let choice = v
+            .pointer("/choices/0")
+            .ok_or_else(|| upstream(name, "the provider's reply has no choices"))?;
+        Ok(Reply {
+            text: final_text(&content_text(choice.pointer("/message/content"))),
+            prompt_tokens: u32_at(&v, "/usage/prompt_tokens"),
+            completion_tokens: u32_at(&v, "/usage/completion_tokens"),
+            finish_reason: str_at(choice, "/finish_reason").map(remote_kit::finish_reason),
+        })
+    }
+
+    fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String> {
+        let v = parse_reply(name, data)?;
+        check_error(name, &v)?;
+        let mut out = String::new();
+        if let Some(choice) = v.pointer("/choices/0") {
+            out = state.text.push(&content_text(choice.pointer("/delta/content")));
+            if let Some(reason) = str_at(choice, "/finish_reason") {
+                state.set_finish_reason(reason);
+            }
+        }
+        state.set_usage(
+            u32_at(&v, "/usage/prompt_tokens"),
+            u32_at(&v, "/usage/completion_tokens"),
+        );
+        Ok(out)
+    }
 }
 
 /// An `error` object in a reply or event.
@@ -154,40 +166,7 @@ fn content_text(content: Option<&Value>) -> String {
     }
 }
 
-fn parse_whole(name: &str, raw: &str) -> KitResult<Reply> {
-    let v = parse_reply(name, raw)?;
-    check_error(name, &v)?;
-    let choice = v
-        .pointer("/choices/0")
-        .ok_or_else(|| upstream(name, "the provider's reply has no choices"))?;
-    Ok(Reply {
-        text: final_text(&content_text(choice.pointer("/message/content"))),
-        prompt_tokens: u32_at(&v, "/usage/prompt_tokens"),
-        completion_tokens: u32_at(&v, "/usage/completion_tokens"),
-        finish_reason: str_at(choice, "/finish_reason").map(remote_kit::finish_reason),
-    })
-}
-
-fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String> {
-    let v = parse_reply(name, data)?;
-    check_error(name, &v)?;
-    let mut out = String::new();
-    if let Some(choice) = v.pointer("/choices/0") {
-        out = state.text.push(&content_text(choice.pointer("/delta/content")));
-        if let Some(reason) = str_at(choice, "/finish_reason") {
-            state.set_finish_reason(reason);
-        }
-    }
-    state.set_usage(
-        u32_at(&v, "/usage/prompt_tokens"),
-        u32_at(&v, "/usage/completion_tokens"),
-    );
-    Ok(out)
-}
-
-remote_kit::adapter_glue!(stream_event);
-
-export!(OpenAiChat);
+remote_kit::export_adapter!(OpenAiChat);
 
 #[cfg(test)]
 mod tests {

@@ -14,12 +14,35 @@
 //! - finish reasons in OpenAI spelling ([`finish_reason`]);
 //! - reading provider JSON ([`parse_reply`], [`u32_at`], [`str_at`]).
 //!
-//! It has no bindings of its own: errors are [`KitError`] and answers [`Reply`],
-//! which each adapter turns into its WIT types.
+//! It also owns the bindings of the `adapter` world ([`bindings`]) and the glue
+//! to them: an adapter implements [`RemoteAdapter`] (its wire format: the
+//! request, a whole reply, one stream event) and calls [`export_adapter!`];
+//! [`Remote`] turns that into the WIT exports, [`KitError`] into
+//! `adapter-error` and [`Reply`] into `completion`.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde_json::{Map, Value};
+
+/// The bindings of the `adapter` world (`wit/adapter.wit`), shared by the remote
+/// adapters; [`export_adapter!`] exports an adapter through them.
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "adapter",
+        path: "../../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_adapter_world",
+        default_bindings_module: "remote_kit::bindings",
+    });
+}
+
+pub use bindings::exports::lmhost::adapter::model_adapter::{
+    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
+};
+pub use bindings::lmhost::adapter::types::HttpRequest;
 
 /// An adapter error before it becomes the WIT `adapter-error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,66 +517,100 @@ impl StreamState {
     }
 }
 
-/// The glue between this crate and an adapter's WIT bindings, written once.
-///
-/// Expands, in the adapter crate, to `fn completion(Reply) -> Completion`, the
-/// `From<KitError>` conversion for `AdapterError`, and the response stream type
-/// `Stream`, which feeds each pushed event to `$event` (a
-/// `fn(&str /* model name */, &mut StreamState, &str /* event data */) ->
-/// KitResult<String>`). `Completion`, `AdapterError`, `ModelInfo` and
-/// `GuestResponseStream` must be in scope where it is used.
+// ---------------------------------------------------------------------------
+// The adapter trait and its WIT exports
+// ---------------------------------------------------------------------------
+
+/// A remote-API adapter: its wire format, and nothing else. [`Remote`] makes
+/// the WIT exports of it; [`export_adapter!`] exports those.
+pub trait RemoteAdapter: 'static {
+    /// The HTTP request (method, path, headers, JSON body; no credentials) that
+    /// sends `messages` with `params` to `model`.
+    fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest>;
+
+    /// The answer in a whole (not streamed) reply body `raw` to model `name`.
+    fn parse_whole(name: &str, raw: &str) -> KitResult<Reply>;
+
+    /// One streamed event's `data` for model `name`: records what it tells in
+    /// `state` and returns the answer text to show now (see [`StreamText`]).
+    fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String>;
+}
+
+/// The WIT `completion` of a [`Reply`].
+pub fn completion(reply: Reply) -> Completion {
+    Completion {
+        text: reply.text,
+        prompt_tokens: reply.prompt_tokens,
+        completion_tokens: reply.completion_tokens,
+        finish_reason: reply.finish_reason,
+    }
+}
+
+impl From<KitError> for AdapterError {
+    fn from(err: KitError) -> Self {
+        match err {
+            KitError::InvalidInput(m) => AdapterError::InvalidInput(m),
+            KitError::Unsupported(m) => AdapterError::Unsupported(m),
+            KitError::Upstream(m) => AdapterError::Upstream(m),
+        }
+    }
+}
+
+/// The WIT exports of the adapter `A`.
+pub struct Remote<A>(PhantomData<A>);
+
+impl<A: RemoteAdapter> Guest for Remote<A> {
+    type ResponseStream = Stream<A>;
+
+    fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
+        Ok(Request::Http(A::shape(&model, &messages, &params)?))
+    }
+
+    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
+        Ok(completion(A::parse_whole(&model.name, &raw)?))
+    }
+}
+
+/// The response stream of adapter `A`: the model's name and what the events
+/// told so far; each pushed event goes to [`RemoteAdapter::stream_event`].
+pub struct Stream<A> {
+    name: String,
+    state: RefCell<StreamState>,
+    adapter: PhantomData<A>,
+}
+
+impl<A: RemoteAdapter> GuestResponseStream for Stream<A> {
+    fn new(model: ModelInfo) -> Self {
+        Stream {
+            name: model.name,
+            state: RefCell::new(StreamState::new()),
+            adapter: PhantomData,
+        }
+    }
+
+    fn push(&self, chunk: String) -> Result<String, AdapterError> {
+        let mut state = self.state.borrow_mut();
+        Ok(state.push(|st| A::stream_event(&self.name, st, &chunk))?)
+    }
+
+    fn finish(&self) -> Result<Completion, AdapterError> {
+        Ok(completion(self.state.borrow().finish(&self.name)?))
+    }
+}
+
+/// Exports the [`RemoteAdapter`] `$adapter` as the component's `adapter` world.
 #[macro_export]
-macro_rules! adapter_glue {
-    ($event:path) => {
-        fn completion(reply: $crate::Reply) -> Completion {
-            Completion {
-                text: reply.text,
-                prompt_tokens: reply.prompt_tokens,
-                completion_tokens: reply.completion_tokens,
-                finish_reason: reply.finish_reason,
-            }
-        }
-
-        impl From<$crate::KitError> for AdapterError {
-            fn from(err: $crate::KitError) -> Self {
-                match err {
-                    $crate::KitError::InvalidInput(m) => AdapterError::InvalidInput(m),
-                    $crate::KitError::Unsupported(m) => AdapterError::Unsupported(m),
-                    $crate::KitError::Upstream(m) => AdapterError::Upstream(m),
-                }
-            }
-        }
-
-        /// Streaming state: the model's name and what the events told so far.
-        struct Stream {
-            name: String,
-            state: ::std::cell::RefCell<$crate::StreamState>,
-        }
-
-        impl GuestResponseStream for Stream {
-            fn new(model: ModelInfo) -> Self {
-                Stream {
-                    name: model.name,
-                    state: ::std::cell::RefCell::new($crate::StreamState::new()),
-                }
-            }
-
-            fn push(&self, chunk: String) -> Result<String, AdapterError> {
-                let mut state = self.state.borrow_mut();
-                Ok(state.push(|st| $event(&self.name, st, &chunk))?)
-            }
-
-            fn finish(&self) -> Result<Completion, AdapterError> {
-                Ok(completion(self.state.borrow().finish(&self.name)?))
-            }
-        }
+macro_rules! export_adapter {
+    ($adapter:ty) => {
+        type __LmhostRemoteAdapter = $crate::Remote<$adapter>;
+        $crate::bindings::export_adapter_world!(__LmhostRemoteAdapter with_types_in $crate::bindings);
     };
 }
 
 /// Test helpers for an adapter crate's native unit tests, written once.
 ///
-/// Expands, inside the adapter's test module (with `use super::*;`), to
-/// `model(backend, spec)`, `params()`, `messages(&[(role, content)])`,
+/// Expands, inside the adapter's test module, to
+/// `use AdapterError`, `model(backend, spec)`, `params()`, `messages(&[(role, content)])`,
 /// `shape(model, messages, params) -> (method, path, headers, body JSON)`,
 /// `whole(model, raw)`, `upstream_message(error)` (the message of an `upstream`
 /// error; panics on any other) and `streamed(model, events)`, which pushes each event,
@@ -563,10 +620,13 @@ macro_rules! adapter_glue {
 #[macro_export]
 macro_rules! adapter_test_kit {
     ($adapter:ty) => {
+        #[allow(unused_imports)]
+        use $crate::AdapterError;
+
         type Summary = (String, Option<u32>, Option<u32>, Option<String>);
 
-        fn model(backend: &str, spec: ::serde_json::Value) -> ModelInfo {
-            ModelInfo {
+        fn model(backend: &str, spec: ::serde_json::Value) -> $crate::ModelInfo {
+            $crate::ModelInfo {
                 name: "test-model".to_string(),
                 backend: backend.to_string(),
                 spec_json: spec.to_string(),
@@ -578,8 +638,8 @@ macro_rules! adapter_test_kit {
             }
         }
 
-        fn params() -> Params {
-            Params {
+        fn params() -> $crate::Params {
+            $crate::Params {
                 max_tokens: None,
                 temperature: None,
                 top_p: None,
@@ -594,10 +654,10 @@ macro_rules! adapter_test_kit {
             }
         }
 
-        fn messages(pairs: &[(&str, &str)]) -> Vec<Message> {
+        fn messages(pairs: &[(&str, &str)]) -> Vec<$crate::Message> {
             pairs
                 .iter()
-                .map(|(role, content)| Message {
+                .map(|(role, content)| $crate::Message {
                     role: role.to_string(),
                     content: content.to_string(),
                 })
@@ -605,38 +665,39 @@ macro_rules! adapter_test_kit {
         }
 
         fn shape(
-            model: ModelInfo,
-            messages: Vec<Message>,
-            params: Params,
-        ) -> Result<(String, String, Vec<(String, String)>, ::serde_json::Value), AdapterError> {
-            match <$adapter as Guest>::shape_request(model, messages, params)? {
-                Request::Http(h) => Ok((
+            model: $crate::ModelInfo,
+            messages: Vec<$crate::Message>,
+            params: $crate::Params,
+        ) -> Result<(String, String, Vec<(String, String)>, ::serde_json::Value), $crate::AdapterError> {
+            match <$crate::Remote<$adapter> as $crate::Guest>::shape_request(model, messages, params)? {
+                $crate::Request::Http(h) => Ok((
                     h.method,
                     h.path,
                     h.headers,
                     ::serde_json::from_str(&h.body).unwrap(),
                 )),
-                Request::Prompt(_) => panic!("a remote adapter shaped a prompt"),
+                $crate::Request::Prompt(_) => panic!("a remote adapter shaped a prompt"),
             }
         }
 
-        fn upstream_message(err: AdapterError) -> String {
+        fn upstream_message(err: $crate::AdapterError) -> String {
             match err {
-                AdapterError::Upstream(m) => m,
+                $crate::AdapterError::Upstream(m) => m,
                 other => panic!("expected an upstream error, got {other:?}"),
             }
         }
 
-        fn summary(c: Completion) -> Summary {
+        fn summary(c: $crate::Completion) -> Summary {
             (c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason)
         }
 
-        fn whole(model: ModelInfo, raw: &str) -> Result<Summary, AdapterError> {
-            <$adapter as Guest>::parse_response(model, raw.to_string()).map(summary)
+        fn whole(model: $crate::ModelInfo, raw: &str) -> Result<Summary, $crate::AdapterError> {
+            <$crate::Remote<$adapter> as $crate::Guest>::parse_response(model, raw.to_string()).map(summary)
         }
 
-        fn streamed(model: ModelInfo, events: &[&str]) -> Result<Summary, AdapterError> {
-            let stream = <Stream as GuestResponseStream>::new(model);
+        fn streamed(model: $crate::ModelInfo, events: &[&str]) -> Result<Summary, $crate::AdapterError> {
+            use $crate::GuestResponseStream as _;
+            let stream = <$crate::Stream<$adapter> as $crate::GuestResponseStream>::new(model);
             let mut pushed = String::new();
             for event in events {
                 pushed.push_str(&stream.push(event.to_string())?);

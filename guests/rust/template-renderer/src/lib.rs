@@ -4,10 +4,10 @@
 
 wit_bindgen::generate!({
     world: "renderer",
-    path: "../../../wit",
+    path: "../../../host/wit",
 });
 
-use exports::lmhost::adapter::template_renderer::Guest;
+use exports::lmhost::renderer::template_renderer::Guest;
 
 struct Renderer;
 
