@@ -32,6 +32,7 @@ use std::time::Duration;
 
 pub use builtin::{builtin_adapter, is_adapter_name, GuestRole, BUILTIN_ADAPTERS, GUESTS, GUEST_DIR, REPO_ADAPTER_DIR};
 pub use runtime::{Adapter, AdapterRuntime, AdapterSource};
+#[cfg(feature = "cli")]
 pub(crate) use session::truncate;
 pub use session::{AdapterSession, AdapterStream};
 pub use template::{check_template, TemplateLimits};

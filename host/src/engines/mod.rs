@@ -120,9 +120,11 @@ pub struct EngineOutput {
 }
 
 /// Most CPU threads an entry may ask for.
+#[cfg(any(feature = "llama", feature = "candle"))]
 const MAX_THREADS: u64 = 1024;
 
 /// An entry's `threads` for a local engine: 1 to [`MAX_THREADS`], default every core.
+#[cfg(any(feature = "llama", feature = "candle"))]
 pub(crate) fn cpu_threads(spec: &ModelSpec) -> Result<usize, String> {
     match spec.get_u64("threads")? {
         Some(0) => Err("`threads` must be at least 1".into()),
@@ -138,6 +140,7 @@ pub(crate) fn cpu_threads(spec: &ModelSpec) -> Result<usize, String> {
 /// truncation). Returns the prompt's token count and `max_tokens`.
 ///
 /// [`DEFAULT_MAX_TOKENS`]: crate::generation::DEFAULT_MAX_TOKENS
+#[cfg(any(feature = "llama", feature = "candle"))]
 pub(crate) fn check_prompt(
     model: &str,
     prompt_len: usize,
