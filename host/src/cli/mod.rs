@@ -5,6 +5,9 @@
 //! (`registry check`, `register model`), `list.rs` (`list`, `models`), `run.rs`
 //! (`run`), `chat.rs` (`chat`), `serve.rs` (`serve`) and `bench.rs` (the
 //! `bench` table).
+//!
+//! The top layer: it may import anything of the library and the tools, and
+//! nothing must import it (feature `cli`).
 
 mod adapter;
 mod bench;
