@@ -330,7 +330,7 @@ impl Registry {
                 continue;
             }
             let lower = candidate.to_lowercase();
-            let distance = levenshtein(&wanted, &lower);
+            let distance = strsim::levenshtein(&wanted, &lower);
             let contains = lower.contains(&wanted) || wanted.contains(&lower);
             if distance <= (wanted.chars().count() / 3).max(2) || contains {
                 scored.push((if contains { distance.min(1) } else { distance }, candidate));
@@ -342,19 +342,6 @@ impl Registry {
 }
 
 use validate::kind as json_kind;
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
 
 #[cfg(test)]
 mod tests {
