@@ -6,8 +6,8 @@
 //! (`run`), `chat.rs` (`chat`), `serve.rs` (`serve`) and `bench.rs` (the
 //! `bench` table).
 //!
-//! The top layer: it may import anything of the library and the tools, and
-//! nothing must import it (feature `cli`).
+//! The top layer: it may import anything of the library and the tools; the
+//! library must not import it (feature `cli`).
 
 mod adapter;
 mod bench;
