@@ -36,7 +36,7 @@ use super::sse::SseParser;
 use super::{EngineError, EngineInfo, TextSink};
 use crate::backends::find_backend;
 use crate::credentials::Credential;
-use crate::registry::ModelSpec;
+use crate::registry::{ModelSpec, RemoteSettings, SettingsError};
 
 /// Largest reply body read (an error body: 1 MiB).
 const MAX_BODY: usize = 64 << 20;
@@ -101,27 +101,40 @@ impl Default for HttpPolicy {
 impl HttpPolicy {
     /// The defaults with the entry's `connect_timeout_s`, `timeout_s`,
     /// `chunk_timeout_s`, `max_retries` and `retry_backoff_ms` on top.
-    pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
+    pub fn from_spec(spec: &ModelSpec) -> Result<Self, SettingsError> {
+        let settings: RemoteSettings = spec.settings()?;
         let mut policy = Self::default();
-        let seconds = |key: &str, into: &mut Duration| -> Result<(), String> {
-            if let Some(s) = spec.get_f64(key)? {
+        let seconds = |key: &str, value: Option<f64>, into: &mut Duration| -> Result<(), SettingsError> {
+            if let Some(s) = value {
                 if !(s > 0.0 && s <= 86_400.0) {
-                    return Err(format!("`{key}` must be a number of seconds in (0, 86400], found {s}"));
+                    return Err(SettingsError::key(
+                        spec,
+                        key,
+                        format!("must be a number of seconds in (0, 86400], found {s}"),
+                    ));
                 }
                 *into = Duration::from_secs_f64(s);
             }
             Ok(())
         };
-        seconds("connect_timeout_s", &mut policy.connect_timeout)?;
-        seconds("timeout_s", &mut policy.timeout)?;
-        seconds("chunk_timeout_s", &mut policy.chunk_timeout)?;
-        if let Some(n) = spec.get_u64("max_retries")? {
+        seconds(
+            "connect_timeout_s",
+            settings.connect_timeout_s,
+            &mut policy.connect_timeout,
+        )?;
+        seconds("timeout_s", settings.timeout_s, &mut policy.timeout)?;
+        seconds("chunk_timeout_s", settings.chunk_timeout_s, &mut policy.chunk_timeout)?;
+        if let Some(n) = settings.max_retries {
             if n > 20 {
-                return Err(format!("`max_retries` must be at most 20, found {n}"));
+                return Err(SettingsError::key(
+                    spec,
+                    "max_retries",
+                    format!("must be at most 20, found {n}"),
+                ));
             }
             policy.max_retries = n as u32;
         }
-        if let Some(ms) = spec.get_u64("retry_backoff_ms")? {
+        if let Some(ms) = settings.retry_backoff_ms {
             policy.backoff = Duration::from_millis(ms.min(60_000));
         }
         Ok(policy)
@@ -204,8 +217,8 @@ impl HttpEngine {
             model: model.clone(),
             backend: spec.backend().into(),
         })?;
-        let (base, from) = match spec.get_str("base_url").map_err(invalid)? {
-            Some(url) => (url.to_string(), "`base_url` of the entry"),
+        let (base, from) = match spec.settings::<RemoteSettings>()?.base_url {
+            Some(url) => (url, "`base_url` of the entry"),
             None => match (&credential.base_url, backend.default_base_url) {
                 (Some(url), _) => (url.clone(), "`base_url` in key.json"),
                 (None, Some(url)) => (url.to_string(), "the backend's default base URL"),
@@ -219,7 +232,7 @@ impl HttpEngine {
             },
         };
         let base = parse_base(&base).map_err(|e| invalid(format!("{from} {base:?} {e}")))?;
-        let policy = HttpPolicy::from_spec(spec).map_err(invalid)?;
+        let policy = HttpPolicy::from_spec(spec)?;
 
         let mut auth = HeaderMap::new();
         match (&credential.api_key, backend.auth.header()) {
