@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::registry::ModelSpec;
+use crate::registry::{GenerationDefaults, ModelSpec, SettingsError};
 
 /// `max_tokens` when neither the call nor the registry entry sets one.
 pub const DEFAULT_MAX_TOKENS: u32 = 256;
@@ -80,27 +80,9 @@ impl GenerationParams {
         }
     }
 
-    /// The parameter keys a registry entry may set as defaults.
-    pub(crate) fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
-        let mut defaults = serde_json::Map::new();
-        for key in [
-            "max_tokens",
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "seed",
-            "stop",
-            "repetition_penalty",
-            "frequency_penalty",
-            "presence_penalty",
-        ] {
-            if let Some(v) = spec.get(key) {
-                defaults.insert(key.into(), v.clone());
-            }
-        }
-        serde_json::from_value(Value::Object(defaults))
-            .map_err(|e| format!("generation defaults of `{}`: {e}", spec.model_name()))
+    /// The generation defaults a registry entry sets ([`GenerationDefaults`]).
+    pub(crate) fn from_spec(spec: &ModelSpec) -> Result<Self, SettingsError> {
+        Ok(spec.settings::<GenerationDefaults>()?.into())
     }
 
     /// `self`, with unset values taken from `defaults`.
@@ -120,6 +102,23 @@ impl GenerationParams {
             repetition_penalty: self.repetition_penalty.or(defaults.repetition_penalty),
             frequency_penalty: self.frequency_penalty.or(defaults.frequency_penalty),
             presence_penalty: self.presence_penalty.or(defaults.presence_penalty),
+        }
+    }
+}
+
+impl From<GenerationDefaults> for GenerationParams {
+    fn from(d: GenerationDefaults) -> Self {
+        GenerationParams {
+            max_tokens: d.max_tokens,
+            temperature: d.temperature,
+            top_p: d.top_p,
+            top_k: d.top_k,
+            min_p: d.min_p,
+            seed: d.seed,
+            stop: d.stop.unwrap_or_default(),
+            repetition_penalty: d.repetition_penalty,
+            frequency_penalty: d.frequency_penalty,
+            presence_penalty: d.presence_penalty,
         }
     }
 }

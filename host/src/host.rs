@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::adapters::{wit, AdapterLimits, AdapterRuntime};
 use crate::backends::{find_backend, BackendKind};
@@ -19,7 +19,9 @@ use crate::engines::{engine_file, engine_key, load_engine_from, Engine, EngineEr
 use crate::error::{Error, Result};
 use crate::generation::GenerationParams;
 use crate::model::Model;
-use crate::registry::{validate_spec, ModelSpec, Query, Registry, RegistryError, Severity, SpecSource};
+use crate::registry::{
+    validate_spec, AdapterSettings, ModelSpec, Query, Registry, RegistryError, Severity, SpecSource,
+};
 
 /// The registry, the adapter runtime and the loaded engines.
 ///
@@ -102,15 +104,13 @@ impl Host {
             }
             .into());
         }
-        let defaults = GenerationParams::from_spec(&spec).map_err(|message| Error::InvalidRequest {
+        let defaults = GenerationParams::from_spec(&spec).map_err(|e| Error::InvalidRequest {
             model: name.clone(),
-            message,
+            message: format!("generation defaults of `{name}`: {e}"),
         })?;
-        let adapter_ref = match spec.get_str("adapter").map_err(|message| EngineError::InvalidSpec {
-            model: name.clone(),
-            message,
-        })? {
-            Some(a) => a.to_string(),
+        let adapter_settings: AdapterSettings = spec.settings().map_err(EngineError::from)?;
+        let adapter_ref = match adapter_settings.adapter {
+            Some(a) => a,
             None => find_backend(spec.backend())
                 .map(|b| b.default_adapter)
                 .ok_or_else(|| EngineError::UnsupportedBackend {
@@ -127,7 +127,11 @@ impl Host {
         let adapter = self.adapters.load(
             &adapter_ref,
             base.as_deref(),
-            limits_for(&spec, self.config.adapter_limits)?,
+            limits_for(
+                &spec,
+                adapter_settings.adapter_limits.as_ref(),
+                self.config.adapter_limits,
+            )?,
         )?;
         let info = model_info(&spec, engine.info());
         Ok(Model::new(spec, engine, adapter, info, defaults))
@@ -166,18 +170,15 @@ impl Host {
 /// (`deadline_ms`, `memory_mb`, `output_mb`, `template_fuel`,
 /// `template_memory_mb`, `template_deadline_ms`) on top. Values above the
 /// sandbox's maxima are refused, not clamped.
-fn limits_for(spec: &ModelSpec, base: AdapterLimits) -> Result<AdapterLimits> {
+fn limits_for(spec: &ModelSpec, limits: Option<&Map<String, Value>>, base: AdapterLimits) -> Result<AdapterLimits> {
     let invalid = |message: String| {
         Error::from(EngineError::InvalidSpec {
             model: spec.model_name().into(),
             message,
         })
     };
-    let Some(value) = spec.get("adapter_limits") else {
+    let Some(map) = limits else {
         return Ok(base);
-    };
-    let Some(map) = value.as_object() else {
-        return Err(invalid(format!("`adapter_limits` must be an object, found {value}")));
     };
     let mut limits = base;
     for (key, v) in map {

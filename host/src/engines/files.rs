@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::hub::{fetch_model_file, HubOptions, HubRequest};
 use super::EngineError;
-use crate::registry::{ModelSpec, SpecSource};
+use crate::registry::{FileSettings, ModelSpec, SpecSource};
 
 /// The weights file of a spec: `model_path` as given when absolute; otherwise
 /// looked up relative to the current directory, the registry file's folder, and
@@ -22,20 +22,17 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOpt
         model: model.clone(),
         message,
     };
-    let repo = spec.get_str("huggingface_id").map_err(invalid)?;
-    let filename = spec.get_str("filename").map_err(invalid)?;
+    let settings: FileSettings = spec.settings()?;
+    let repo = settings.huggingface_id.as_deref();
+    let filename = settings.filename.as_deref();
     let checkpoint = spec.backend() == "huggingface_local";
     let filename = match filename {
         None if checkpoint && repo.is_some() => Some("config.json"),
         other => other,
     };
     let from_hub = |repo: &str, filename: &str, tried: Vec<PathBuf>| -> Result<PathBuf, EngineError> {
-        let revision = spec.get_str("revision").map_err(invalid)?.unwrap_or("main");
-        let mut additional_files = match spec.get("additional_files") {
-            None => Vec::new(),
-            Some(v) => serde_json::from_value::<Vec<String>>(v.clone())
-                .map_err(|_| invalid(format!("`additional_files` must be a list of strings, found {v}")))?,
-        };
+        let revision = settings.revision.as_deref().unwrap_or("main");
+        let mut additional_files = settings.additional_files.clone().unwrap_or_default();
         let folder = checkpoint && filename == "config.json";
         if folder {
             for f in ["tokenizer.json", "tokenizer_config.json", "*.safetensors"] {
@@ -60,7 +57,7 @@ pub fn resolve_model_file(spec: &ModelSpec, model_dirs: &[PathBuf], hub: &HubOpt
             _ => file,
         })
     };
-    let Some(given) = spec.get_str("model_path").map_err(invalid)? else {
+    let Some(given) = settings.model_path.as_deref() else {
         return match (repo, filename) {
             (Some(repo), Some(filename)) => from_hub(repo, filename, Vec::new()),
             _ => Err(invalid("the entry sets no `model_path`".into())),

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::text::TextAccumulator;
 use super::{EngineError, EngineInfo, EngineOutput, FinishReason, LocalEngine, PromptInput, TextSink};
-use crate::registry::ModelSpec;
+use crate::registry::{MockSettings, ModelSpec};
 
 /// The template the mock "model file" ships: one `<|role|>content` line per message.
 pub const MOCK_TEMPLATE: &str =
@@ -30,34 +30,15 @@ pub struct MockEngine {
 }
 
 impl MockEngine {
-    /// From the registry entry's `reply` and `eos_string`.
+    /// From the registry entry's [`MockSettings`]: `reply` or `replies`, `eos_string`, `delay_ms`.
     pub fn from_spec(spec: &ModelSpec) -> Result<Self, EngineError> {
-        let invalid = |message: String| EngineError::InvalidSpec {
-            model: spec.model_name().into(),
-            message,
-        };
-        let mut replies = match spec.get("replies") {
-            None => Vec::new(),
-            Some(serde_json::Value::Array(items)) if items.iter().all(serde_json::Value::is_string) => {
-                items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-            }
-            Some(other) => return Err(invalid(format!("`replies` must be a list of strings, found {other}"))),
-        };
+        let settings: MockSettings = spec.settings()?;
+        let mut replies = settings.replies.unwrap_or_default();
         if replies.is_empty() {
-            replies.push(
-                spec.get_str("reply")
-                    .map_err(invalid)?
-                    .unwrap_or("mock reply")
-                    .to_string(),
-            );
+            replies.push(settings.reply.unwrap_or_else(|| "mock reply".into()));
         }
-        let eos = spec.get_str("eos_string").map_err(invalid)?.map(str::to_string);
-        let delay = match spec.get("delay_ms") {
-            None => 0,
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| invalid(format!("`delay_ms` must be a whole number of milliseconds, found {v}")))?,
-        };
+        let eos = settings.eos_string;
+        let delay = settings.delay_ms.unwrap_or(0);
         let info = EngineInfo {
             builtin_template: Some(MOCK_TEMPLATE.into()),
             eos_token: eos.clone(),

@@ -46,7 +46,7 @@ pub use mock::MockEngine;
 use crate::backends::{find_backend, runnable_backend_names, EngineKind};
 use crate::credentials::KeyStore;
 use crate::generation::GenerationParams;
-use crate::registry::ModelSpec;
+use crate::registry::{CandleSettings, LlamaSettings, ModelSpec, SettingsError};
 
 /// What the engine knows about its model, for the adapter.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -125,10 +125,14 @@ const MAX_THREADS: u64 = 1024;
 
 /// An entry's `threads` for a local engine: 1 to [`MAX_THREADS`], default every core.
 #[cfg(any(feature = "llama", feature = "candle"))]
-pub(crate) fn cpu_threads(spec: &ModelSpec) -> Result<usize, String> {
-    match spec.get_u64("threads")? {
-        Some(0) => Err("`threads` must be at least 1".into()),
-        Some(n) if n > MAX_THREADS => Err(format!("`threads` {n} is more than {MAX_THREADS}")),
+pub(crate) fn cpu_threads(spec: &ModelSpec, threads: Option<u64>) -> Result<usize, SettingsError> {
+    match threads {
+        Some(0) => Err(SettingsError::key(spec, "threads", "must be at least 1")),
+        Some(n) if n > MAX_THREADS => Err(SettingsError::key(
+            spec,
+            "threads",
+            format!("{n} is more than {MAX_THREADS}"),
+        )),
         Some(n) => Ok(n as usize),
         None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
@@ -367,6 +371,16 @@ pub enum EngineError {
     },
 }
 
+impl From<SettingsError> for EngineError {
+    /// An unusable setting is an invalid entry.
+    fn from(e: SettingsError) -> Self {
+        EngineError::InvalidSpec {
+            model: e.model().into(),
+            message: e.to_string(),
+        }
+    }
+}
+
 fn unsupported(model: &str, backend: &str) -> String {
     let runnable = runnable_backend_names().join(", ");
     match find_backend(backend) {
@@ -454,55 +468,70 @@ fn weights<'a>(spec: &ModelSpec, file: Option<&'a Path>) -> Result<&'a Path, Eng
 }
 
 /// The key under which a loaded engine can be shared by several specs: the
-/// engine kind, the file, and every key of the entry except those that only
-/// reach the adapter or set per-call defaults. Reading the whole entry (rather
-/// than a hand-kept list of the engine's keys) means a key an engine starts to
-/// read can never be forgotten here (`bos_string`/`eos_string` once were).
+/// engine kind, the file, and the engine's settings struct as JSON
+/// ([`LlamaSettings`], [`CandleSettings`]). Every key an engine reads is a field
+/// of its struct, so none can be forgotten here (`bos_string`/`eos_string` once
+/// were). `None`: not shared (no file, or settings that do not read).
 pub(crate) fn engine_key(spec: &ModelSpec, file: Option<&Path>) -> Option<String> {
     let kind = find_backend(spec.backend())?.engine;
     let path = file.filter(|_| kind.loads_file())?;
-    let settings: serde_json::Map<String, serde_json::Value> = spec
-        .as_json()
-        .iter()
-        .filter(|(k, _)| !NOT_ENGINE_KEYS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let settings = match kind {
+        EngineKind::Llama => serde_json::to_string(&spec.settings::<LlamaSettings>().ok()?),
+        EngineKind::Candle => serde_json::to_string(&spec.settings::<CandleSettings>().ok()?),
+        _ => return None,
+    }
+    .ok()?;
     Some(format!(
-        "{kind:?}:{}:{}",
+        "{kind:?}:{}:{settings}",
         path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display(),
-        serde_json::Value::Object(settings)
     ))
 }
 
-/// Keys that never change how an engine is loaded: names, metadata, adapter
-/// keys and per-call defaults. Two entries that differ only in these share one
-/// loaded engine.
-const NOT_ENGINE_KEYS: &[&str] = &[
-    "model_name",
-    "release_date",
-    "open_weight",
-    "parameters",
-    "languages",
-    "context_size",
-    "license",
-    "lookup_name",
-    "adapter",
-    "adapter_limits",
-    "premade_chat_template",
-    "custom_chat_template",
-    "eos_to_cull",
-    "output_split_prefix",
-    "cot_output",
-    "cot_start_tag",
-    "cot_end_tag",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "stop",
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-];
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::SpecSource;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> ModelSpec {
+        ModelSpec::from_entry(v.as_object().unwrap(), SpecSource::Query).unwrap()
+    }
+
+    #[test]
+    fn engine_key_holds_every_engine_setting_and_nothing_else() {
+        let file = Path::new("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let key = |v| engine_key(&spec(v), Some(file)).unwrap();
+        let base = key(json!({"model_name": "a", "backend": "llamacpp", "eos_string": "</s>"}));
+        // Another EOS fallback is another engine (the bug: the second entry got the first's EOS).
+        assert_ne!(
+            base,
+            key(json!({"model_name": "b", "backend": "llamacpp", "eos_string": "<eos>"}))
+        );
+        assert_ne!(
+            base,
+            key(json!({"model_name": "a", "backend": "llamacpp", "eos_string": "</s>", "bos_string": "<s>"}))
+        );
+        assert_ne!(
+            base,
+            key(json!({"model_name": "a", "backend": "llamacpp", "eos_string": "</s>", "n_ctx": 512}))
+        );
+        // Names, metadata, adapter keys, generation defaults and unknown keys share it.
+        assert_eq!(
+            base,
+            key(
+                json!({"model_name": "c", "backend": "llamacpp", "eos_string": "</s>", "license": "x",
+                "eos_to_cull": "x", "adapter": "chat-template", "temperature": 0.5, "whatever": 1})
+            )
+        );
+        // Engines without a file are never shared; candle keys its own settings.
+        assert_eq!(
+            engine_key(&spec(json!({"model_name": "m", "backend": "mock"})), Some(file)),
+            None
+        );
+        let candle = |v| engine_key(&spec(v), Some(file)).unwrap();
+        assert_ne!(
+            candle(json!({"model_name": "a", "backend": "huggingface_local"})),
+            candle(json!({"model_name": "a", "backend": "huggingface_local", "candle_kernels": "candle"}))
+        );
+    }
+}

@@ -14,6 +14,7 @@
 //! mean the same.
 
 mod register;
+pub mod settings;
 mod spec;
 mod unify;
 mod validate;
@@ -25,11 +26,14 @@ use std::str::FromStr;
 use serde_json::{Map, Value};
 
 pub use register::{parse_assignments, register_entry, Registered};
-pub use spec::{ModelSpec, SpecSource};
-pub use unify::unify;
-pub use validate::{
-    check_registry_text, parse_context_size, registry_schema, validate_spec, KeyRule, KeyType, Problem, Severity, KEYS,
+pub use settings::{
+    parse_context_size, AdapterSettings, CandleKernels, CandleSettings, ChatTemplateSettings, ContextSize,
+    ContextSizeError, ExecuteOn, FileSettings, GenerationDefaults, LlamaSettings, Metadata, MockSettings,
+    RemoteSettings, Settings, SettingsError,
 };
+pub use spec::{ModelSpec, SpecError, SpecSource};
+pub use unify::unify;
+pub use validate::{check_registry_text, registry_schema, validate_spec, Problem, Severity};
 
 /// The registry packaged with lmhost.
 pub const PACKAGED_REGISTRY: &str = include_str!("../../../registry/model_registry.json");
@@ -264,7 +268,7 @@ impl Registry {
                     json_kind(item)
                 )));
             };
-            specs.push(ModelSpec::from_entry(entry, source(index)).map_err(entry_error)?);
+            specs.push(ModelSpec::from_entry(entry, source(index)).map_err(|e| entry_error(e.to_string()))?);
         }
         self.entries.extend(specs);
         Ok(())
@@ -288,9 +292,9 @@ impl Registry {
     /// assert!(r.resolve(&"SmolLM2-135M-Instruc".into()).unwrap_err().to_string().contains("SmolLM2-135M-Instruct"));
     /// ```
     pub fn resolve(&self, query: &Query) -> Result<ModelSpec, RegistryError> {
-        let features = spec::normalize(&query.features()).map_err(|reason| RegistryError::InvalidQuery {
+        let features = spec::normalize(&query.features()).map_err(|e| RegistryError::InvalidQuery {
             query: query.to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
         let features = Value::Object(features);
         for entry in &self.entries {
@@ -305,9 +309,9 @@ impl Registry {
             unreachable!()
         };
         if features.contains_key("backend") {
-            return ModelSpec::from_entry(&features, SpecSource::Query).map_err(|reason| RegistryError::InvalidQuery {
+            return ModelSpec::from_entry(&features, SpecSource::Query).map_err(|e| RegistryError::InvalidQuery {
                 query: query.to_string(),
-                reason,
+                reason: e.to_string(),
             });
         }
         let wanted = features.get("model_name").and_then(Value::as_str).unwrap_or_default();
@@ -395,7 +399,10 @@ mod tests {
             .unwrap();
         let spec = r.resolve(&q).unwrap();
         assert_eq!(spec.source(), &SpecSource::Query);
-        assert_eq!(spec.get_str("base_url").unwrap(), Some("http://b"));
+        assert_eq!(
+            spec.settings::<RemoteSettings>().unwrap().base_url.as_deref(),
+            Some("http://b")
+        );
     }
 
     #[test]

@@ -60,11 +60,11 @@ pub fn parse_assignments(items: &[String]) -> Result<Map<String, Value>, String>
 /// lost, and a file that is not a valid registry is left untouched.
 pub fn register_entry(file: &Path, entry: Map<String, Value>) -> Result<Registered, RegistryError> {
     let name = file.display().to_string();
-    let spec = ModelSpec::from_entry(&entry, SpecSource::Query).map_err(|reason| RegistryError::Entry {
+    let spec = ModelSpec::from_entry(&entry, SpecSource::Query).map_err(|e| RegistryError::Entry {
         path: name.clone(),
         index: 0,
         name: entry.get("model_name").and_then(Value::as_str).map(str::to_string),
-        reason,
+        reason: e.to_string(),
     })?;
     let problems: Vec<String> = validate_spec(&spec)
         .into_iter()

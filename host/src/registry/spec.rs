@@ -36,6 +36,51 @@ impl fmt::Display for SpecSource {
     }
 }
 
+/// Why an entry (or a query) is not a spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// `model_name` or `backend` is missing.
+    #[error("missing `{key}`")]
+    Missing {
+        /// The key.
+        key: &'static str,
+    },
+    /// `model_name` or `backend` is not a non-empty string.
+    #[error("`{key}` must be a non-empty string, found {found}")]
+    NotANonEmptyString {
+        /// The key.
+        key: &'static str,
+        /// The value, as JSON.
+        found: String,
+    },
+    /// `model_name` or `backend` starts or ends with white space. Names are
+    /// looked up trimmed (`lmhost run -m " x "` asks for `x`), so such a name
+    /// could never be found.
+    #[error("`{key}` must not start or end with white space, found {found:?}")]
+    SurroundingWhiteSpace {
+        /// The key.
+        key: &'static str,
+        /// The value.
+        found: String,
+    },
+    /// A key set at the top level and in `model_config` with different values.
+    #[error("`{key}` is set at the top level ({top}) and in `model_config` ({config})")]
+    Contradiction {
+        /// The key.
+        key: String,
+        /// The top-level value, as JSON.
+        top: String,
+        /// The `model_config` value, as JSON.
+        config: String,
+    },
+    /// `model_config` is not an object.
+    #[error("`model_config` must be an object, found {found}")]
+    ModelConfigNotAnObject {
+        /// The value, as JSON.
+        found: String,
+    },
+}
+
 /// A model entry after lookup: `model_name`, `backend` and every other key, with the
 /// keys of clemcore's `model_config` lifted to the top level. Unknown keys are kept
 /// and reach the adapter.
@@ -54,23 +99,23 @@ impl ModelSpec {
     ///                               "model_config": {"eos_to_cull": "</s>"}});
     /// let spec = ModelSpec::from_entry(entry.as_object().unwrap(), SpecSource::Query).unwrap();
     /// assert_eq!(spec.model_name(), "m");
-    /// assert_eq!(spec.get_str("eos_to_cull").unwrap(), Some("</s>"));
+    /// assert_eq!(spec.get("eos_to_cull").unwrap(), "</s>");
     /// ```
-    pub fn from_entry(entry: &Map<String, Value>, source: SpecSource) -> Result<Self, String> {
+    pub fn from_entry(entry: &Map<String, Value>, source: SpecSource) -> Result<Self, SpecError> {
         let map = normalize(entry)?;
         for key in ["model_name", "backend"] {
             match map.get(key) {
-                Some(Value::String(s)) if s.trim().is_empty() => {
-                    return Err(format!("`{key}` must be a non-empty string, found {:?}", s))
+                Some(Value::String(s)) if !s.trim().is_empty() && s.trim() != s => {
+                    return Err(SpecError::SurroundingWhiteSpace { key, found: s.clone() })
                 }
-                // A name is looked up trimmed (`lmhost run -m " x "` asks for `x`),
-                // so a name with white space at either end could never be found.
-                Some(Value::String(s)) if s.trim() != s => {
-                    return Err(format!("`{key}` must not start or end with white space, found {s:?}"))
+                Some(Value::String(s)) if !s.trim().is_empty() => {}
+                Some(other) => {
+                    return Err(SpecError::NotANonEmptyString {
+                        key,
+                        found: other.to_string(),
+                    })
                 }
-                Some(Value::String(_)) => {}
-                Some(other) => return Err(format!("`{key}` must be a non-empty string, found {other}")),
-                None => return Err(format!("missing `{key}`")),
+                None => return Err(SpecError::Missing { key }),
             }
         }
         Ok(Self { map, source })
@@ -101,36 +146,17 @@ impl ModelSpec {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    /// A string key; an error naming the model and key when it has another type.
-    pub fn get_str(&self, key: &str) -> Result<Option<&str>, String> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.type_error(key, "a string", other)),
-        }
-    }
-
-    /// A non-negative integer key.
-    pub fn get_u64(&self, key: &str) -> Result<Option<u64>, String> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| self.type_error(key, "a non-negative integer", v)),
-        }
-    }
-
-    /// A number key.
-    pub fn get_f64(&self, key: &str) -> Result<Option<f64>, String> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.type_error(key, "a number", v)),
-        }
-    }
-
-    fn type_error(&self, key: &str, want: &str, found: &Value) -> String {
-        format!("`{key}` of `{}` must be {want}, found {found}", self.model_name())
+    /// Typed settings of the entry (see [`super::settings`]): each key checked,
+    /// then deserialized; an error names the model and key.
+    ///
+    /// ```
+    /// use lmhost::registry::{LlamaSettings, ModelSpec, SpecSource};
+    /// let entry = serde_json::json!({"model_name": "m", "backend": "llamacpp", "n_ctx": 512});
+    /// let spec = ModelSpec::from_entry(entry.as_object().unwrap(), SpecSource::Query).unwrap();
+    /// assert_eq!(spec.settings::<LlamaSettings>().unwrap().n_ctx, Some(512));
+    /// ```
+    pub fn settings<T: super::settings::Settings>(&self) -> Result<T, super::settings::SettingsError> {
+        T::from_spec(self)
     }
 
     /// The normalised entry as a JSON object.
@@ -141,7 +167,7 @@ impl ModelSpec {
 
 /// Lift the keys of `model_config` to the top level. A key set both places with
 /// different values is an error: the entry contradicts itself.
-pub(crate) fn normalize(entry: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+pub(crate) fn normalize(entry: &Map<String, Value>) -> Result<Map<String, Value>, SpecError> {
     let mut out: Map<String, Value> = entry
         .iter()
         .filter(|(k, _)| k.as_str() != "model_config")
@@ -153,9 +179,11 @@ pub(crate) fn normalize(entry: &Map<String, Value>) -> Result<Map<String, Value>
             for (key, value) in config {
                 match out.get(key) {
                     Some(top) if top != value => {
-                        return Err(format!(
-                            "`{key}` is set at the top level ({top}) and in `model_config` ({value})"
-                        ))
+                        return Err(SpecError::Contradiction {
+                            key: key.clone(),
+                            top: top.to_string(),
+                            config: value.to_string(),
+                        })
                     }
                     _ => {
                         out.insert(key.clone(), value.clone());
@@ -163,7 +191,11 @@ pub(crate) fn normalize(entry: &Map<String, Value>) -> Result<Map<String, Value>
                 }
             }
         }
-        Some(other) => return Err(format!("`model_config` must be an object, found {other}")),
+        Some(other) => {
+            return Err(SpecError::ModelConfigNotAnObject {
+                found: other.to_string(),
+            })
+        }
     }
     Ok(out)
 }
@@ -191,34 +223,20 @@ mod tests {
     #[test]
     fn contradicting_model_config_is_an_error() {
         let err = normalize(&obj(json!({"eos_to_cull": "a", "model_config": {"eos_to_cull": "b"}}))).unwrap_err();
-        assert!(err.contains("`eos_to_cull`"), "{err}");
+        assert!(err.to_string().contains("`eos_to_cull`"), "{err}");
         let err = normalize(&obj(json!({"model_config": 3}))).unwrap_err();
-        assert!(err.contains("must be an object"), "{err}");
+        assert!(err.to_string().contains("must be an object"), "{err}");
     }
 
     #[test]
     fn name_and_backend_are_required_strings() {
         let e = ModelSpec::from_entry(&obj(json!({"backend": "b"})), SpecSource::Query).unwrap_err();
-        assert_eq!(e, "missing `model_name`");
+        assert_eq!(e.to_string(), "missing `model_name`");
         let e = ModelSpec::from_entry(&obj(json!({"model_name": 1, "backend": "b"})), SpecSource::Query).unwrap_err();
-        assert_eq!(e, "`model_name` must be a non-empty string, found 1");
+        assert_eq!(e.to_string(), "`model_name` must be a non-empty string, found 1");
         // Names are looked up trimmed: one with white space at an end could never be found.
         let e =
             ModelSpec::from_entry(&obj(json!({"model_name": "m ", "backend": "b"})), SpecSource::Query).unwrap_err();
-        assert_eq!(e, "`model_name` must not start or end with white space, found \"m \"");
-    }
-
-    #[test]
-    fn typed_getters_name_model_and_key() {
-        let s = ModelSpec::from_entry(
-            &obj(json!({"model_name": "m", "backend": "b", "n_ctx": "big"})),
-            SpecSource::Query,
-        )
-        .unwrap();
-        assert_eq!(
-            s.get_u64("n_ctx").unwrap_err(),
-            "`n_ctx` of `m` must be a non-negative integer, found \"big\""
-        );
-        assert_eq!(s.get_str("absent").unwrap(), None);
+        assert_eq!(e.to_string(), "`model_name` must not start or end with white space, found \"m \"");
     }
 }

@@ -33,7 +33,7 @@ use candle_transformers::models::{llama, quantized_llama};
 use super::sampling::{Sampler, SamplingConfig};
 use super::text::TextAccumulator;
 use super::{check_prompt, EngineError, EngineInfo, EngineOutput, FinishReason, LocalEngine, PromptInput, TextSink};
-use crate::registry::ModelSpec;
+use crate::registry::{CandleKernels, CandleSettings, ExecuteOn, ModelSpec};
 use vocab::Vocab;
 
 pub use vocab::KNOWN_PRE as KNOWN_GGUF_PRE_TOKENIZERS;
@@ -117,13 +117,13 @@ impl CandleEngine {
             path: path.to_path_buf(),
             message,
         };
-        let device = match spec.get_str("execute_on").map_err(invalid)? {
-            Some("gpu") => gpu().map_err(invalid)?,
+        let settings: CandleSettings = spec.settings()?;
+        let device = match settings.execute_on {
+            Some(ExecuteOn::Gpu) => gpu().map_err(invalid)?,
             _ => Device::Cpu,
         };
-        let requested = spec.get_u64("n_ctx").map_err(invalid)?;
-        let kernels = spec.get_str("candle_kernels").map_err(invalid)?;
-        let threads = super::cpu_threads(spec).map_err(invalid)?;
+        let requested = settings.n_ctx;
+        let threads = super::cpu_threads(spec, settings.threads)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("lmhost-candle-{i}"))
@@ -132,7 +132,7 @@ impl CandleEngine {
         let (runner, vocab, template, trained) = if path.is_dir() {
             load_safetensors(path, &device).map_err(fail)?
         } else {
-            let own = device.is_cpu() && kernels != Some("candle");
+            let own = device.is_cpu() && settings.candle_kernels != Some(CandleKernels::Candle);
             load_gguf(path, &device, own).map_err(fail)?
         };
         let n_ctx = requested

@@ -49,7 +49,7 @@ use self::url::{is_loopback, parse_base};
 use super::{EngineError, EngineInfo, TextSink};
 use crate::backends::find_backend;
 use crate::credentials::Credential;
-use crate::registry::ModelSpec;
+use crate::registry::{ModelSpec, RemoteSettings};
 
 /// What an adapter asked to send.
 #[derive(Debug, Clone, Copy)]
@@ -121,8 +121,8 @@ impl HttpEngine {
             model: model.clone(),
             backend: spec.backend().into(),
         })?;
-        let (base, from) = match spec.get_str("base_url").map_err(invalid)? {
-            Some(url) => (url.to_string(), "`base_url` of the entry"),
+        let (base, from) = match spec.settings::<RemoteSettings>()?.base_url {
+            Some(url) => (url, "`base_url` of the entry"),
             None => match (&credential.base_url, backend.default_base_url) {
                 (Some(url), _) => (url.clone(), "`base_url` in key.json"),
                 (None, Some(url)) => (url.to_string(), "the backend's default base URL"),
@@ -136,7 +136,7 @@ impl HttpEngine {
             },
         };
         let base = parse_base(&base).map_err(|e| invalid(format!("{from} {base:?} {e}")))?;
-        let policy = HttpPolicy::from_spec(spec).map_err(invalid)?;
+        let policy = HttpPolicy::from_spec(spec)?;
 
         let mut auth = HeaderMap::new();
         match (&credential.api_key, backend.auth.header()) {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use crate::registry::ModelSpec;
+use crate::registry::{ModelSpec, RemoteSettings, SettingsError};
 
 /// Timeouts and retries of one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,27 +42,40 @@ impl Default for HttpPolicy {
 impl HttpPolicy {
     /// The defaults with the entry's `connect_timeout_s`, `timeout_s`,
     /// `chunk_timeout_s`, `max_retries` and `retry_backoff_ms` on top.
-    pub fn from_spec(spec: &ModelSpec) -> Result<Self, String> {
+    pub fn from_spec(spec: &ModelSpec) -> Result<Self, SettingsError> {
+        let settings: RemoteSettings = spec.settings()?;
         let mut policy = Self::default();
-        let seconds = |key: &str, into: &mut Duration| -> Result<(), String> {
-            if let Some(s) = spec.get_f64(key)? {
+        let seconds = |key: &str, value: Option<f64>, into: &mut Duration| -> Result<(), SettingsError> {
+            if let Some(s) = value {
                 if !(s > 0.0 && s <= 86_400.0) {
-                    return Err(format!("`{key}` must be a number of seconds in (0, 86400], found {s}"));
+                    return Err(SettingsError::key(
+                        spec,
+                        key,
+                        format!("must be a number of seconds in (0, 86400], found {s}"),
+                    ));
                 }
                 *into = Duration::from_secs_f64(s);
             }
             Ok(())
         };
-        seconds("connect_timeout_s", &mut policy.connect_timeout)?;
-        seconds("timeout_s", &mut policy.timeout)?;
-        seconds("chunk_timeout_s", &mut policy.chunk_timeout)?;
-        if let Some(n) = spec.get_u64("max_retries")? {
+        seconds(
+            "connect_timeout_s",
+            settings.connect_timeout_s,
+            &mut policy.connect_timeout,
+        )?;
+        seconds("timeout_s", settings.timeout_s, &mut policy.timeout)?;
+        seconds("chunk_timeout_s", settings.chunk_timeout_s, &mut policy.chunk_timeout)?;
+        if let Some(n) = settings.max_retries {
             if n > 20 {
-                return Err(format!("`max_retries` must be at most 20, found {n}"));
+                return Err(SettingsError::key(
+                    spec,
+                    "max_retries",
+                    format!("must be at most 20, found {n}"),
+                ));
             }
             policy.max_retries = n as u32;
         }
-        if let Some(ms) = spec.get_u64("retry_backoff_ms")? {
+        if let Some(ms) = settings.retry_backoff_ms {
             policy.backoff = Duration::from_millis(ms.min(60_000));
         }
         Ok(policy)

@@ -24,7 +24,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::sampling::{SamplingConfig, PENALTY_WINDOW};
 use super::{check_prompt, EngineError, EngineInfo, EngineOutput, LocalEngine, PromptInput, TextSink};
 use crate::generation::GenerationParams;
-use crate::registry::ModelSpec;
+use crate::registry::{ExecuteOn, LlamaSettings, ModelSpec, SettingsError};
 use scheduler::{Event, Job, SchedulerConfig};
 
 /// Default context when the entry sets no `n_ctx` (the model's own may be larger).
@@ -93,17 +93,13 @@ impl std::fmt::Debug for LlamaEngine {
 }
 
 /// Layers to offload from `execute_on` (`gpu` = all, `cpu` = none), else `gpu_layers_offloaded`.
-fn gpu_layers(spec: &ModelSpec) -> Result<u32, String> {
-    match spec.get_str("execute_on")? {
-        Some("gpu") => Ok(u32::MAX),
-        Some("cpu") => Ok(0),
-        Some(other) => Err(format!(
-            "`execute_on` of `{}` must be `gpu` or `cpu`, found `{other}`",
-            spec.model_name()
-        )),
-        None => Ok(spec
-            .get_u64("gpu_layers_offloaded")?
-            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))),
+fn gpu_layers(settings: &LlamaSettings) -> u32 {
+    match settings.execute_on {
+        Some(ExecuteOn::Gpu) => u32::MAX,
+        Some(ExecuteOn::Cpu) => 0,
+        None => settings
+            .gpu_layers_offloaded
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
     }
 }
 
@@ -116,13 +112,14 @@ impl LlamaEngine {
             model: name.clone(),
             message,
         };
-        let threads = super::cpu_threads(spec).map_err(invalid)? as i32;
-        let parallel = match spec.get_u64("parallel").map_err(invalid)? {
-            Some(0) => return Err(invalid("`parallel` must be at least 1".into())),
+        let settings: LlamaSettings = spec.settings()?;
+        let threads = super::cpu_threads(spec, settings.threads)? as i32;
+        let parallel = match settings.parallel {
+            Some(0) => return Err(SettingsError::key(spec, "parallel", "must be at least 1").into()),
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(256),
             None => DEFAULT_PARALLEL,
         };
-        let gpu_layers = gpu_layers(spec).map_err(invalid)?;
+        let gpu_layers = gpu_layers(&settings);
         if gpu_layers > 0 && !gpu_offload_supported() {
             return Err(invalid(
                 "it asks for GPU layers (`execute_on: gpu` or `gpu_layers_offloaded`), but this build of lmhost has no \
@@ -130,7 +127,7 @@ impl LlamaEngine {
                     .into(),
             ));
         }
-        let requested_ctx = spec.get_u64("n_ctx").map_err(invalid)?;
+        let requested_ctx = settings.n_ctx;
         let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
         let model = LlamaModel::load_from_file(backend(), path, &params).map_err(|e| EngineError::Load {
             model: name.clone(),
@@ -149,11 +146,10 @@ impl LlamaEngine {
         };
         let bos = (vocab.bos().0 >= 0).then(|| piece(vocab.bos())).flatten();
         let eos = (vocab.eos().0 >= 0).then(|| piece(vocab.eos())).flatten();
-        let spec_string = |key: &str| spec.get_str(key).ok().flatten().map(str::to_string);
         let info = EngineInfo {
             builtin_template: model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
-            bos_token: bos.or_else(|| spec_string("bos_string")),
-            eos_token: eos.or_else(|| spec_string("eos_string")),
+            bos_token: bos.or(settings.bos_string),
+            eos_token: eos.or(settings.eos_string),
             add_bos: vocab.should_add_bos(),
             context_length: Some(n_ctx),
         };
