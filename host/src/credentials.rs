@@ -150,17 +150,17 @@ impl KeyStore {
     /// The credentials of a backend (by registry name or alias).
     pub fn for_backend(&self, backend: &str) -> Credential {
         match find_backend(backend).and_then(|b| b.key) {
-            Some(source) => self.from_source(source),
+            Some(source) => self.credential_for(source),
             None => Credential::default(),
         }
     }
 
     /// The Hugging Face token (gated model downloads).
     pub fn huggingface(&self) -> Credential {
-        self.from_source(HUGGINGFACE_KEY)
+        self.credential_for(HUGGINGFACE_KEY)
     }
 
-    fn from_source(&self, source: KeySource) -> Credential {
+    fn credential_for(&self, source: KeySource) -> Credential {
         let mut cred = Credential::default();
         if let Some((section, path)) = self.sections.get(source.section) {
             let text = |k: &str| {
