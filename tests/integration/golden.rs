@@ -1,9 +1,10 @@
 //! Golden files: each invalid registry in `tests/fixtures/registry/invalid/`
 //! sits beside the exact report it must produce (`NAME.err`), and
-//! `registry/schema.json` is the schema lmhost generates. Run with
-//! `LMHOST_BLESS=1` to rewrite them after an intended change.
+//! `registry/schema.json` and `docs/registry-keys.md` are the schema and key
+//! reference lmhost generates. Run with `LMHOST_BLESS=1` to rewrite them after an
+//! intended change.
 
-use lmhost::registry::{check_registry_text, registry_schema};
+use lmhost::registry::{check_registry_text, registry_keys_markdown, registry_schema};
 use lmhost_tests::repo_root;
 
 fn bless() -> bool {
@@ -45,6 +46,21 @@ fn schema_file_is_current() {
     assert_eq!(
         saved, generated,
         "registry/schema.json is stale: run the tests with LMHOST_BLESS=1"
+    );
+}
+
+#[test]
+fn registry_key_reference_is_current() {
+    let path = repo_root().join("docs/registry-keys.md");
+    let generated = registry_keys_markdown();
+    if bless() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let saved = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        saved == generated,
+        "docs/registry-keys.md is stale: regenerate it with `lmhost registry docs > docs/registry-keys.md` \
+         (or run the tests with LMHOST_BLESS=1)"
     );
 }
 

@@ -2,11 +2,19 @@
 
 mod adapters;
 mod candle;
+mod cli;
 mod conformance;
 mod fuzz;
 mod golden;
 mod hub;
 mod layers;
 mod llama;
+mod openai_client;
 mod registry;
 mod remote;
+mod server;
+
+/// The `lmhost` binary, built by cargo for these tests (see [`lmhost_tests::lmhost_command`]).
+pub fn lmhost_command() -> std::process::Command {
+    lmhost_tests::lmhost_command(env!("CARGO_BIN_EXE_lmhost-under-test"))
+}

@@ -2,7 +2,7 @@
 
 Usage: python3 tests/python/test_openai_client.py BASE_URL   (e.g. http://127.0.0.1:8080/v1)
 
-Run by host/tests/openai_client.rs, which starts the server. Exits non-zero on
+Run by tests/integration/openai_client.rs, which starts the server. Exits non-zero on
 the first failed check.
 """
 

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: the real model, temporary homes,
-//! test guests, and loopback stand-ins for the model hub ([`fake_hub`]) and for
-//! vendor APIs ([`fixture_api`]).
+//! hosts, the `lmhost` binary ([`lmhost_command`]), test guests, and loopback
+//! stand-ins for the model hub ([`fake_hub`]) and for vendor APIs ([`fixture_api`]).
 //!
 //! A test that needs the SmolLM2 GGUF is skipped with a message when the file is
 //! missing, and fails instead when `CI` is set: CI must run everything.
@@ -8,7 +8,9 @@
 pub mod fake_hub;
 pub mod fixture_api;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lmhost::{Host, HostConfig};
@@ -42,6 +44,24 @@ pub fn smollm() -> Option<PathBuf> {
     }
     eprintln!("skipped: {} is missing (run `make model`)", path.display());
     None
+}
+
+/// The `lmhost` command line at `exe`, as a user runs it: `lmhost` as `argv[0]`,
+/// from the repository root.
+///
+/// The integration tests pass their `lmhost-under-test` binary (see
+/// tests/Cargo.toml): a test gets `CARGO_BIN_EXE_*` only for binaries of its own
+/// package, and `cargo test --workspace` builds another package's binary only for
+/// that package's own tests, so this package compiles host/src/main.rs (the
+/// `lmhost` binary's whole source) itself, and cargo rebuilds it with the library.
+pub fn lmhost_command(exe: &str) -> Command {
+    assert!(
+        Path::new(exe).is_file(),
+        "{exe} is missing: run the tests through cargo (`cargo test --release --workspace`), which builds it"
+    );
+    let mut command = Command::new(exe);
+    command.arg0("lmhost").current_dir(repo_root());
+    command
 }
 
 /// A temporary folder removed on drop.

@@ -181,6 +181,8 @@ enum RegistryCommand {
     },
     /// Print the JSON schema of registry files.
     Schema,
+    /// Print the registry key reference in markdown (`docs/registry-keys.md`).
+    Docs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +302,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Registry(RegistryCommand::Check { files }) => registry_check(&cli, files),
         Command::Registry(RegistryCommand::Schema) => {
             println!("{}", serde_json::to_string_pretty(&crate::registry::registry_schema())?);
+            Ok(())
+        }
+        Command::Registry(RegistryCommand::Docs) => {
+            print!("{}", crate::registry::registry_keys_markdown());
             Ok(())
         }
         Command::Register(RegisterCommand::Model { name, values, cwd }) => register(name, values, *cwd),

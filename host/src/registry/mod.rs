@@ -12,7 +12,12 @@
 //! Both sides are compared in the normalised view where `model_config` keys sit at
 //! the top level, so `{"eos_to_cull": …}` and `{"model_config": {"eos_to_cull": …}}`
 //! mean the same.
+//!
+//! Files: `unify` (the lookup rule), `spec` ([`ModelSpec`]), `validate` (the key
+//! table, the checks, [`registry_schema`]), `register` (`lmhost register model`),
+//! `docs` (the markdown key reference, [`registry_keys_markdown`]).
 
+mod docs;
 mod register;
 pub mod settings;
 mod spec;
@@ -25,6 +30,7 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
+pub use docs::registry_keys_markdown;
 pub use register::{parse_assignments, register_entry, Registered};
 pub use settings::{
     parse_context_size, AdapterSettings, CandleKernels, CandleSettings, ChatTemplateSettings, ContextSize,

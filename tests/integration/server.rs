@@ -1,15 +1,15 @@
 //! The OpenAI-compatible server, in process, on a free loopback port, driven by
 //! an HTTP client: every endpoint and status code, streaming, metrics, the
 //! capacity limit, graceful shutdown, and a bounded load test
-//! (`cargo test --release -p lmhost --test server load -- --nocapture`).
+//! (`cargo test --release -p lmhost-tests --test integration server::load -- --nocapture`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use lmhost::server::{Server, ServerConfig};
-use lmhost::{Host, HostConfig};
+use lmhost::Host;
+use lmhost_tests::{smollm, TempDir};
 use serde_json::{json, Value};
 
 const REGISTRY: &str = r#"[
@@ -19,34 +19,14 @@ const REGISTRY: &str = r#"[
   {"model_name": "tortoise", "backend": "mock", "reply": "a b c d e f g h i j", "delay_ms": 20}
 ]"#;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 /// One host for every test: the test registry, then the packaged one.
 fn host() -> Arc<Host> {
-    static HOST: OnceLock<Arc<Host>> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let home = std::env::temp_dir().join(format!("lmhost-server-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&home);
-        std::fs::create_dir_all(&home).unwrap();
-        let file = home.join("test_registry.json");
-        std::fs::write(&file, REGISTRY).unwrap();
-        let mut config = HostConfig::with_home(home);
-        config.model_dirs = vec![repo_root().join("models")];
-        config.registry_files.push(file);
-        Arc::new(Host::with_config(config).expect("host starts"))
-    })
-    .clone()
-}
-
-fn have_model() -> bool {
-    let present = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf").is_file();
-    if !present {
-        assert!(std::env::var_os("CI").is_none(), "CI must run `make model` first");
-        eprintln!("skipped: the model is missing (run `make model`)");
-    }
-    present
+    static HOST: OnceLock<(Arc<Host>, TempDir)> = OnceLock::new();
+    let (host, _home) = HOST.get_or_init(|| {
+        let (host, home) = lmhost_tests::host(Some(REGISTRY));
+        (Arc::new(host), home)
+    });
+    Arc::clone(host)
 }
 
 /// A running server; dropping the handle's sender shuts it down.
@@ -537,7 +517,7 @@ async fn shutdown_finishes_running_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smollm_answers_streams_and_reports_context_overflow() {
-    if !have_model() {
+    if smollm().is_none() {
         return;
     }
     let server = start(ServerConfig {

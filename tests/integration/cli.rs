@@ -1,24 +1,16 @@
 //! The `lmhost` binary, run as a user runs it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use lmhost_tests::{guest, repo_root, smollm, TempDir};
 
-fn temp_home(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lmhost-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::lmhost_command;
 
 /// Run lmhost from the repository root with a private home.
 fn lmhost(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lmhost"))
+    lmhost_command()
         .args(args)
-        .current_dir(repo_root())
         .env("LMHOST_HOME", home)
         .env_remove("LMHOST_MODELS_DIR")
         .output()
@@ -29,23 +21,15 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn have_model() -> bool {
-    let present = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf").is_file();
-    if !present {
-        assert!(std::env::var_os("CI").is_none(), "CI must run `make model` first");
-        eprintln!("skipped: the model is missing (run `make model`)");
-    }
-    present
-}
-
 #[test]
 fn run_answers_with_the_default_model() {
-    if !have_model() {
+    if smollm().is_none() {
         return;
     }
-    let home = temp_home("run");
+    let tmp = TempDir::new("cli-run");
+    let home = tmp.path();
     let out = lmhost(
-        &home,
+        home,
         &[
             "run",
             "-m",
@@ -63,11 +47,12 @@ fn run_answers_with_the_default_model() {
 
 #[test]
 fn run_json_prints_the_whole_generation() {
-    if !have_model() {
+    if smollm().is_none() {
         return;
     }
-    let home = temp_home("json");
-    let out = lmhost(&home, &["run", "--json", "-l", "8", "--system", "Be brief.", "Hi"]);
+    let tmp = TempDir::new("cli-json");
+    let home = tmp.path();
+    let out = lmhost(home, &["run", "--json", "-l", "8", "--system", "Be brief.", "Hi"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(g["model"], "SmolLM2-135M-Instruct");
@@ -82,11 +67,11 @@ fn run_json_prints_the_whole_generation() {
 #[test]
 fn run_reads_the_prompt_from_stdin_on_the_mock_backend() {
     use std::io::Write;
-    let home = temp_home("stdin");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+    let tmp = TempDir::new("cli-stdin");
+    let home = tmp.path();
+    let mut child = lmhost_command()
         .args(["run", "-m", r#"{"model_name": "mock", "reply": "you said: {prompt}"}"#])
-        .current_dir(repo_root())
-        .env("LMHOST_HOME", &home)
+        .env("LMHOST_HOME", home)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -99,8 +84,9 @@ fn run_reads_the_prompt_from_stdin_on_the_mock_backend() {
 
 #[test]
 fn unknown_model_fails_with_close_names() {
-    let home = temp_home("unknown");
-    let out = lmhost(&home, &["run", "-m", "SmolLM2-135M-instruct-x", "hi"]);
+    let tmp = TempDir::new("cli-unknown");
+    let home = tmp.path();
+    let out = lmhost(home, &["run", "-m", "SmolLM2-135M-instruct-x", "hi"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr).trim(),
@@ -110,13 +96,14 @@ fn unknown_model_fails_with_close_names() {
 
 #[test]
 fn models_lists_layers_in_lookup_order() {
-    let home = temp_home("models");
+    let tmp = TempDir::new("cli-models");
+    let home = tmp.path();
     std::fs::write(
         home.join("model_registry.json"),
         r#"[{"model_name": "mine", "backend": "mock"}]"#,
     )
     .unwrap();
-    let out = lmhost(&home, &["models", "--json"]);
+    let out = lmhost(home, &["models", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["model_name"], "mine");
@@ -129,10 +116,11 @@ fn models_lists_layers_in_lookup_order() {
 
 #[test]
 fn malformed_registry_flag_is_a_clear_error() {
-    let home = temp_home("badflag");
+    let tmp = TempDir::new("cli-badflag");
+    let home = tmp.path();
     let file = home.join("broken.json");
     std::fs::write(&file, "[{\"model_name\": \"a\",}]").unwrap();
-    let out = lmhost(&home, &["--registry", file.to_str().unwrap(), "models"]);
+    let out = lmhost(home, &["--registry", file.to_str().unwrap(), "models"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
@@ -144,9 +132,10 @@ fn malformed_registry_flag_is_a_clear_error() {
 
 #[test]
 fn registry_check_reports_every_problem_and_exits_nonzero() {
-    let home = temp_home("check");
+    let tmp = TempDir::new("cli-check");
+    let home = tmp.path();
     let bad = repo_root().join("tests/fixtures/registry/invalid/missing-mandatory-keys.json");
-    let out = lmhost(&home, &["registry", "check", bad.to_str().unwrap()]);
+    let out = lmhost(home, &["registry", "check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let report = text(&out.stdout);
     assert_eq!(
@@ -158,16 +147,17 @@ fn registry_check_reports_every_problem_and_exits_nonzero() {
         report.ends_with("4 errors, 1 warnings in 5 entries of 1 files\n"),
         "{report}"
     );
-    let good = lmhost(&home, &["registry", "check"]);
+    let good = lmhost(home, &["registry", "check"]);
     assert!(good.status.success(), "{}", text(&good.stdout));
     assert!(text(&good.stdout).starts_with("0 errors, 0 warnings"));
 }
 
 #[test]
 fn register_model_writes_the_user_registry_and_the_model_runs() {
-    let home = temp_home("register");
+    let tmp = TempDir::new("cli-register");
+    let home = tmp.path();
     let out = lmhost(
-        &home,
+        home,
         &[
             "register",
             "model",
@@ -179,10 +169,10 @@ fn register_model_writes_the_user_registry_and_the_model_runs() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("added `greeter`"));
-    let out = lmhost(&home, &["register", "model", "-n", "other", "-v", "backend=mock"]);
+    let out = lmhost(home, &["register", "model", "-n", "other", "-v", "backend=mock"]);
     assert!(out.status.success());
     let out = lmhost(
-        &home,
+        home,
         &[
             "register",
             "model",
@@ -203,15 +193,15 @@ fn register_model_writes_the_user_registry_and_the_model_runs() {
         serde_json::from_str(&std::fs::read_to_string(home.join("model_registry.json")).unwrap()).unwrap();
     assert_eq!(saved.len(), 2);
     // The user registry is layered in: the model resolves and runs.
-    let out = lmhost(&home, &["run", "-m", "greeter", "hello"]);
+    let out = lmhost(home, &["run", "-m", "greeter", "hello"]);
     assert_eq!(text(&out.stdout), "Updated.\n", "{}", text(&out.stderr));
     // --cwd writes ./model_registry.json instead.
     let work = home.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+    let out = lmhost_command()
         .args(["register", "model", "-n", "local", "-v", "backend=mock", "--cwd"])
         .current_dir(&work)
-        .env("LMHOST_HOME", &home)
+        .env("LMHOST_HOME", home)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -219,7 +209,7 @@ fn register_model_writes_the_user_registry_and_the_model_runs() {
         serde_json::from_str(&std::fs::read_to_string(work.join("model_registry.json")).unwrap()).unwrap();
     assert_eq!(local[0]["model_name"], "local");
     // Invalid entries are refused with the reason.
-    let out = lmhost(&home, &["register", "model", "-n", "bad", "-v", "backend=llamacpp"]);
+    let out = lmhost(home, &["register", "model", "-n", "bad", "-v", "backend=llamacpp"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("backend `llamacpp` needs `model_path`"),
@@ -230,17 +220,18 @@ fn register_model_writes_the_user_registry_and_the_model_runs() {
 
 #[test]
 fn list_keys_masks_keys_and_names_their_source() {
-    let home = temp_home("keys");
+    let tmp = TempDir::new("cli-keys");
+    let home = tmp.path();
     std::fs::write(
         home.join("key.json"),
         r#"{"anthropic": {"api_key": "ant-0123456789abcdef"}}"#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+    let out = lmhost_command()
         .args(["list", "keys", "--json"])
-        .current_dir(&home)
-        .env("LMHOST_HOME", &home)
-        .env("HOME", &home)
+        .current_dir(home)
+        .env("LMHOST_HOME", home)
+        .env("HOME", home)
         .env("OPENAI_API_KEY", "short")
         .env_remove("ANTHROPIC_API_KEY")
         .output()
@@ -259,11 +250,11 @@ fn list_keys_masks_keys_and_names_their_source() {
 #[test]
 fn human_backend_reads_the_reply_from_stdin() {
     use std::io::Write;
-    let home = temp_home("human");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+    let tmp = TempDir::new("cli-human");
+    let home = tmp.path();
+    let mut child = lmhost_command()
         .args(["run", "-m", "human", "--system", "Play along.", "What is your move?"])
-        .current_dir(repo_root())
-        .env("LMHOST_HOME", &home)
+        .env("LMHOST_HOME", home)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -282,8 +273,9 @@ fn human_backend_reads_the_reply_from_stdin() {
 
 #[test]
 fn list_backends_and_unsupported_backend_errors() {
-    let home = temp_home("backends");
-    let out = lmhost(&home, &["list", "backends", "--json"]);
+    let tmp = TempDir::new("cli-backends");
+    let home = tmp.path();
+    let out = lmhost(home, &["list", "backends", "--json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["backend"].as_str().unwrap()).collect();
     for b in [
@@ -302,7 +294,7 @@ fn list_backends_and_unsupported_backend_errors() {
         assert!(names.contains(&b), "{b}");
     }
     let out = lmhost(
-        &home,
+        home,
         &["run", "-m", r#"{"model_name": "room", "backend": "slurk"}"#, "hi"],
     );
     assert_eq!(
@@ -317,16 +309,17 @@ fn list_backends_and_unsupported_backend_errors() {
 
 #[test]
 fn registry_layers_flag_then_cwd_then_home_then_packaged() {
-    let home = temp_home("layers");
+    let tmp = TempDir::new("cli-layers");
+    let home = tmp.path();
     let work = home.join("work");
     std::fs::create_dir_all(&work).unwrap();
     let entry = |reply: &str| format!(r#"[{{"model_name": "layered", "backend": "mock", "reply": "{reply}"}}]"#);
     std::fs::write(home.join("model_registry.json"), entry("from home")).unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+        let out = lmhost_command()
             .args(args)
             .current_dir(&work)
-            .env("LMHOST_HOME", &home)
+            .env("LMHOST_HOME", home)
             .output()
             .unwrap();
         text(&out.stdout)
@@ -347,10 +340,9 @@ fn registry_layers_flag_then_cwd_then_home_then_packaged() {
 /// `lmhost chat` with piped input: one turn per line, answers on stdout.
 fn chat(home: &Path, model: &str, extra: &[&str], input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+    let mut child = lmhost_command()
         .args(["chat", "-m", model])
         .args(extra)
-        .current_dir(repo_root())
         .env("LMHOST_HOME", home)
         .env_remove("LMHOST_MODELS_DIR")
         .stdin(std::process::Stdio::piped())
@@ -364,11 +356,12 @@ fn chat(home: &Path, model: &str, extra: &[&str], input: &str) -> Output {
 
 #[test]
 fn chat_keeps_history_and_obeys_commands_on_the_mock_backend() {
-    let home = temp_home("chat-mock");
+    let tmp = TempDir::new("cli-chat-mock");
+    let home = tmp.path();
     // The reply echoes the whole prompt, so each answer shows what was sent.
     let echo = r#"{"model_name": "echo", "backend": "mock", "reply": "[{prompt}]"}"#;
     let out = chat(
-        &home,
+        home,
         echo,
         &[],
         "first\nsecond\n/reset\n\n/system Be brief.\nthird\n/nonsense\n/exit\nnever sent\n",
@@ -382,28 +375,28 @@ fn chat_keeps_history_and_obeys_commands_on_the_mock_backend() {
     assert!(stderr.contains("(history cleared)"), "{stderr}");
     assert!(stderr.contains("unknown command `/nonsense`"), "{stderr}");
     // Plain `mock`: one answer per line, exit at end of input.
-    let out = chat(&home, "mock", &["--system", "S"], "a\nb\n");
+    let out = chat(home, "mock", &["--system", "S"], "a\nb\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "mock reply\nmock reply\n");
 }
 
 #[test]
 fn chat_with_smollm_streams_answers_turn_by_turn() {
-    if !have_model() {
+    if smollm().is_none() {
         return;
     }
-    let home = temp_home("chat-smollm");
+    let tmp = TempDir::new("cli-chat-smollm");
+    let home = tmp.path();
     let q1 = "What is the capital of France? Answer in one sentence.";
     let q2 = "And what is its most famous tower called?";
     let opts = ["-l", "40", "-t", "0"];
-    let with_history = chat(&home, "SmolLM2-135M-Instruct", &opts, &format!("{q1}\n{q2}\n"));
+    let with_history = chat(home, "SmolLM2-135M-Instruct", &opts, &format!("{q1}\n{q2}\n"));
     assert!(with_history.status.success(), "{}", text(&with_history.stderr));
     let with_history = text(&with_history.stdout);
-    let after_reset = chat(&home, "SmolLM2-135M-Instruct", &opts, &format!("{q1}\n/reset\n{q2}\n"));
+    let after_reset = chat(home, "SmolLM2-135M-Instruct", &opts, &format!("{q1}\n/reset\n{q2}\n"));
     let after_reset = text(&after_reset.stdout);
     // Greedy answers to each question alone, as `run` gives them.
-    let alone =
-        |q: &str| text(&lmhost(&home, &["run", "-m", "SmolLM2-135M-Instruct", "-l", "40", "-t", "0", q]).stdout);
+    let alone = |q: &str| text(&lmhost(home, &["run", "-m", "SmolLM2-135M-Instruct", "-l", "40", "-t", "0", q]).stdout);
     let (a1, a2) = (alone(q1), alone(q2));
     assert!(a1.contains("Paris"), "{a1}");
     assert!(!with_history.contains("<|im_end|>"), "{with_history}");
@@ -416,8 +409,9 @@ fn chat_with_smollm_streams_answers_turn_by_turn() {
 
 #[test]
 fn chat_fails_clearly_for_an_unknown_model() {
-    let home = temp_home("chat-unknown");
-    let out = chat(&home, "no-such-model-here", &[], "hi\n");
+    let tmp = TempDir::new("cli-chat-unknown");
+    let home = tmp.path();
+    let out = chat(home, "no-such-model-here", &[], "hi\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).starts_with("error: no registry entry matches `no-such-model-here`"),
@@ -428,8 +422,9 @@ fn chat_fails_clearly_for_an_unknown_model() {
 
 #[test]
 fn adapter_check_passes_the_builtin_and_fails_a_broken_adapter() {
-    let home = temp_home("adapter-check");
-    let out = lmhost(&home, &["adapter", "check", "chat-template", "--json"]);
+    let tmp = TempDir::new("cli-adapter-check");
+    let home = tmp.path();
+    let out = lmhost(home, &["adapter", "check", "chat-template", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["adapter"], "chat-template");
@@ -439,8 +434,8 @@ fn adapter_check_passes_the_builtin_and_fails_a_broken_adapter() {
         .iter()
         .all(|c| c["status"] == "pass"));
 
-    let hostile = Path::new(lmhost::adapters::GUEST_DIR).join("hostile.wasm");
-    let out = lmhost(&home, &["adapter", "check", hostile.to_str().unwrap()]);
+    let hostile = guest("hostile");
+    let out = lmhost(home, &["adapter", "check", hostile.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("FAIL"), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("failed"), "{}", text(&out.stderr));
@@ -448,8 +443,9 @@ fn adapter_check_passes_the_builtin_and_fails_a_broken_adapter() {
 
 #[test]
 fn adapter_check_and_info_take_remote_adapters() {
-    let home = temp_home("adapter-check-remote");
-    let out = lmhost(&home, &["adapter", "check", "openai-chat"]);
+    let tmp = TempDir::new("cli-adapter-check-remote");
+    let home = tmp.path();
+    let out = lmhost(home, &["adapter", "check", "openai-chat"]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     let table = text(&out.stdout);
     assert!(table.contains("(backend openai)"), "{table}");
@@ -457,7 +453,7 @@ fn adapter_check_and_info_take_remote_adapters() {
     assert!(table.contains("0 failed"), "{table}");
 
     let out = lmhost(
-        &home,
+        home,
         &[
             "adapter",
             "info",
@@ -478,9 +474,10 @@ fn adapter_check_and_info_take_remote_adapters() {
 
 #[test]
 fn adapter_info_reports_size_exports_and_cost() {
-    let home = temp_home("adapter-info");
+    let tmp = TempDir::new("cli-adapter-info");
+    let home = tmp.path();
     let out = lmhost(
-        &home,
+        home,
         &["adapter", "info", "chat-template", "-n", "50", "--no-cold", "--json"],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -498,8 +495,9 @@ fn adapter_info_reports_size_exports_and_cost() {
 
 #[test]
 fn missing_named_adapter_says_how_to_build_it() {
-    let home = temp_home("adapter-missing");
-    let out = lmhost(&home, &["adapter", "check", "no-such-adapter"]);
+    let tmp = TempDir::new("cli-adapter-missing");
+    let home = tmp.path();
+    let out = lmhost(home, &["adapter", "check", "no-such-adapter"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(

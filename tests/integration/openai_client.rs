@@ -6,12 +6,11 @@
 //! but failing when `CI` is set (`make setup` installs the client).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use lmhost_tests::{repo_root, smollm, TempDir};
+
+use crate::lmhost_command;
 
 fn skip(why: &str) {
     assert!(std::env::var_os("CI").is_none(), "CI must run this test: {why}");
@@ -21,8 +20,8 @@ fn skip(why: &str) {
 #[test]
 fn openai_python_client_against_lmhost_serve() {
     let root = repo_root();
-    if !root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf").is_file() {
-        return skip("the model is missing (run `make model`)");
+    if smollm().is_none() {
+        return;
     }
     let importable = Command::new("python3")
         .args(["-c", "import openai"])
@@ -31,13 +30,10 @@ fn openai_python_client_against_lmhost_serve() {
     if !importable {
         return skip("the `openai` Python package is missing (run `make setup`)");
     }
-    let home = std::env::temp_dir().join(format!("lmhost-openai-client-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_lmhost"))
+    let home = TempDir::new("openai-client");
+    let mut server = lmhost_command()
         .args(["serve", "--port", "0", "-m", "SmolLM2-135M-Instruct"])
-        .current_dir(&root)
-        .env("LMHOST_HOME", &home)
+        .env("LMHOST_HOME", home.path())
         .env_remove("LMHOST_MODELS_DIR")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -67,7 +63,7 @@ fn openai_python_client_against_lmhost_serve() {
     let status = server.wait().unwrap();
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-    let _ = std::fs::remove_dir_all(&home);
+    drop(home);
     assert!(
         client.status.success(),
         "the openai client failed:\n{stdout}\n{}",
