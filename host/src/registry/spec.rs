@@ -237,6 +237,9 @@ mod tests {
         // Names are looked up trimmed: one with white space at an end could never be found.
         let e =
             ModelSpec::from_entry(&obj(json!({"model_name": "m ", "backend": "b"})), SpecSource::Query).unwrap_err();
-        assert_eq!(e.to_string(), "`model_name` must not start or end with white space, found \"m \"");
+        assert_eq!(
+            e.to_string(),
+            "`model_name` must not start or end with white space, found \"m \""
+        );
     }
 }
