@@ -167,8 +167,8 @@ impl Host {
 }
 
 /// The adapter limits of an entry: the host's, with the entry's `adapter_limits`
-/// (`deadline_ms`, `memory_mb`, `output_mb`, `template_fuel`,
-/// `template_memory_mb`, `template_deadline_ms`) on top. Values above the
+/// (`deadline_ms`, `request_budget_ms`, `memory_mb`, `output_mb`,
+/// `template_fuel`, `template_memory_mb`, `template_deadline_ms`) on top. Values above the
 /// sandbox's maxima are refused, not clamped.
 fn limits_for(spec: &ModelSpec, limits: Option<&Map<String, Value>>, base: AdapterLimits) -> Result<AdapterLimits> {
     let invalid = |message: String| {
@@ -197,6 +197,7 @@ fn limits_for(spec: &ModelSpec, limits: Option<&Map<String, Value>>, base: Adapt
         };
         match key.as_str() {
             "deadline_ms" => limits.deadline = Duration::from_millis(within(60_000, "ms")?),
+            "request_budget_ms" => limits.request_budget = Duration::from_millis(within(600_000, "ms")?),
             "memory_mb" => limits.memory_bytes = (within(1024, "MiB")? as usize) << 20,
             "output_mb" => limits.output_bytes = (within(256, "MiB")? as usize) << 20,
             "template_fuel" => limits.template.fuel = within(1_000_000_000, "units")?,
@@ -204,7 +205,7 @@ fn limits_for(spec: &ModelSpec, limits: Option<&Map<String, Value>>, base: Adapt
             "template_deadline_ms" => limits.template.deadline = Duration::from_millis(within(60_000, "ms")?),
             other => {
                 return Err(invalid(format!(
-                    "unknown key `adapter_limits.{other}` (known: deadline_ms, memory_mb, output_mb, template_fuel, \
+                    "unknown key `adapter_limits.{other}` (known: deadline_ms, request_budget_ms, memory_mb, output_mb, template_fuel, \
                      template_memory_mb, template_deadline_ms)"
                 )))
             }

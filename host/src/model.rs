@@ -270,12 +270,17 @@ impl Model {
         on_text: Option<&mut dyn FnMut(&str) -> bool>,
         adapter_time: &mut Duration,
     ) -> Result<Outcome> {
-        let mut stop = params.stop.clone();
-        for s in &prompt.stop {
-            if !stop.contains(s) {
-                stop.push(s.clone());
-            }
-        }
+        // The caller's stop strings, then the adapter's (at most
+        // `adapters::ledger::MAX_STOP_STRINGS`), each once: linear, whatever
+        // the counts.
+        let mut seen = std::collections::HashSet::new();
+        let stop: Vec<String> = params
+            .stop
+            .iter()
+            .chain(&prompt.stop)
+            .filter(|s| seen.insert(s.as_str()))
+            .cloned()
+            .collect();
         let input = PromptInput {
             text: &prompt.text,
             add_bos: prompt.add_bos,

@@ -34,7 +34,7 @@ fn mock_registry(hostile_adapter: &str) -> String {
     .to_string()
 }
 
-fn hostile_host() -> (lmhost::Host, TempDir) {
+pub(crate) fn hostile_host() -> (lmhost::Host, TempDir) {
     host(Some(&mock_registry(guest("hostile").to_str().unwrap())))
 }
 
@@ -188,12 +188,12 @@ fn streamed_pieces_concatenate_to_response_text() {
     assert!(pieces.len() >= 2, "{pieces:?}");
 }
 
-fn hostile(host: &lmhost::Host, mode: &str) -> Result<lmhost::Generation, Error> {
+pub(crate) fn hostile(host: &lmhost::Host, mode: &str) -> Result<lmhost::Generation, Error> {
     let query = format!(r#"{{"model_name": "hostile", "hostile": "{mode}"}}"#);
     host.load(query.as_str()).unwrap().run("hi")
 }
 
-fn assert_still_serving(host: &lmhost::Host) {
+pub(crate) fn assert_still_serving(host: &lmhost::Host) {
     let g = hostile(host, "none").expect("a normal request right after succeeds");
     assert_eq!(g.response_text, "fine");
 }

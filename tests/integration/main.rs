@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod fuzz;
 mod golden;
+mod hostile;
 mod hub;
 mod layers;
 mod llama;

@@ -13,7 +13,8 @@
 //! adapter's memory reaches another.
 //!
 //! Files: `runtime` (engine, component cache, finding adapters), `sandbox` (WASI,
-//! limits, traps), `session` (one request's instance and its stream), `template`
+//! limits, traps), `session` (one request's instance and its stream), `ledger`
+//! (what a request's calls return, log and spend, against fixed caps), `template`
 //! (the host-internal renderer behind `render-template`), `builtin` (adapters
 //! compiled into lmhost).
 //!
@@ -23,6 +24,7 @@
 
 mod builtin;
 mod cache;
+pub mod ledger;
 mod runtime;
 mod sandbox;
 mod session;
@@ -61,7 +63,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct AdapterLimits {
     /// Wall-clock budget of one call (shape, parse, one stream push).
     pub deadline: Duration,
-    /// Largest linear memory an instance may grow to, in bytes.
+    /// Wall-clock budget of all the calls one request makes (instantiation,
+    /// shape, parse or every stream push and the finish), counted only while
+    /// the adapter runs.
+    pub request_budget: Duration,
+    /// Most memory one instance may hold, in bytes: all its linear memories and
+    /// tables together.
     pub memory_bytes: usize,
     /// Largest string an adapter may hand back, in bytes.
     pub output_bytes: usize,
@@ -73,6 +80,7 @@ impl Default for AdapterLimits {
     fn default() -> Self {
         Self {
             deadline: Duration::from_secs(2),
+            request_budget: Duration::from_secs(30),
             memory_bytes: 256 << 20,
             output_bytes: 16 << 20,
             template: TemplateLimits::default(),
@@ -107,15 +115,28 @@ pub enum AdapterError {
         /// The cap.
         limit: usize,
     },
-    /// The adapter returned more text than allowed.
-    #[error("adapter `{adapter}` returned {size} bytes, over its output limit of {limit} bytes")]
+    /// The adapter returned more than allowed: text over the output cap, or a
+    /// list or string over its fixed cap (see `SECURITY.md`).
+    #[error("adapter `{adapter}` returned {size} {what}, over the limit of {limit}")]
     OutputLimit {
         /// Adapter name.
         adapter: String,
-        /// What it returned.
+        /// What was counted (`bytes of prompt text`, `stop strings`, …).
+        what: &'static str,
+        /// How much it returned.
         size: usize,
         /// The cap.
         limit: usize,
+    },
+    /// The request's calls into the adapter together ran past the request budget.
+    #[error(
+        "adapter `{adapter}` used up its request budget of {budget:?} (the time all its calls for one request may take)"
+    )]
+    RequestBudget {
+        /// Adapter name.
+        adapter: String,
+        /// The budget.
+        budget: Duration,
     },
     /// The adapter tried something the sandbox refuses (blocking).
     #[error("adapter `{adapter}` was stopped: {what}")]

@@ -325,8 +325,9 @@ impl Adapter {
         self.limits
     }
 
-    /// The largest linear memory (bytes) any instance of this adapter reached so
-    /// far, over every call through this handle and its clones.
+    /// The most memory (bytes, all linear memories and tables of one instance
+    /// together) any instance of this adapter held so far, over every call
+    /// through this handle and its clones.
     pub fn peak_memory_bytes(&self) -> usize {
         self.peak_memory.load(Ordering::Relaxed)
     }
@@ -346,6 +347,7 @@ impl Adapter {
         AdapterSession {
             adapter: self.clone(),
             inst: None,
+            budget: super::session::Budget::new(self),
         }
     }
 

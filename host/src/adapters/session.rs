@@ -1,11 +1,46 @@
 //! One request's adapter instance ([`AdapterSession`]) and its streaming
-//! post-processing ([`AdapterStream`]).
+//! post-processing ([`AdapterStream`]), with the request's budget: the time all
+//! its calls took, and its log budget. What each call returns is checked
+//! against the caps of [`super::ledger`] before anything else sees it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceAny;
 use wasmtime::Store;
 
+use super::ledger::{check_completion, check_request, quote, RequestLog};
 use super::sandbox::AdapterState;
 use super::{bindings, wit, Adapter, AdapterError};
+
+/// What one request has spent: time in its calls, and its log budget.
+pub(super) struct Budget {
+    pub(super) spent: Duration,
+    pub(super) log: Arc<RequestLog>,
+    /// The current call was armed with the rest of the budget, not the deadline.
+    by_budget: bool,
+}
+
+impl Budget {
+    pub(super) fn new(adapter: &Adapter) -> Self {
+        Self {
+            spent: Duration::ZERO,
+            log: RequestLog::new(adapter.name.clone()),
+            by_budget: false,
+        }
+    }
+
+    /// What is left, or the error once nothing is.
+    fn remaining(&self, adapter: &Adapter) -> Result<Duration, AdapterError> {
+        match adapter.limits.request_budget.checked_sub(self.spent) {
+            Some(left) if !left.is_zero() => Ok(left),
+            _ => Err(AdapterError::RequestBudget {
+                adapter: adapter.name.to_string(),
+                budget: adapter.limits.request_budget,
+            }),
+        }
+    }
+}
 
 /// An instance with its store, for one call or one stream.
 pub(super) struct Instance {
@@ -19,33 +54,53 @@ pub(super) struct Instance {
 pub struct AdapterSession {
     pub(super) adapter: Adapter,
     pub(super) inst: Option<Instance>,
+    pub(super) budget: Budget,
 }
 
 impl AdapterSession {
-    /// The instance, made now if there is none, armed for one call.
-    fn instance(&mut self) -> Result<&mut Instance, AdapterError> {
+    /// The instance, made now if there is none, armed for one call; the clock
+    /// of the call starts at `started` (before instantiation, which runs guest
+    /// code too).
+    fn instance(&mut self, started: Instant) -> Result<&mut Instance, AdapterError> {
+        let remaining = self.budget.remaining(&self.adapter)?;
         let inst = match self.inst.take() {
             Some(mut inst) => {
-                self.adapter.arm(&mut inst.store);
+                self.budget.by_budget = self.adapter.arm(&mut inst.store, remaining);
                 inst
             }
-            None => self.adapter.instantiate()?,
+            None => {
+                self.budget.by_budget = remaining < self.adapter.limits.deadline;
+                let made = self.adapter.instantiate(self.budget.log.clone(), remaining);
+                self.budget.spent += started.elapsed();
+                made?
+            }
         };
         Ok(self.inst.insert(inst))
     }
 
-    /// A call's outcome: a trap drops the instance (after noting its memory peak).
-    fn settle<T>(&mut self, result: wasmtime::Result<Result<T, wit::AdapterError>>) -> Result<T, AdapterError> {
+    /// A call's outcome: its time is spent, a trap drops the instance (after
+    /// noting its memory peak).
+    fn settle<T>(
+        &mut self,
+        started: Instant,
+        result: wasmtime::Result<Result<T, wit::AdapterError>>,
+    ) -> Result<T, AdapterError> {
+        self.budget.spent += started.elapsed();
         let inst = self.inst.as_ref().expect("a call has an instance");
         self.adapter.note_peak(&inst.store);
         match result {
             Ok(answer) => answer.map_err(|e| self.adapter.refused(e)),
             Err(e) => {
-                let err = self.adapter.trap(&inst.store, e);
+                let err = self.adapter.trap(&inst.store, e, self.budget.by_budget);
                 self.inst = None;
                 Err(err)
             }
         }
+    }
+
+    /// Time spent in this request's calls so far.
+    pub fn spent(&self) -> Duration {
+        self.budget.spent
     }
 
     /// Messages and parameters → what the engine consumes.
@@ -55,46 +110,47 @@ impl AdapterSession {
         messages: &[wit::Message],
         params: &wit::Params,
     ) -> Result<wit::Request, AdapterError> {
-        let inst = self.instance()?;
+        let started = Instant::now();
+        let inst = self.instance(started)?;
         let result =
             inst.bindings
                 .lmhost_adapter_model_adapter()
                 .call_shape_request(&mut inst.store, model, messages, params);
-        let request = self.settle(result)?;
-        match &request {
-            wit::Request::Prompt(p) => self.adapter.check_len(&p.text)?,
-            wit::Request::Http(h) => self.adapter.check_len(&h.body)?,
-        }
+        let request = self.settle(started, result)?;
+        check_request(&self.adapter.name, &request, self.adapter.limits.output_bytes)?;
         Ok(request)
     }
 
     /// The engine's whole raw output → the answer.
     pub fn parse_response(&mut self, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
-        let inst = self.instance()?;
+        let started = Instant::now();
+        let inst = self.instance(started)?;
         let result = inst
             .bindings
             .lmhost_adapter_model_adapter()
             .call_parse_response(&mut inst.store, model, raw);
-        let completion = self.settle(result)?;
-        self.adapter.check_len(&completion.text)?;
+        let completion = self.settle(started, result)?;
+        check_completion(&self.adapter.name, &completion, self.adapter.limits.output_bytes)?;
         Ok(completion)
     }
 
     /// Start streaming post-processing for the response, in this instance.
     pub fn stream(mut self, model: &wit::ModelInfo) -> Result<AdapterStream, AdapterError> {
-        let inst = self.instance()?;
+        let started = Instant::now();
+        let inst = self.instance(started)?;
         let result = inst
             .bindings
             .lmhost_adapter_model_adapter()
             .response_stream()
             .call_constructor(&mut inst.store, model);
-        let resource = self.settle(result.map(Ok))?;
+        let resource = self.settle(started, result.map(Ok))?;
         let inst = self.inst.take().expect("a stream has an instance");
         Ok(AdapterStream {
             adapter: self.adapter,
             inst,
             resource,
             emitted: String::new(),
+            budget: self.budget,
         })
     }
 }
@@ -106,47 +162,71 @@ pub struct AdapterStream {
     inst: Instance,
     resource: ResourceAny,
     emitted: String,
+    budget: Budget,
 }
 
 impl AdapterStream {
+    /// Arm the instance for one call within the request budget.
+    fn arm(&mut self) -> Result<(), AdapterError> {
+        let remaining = self.budget.remaining(&self.adapter)?;
+        self.budget.by_budget = self.adapter.arm(&mut self.inst.store, remaining);
+        Ok(())
+    }
+
     /// Feed raw engine text; returns answer text that is safe to show now.
     pub fn push(&mut self, chunk: &str) -> Result<String, AdapterError> {
-        self.adapter.arm(&mut self.inst.store);
+        self.arm()?;
+        let started = Instant::now();
         let result = self
             .inst
             .bindings
             .lmhost_adapter_model_adapter()
             .response_stream()
-            .call_push(&mut self.inst.store, self.resource, chunk)
-            .map_err(|e| self.adapter.trap(&self.inst.store, e))?;
+            .call_push(&mut self.inst.store, self.resource, chunk);
+        self.budget.spent += started.elapsed();
+        let result = result.map_err(|e| self.adapter.trap(&self.inst.store, e, self.budget.by_budget))?;
         let piece = result.map_err(|e| self.adapter.refused(e))?;
-        self.adapter.check_len(&piece)?;
+        let size = self.emitted.len().saturating_add(piece.len());
+        if size > self.adapter.limits.output_bytes {
+            return Err(AdapterError::OutputLimit {
+                adapter: self.adapter.name.to_string(),
+                what: "bytes of streamed text",
+                size,
+                limit: self.adapter.limits.output_bytes,
+            });
+        }
         self.emitted.push_str(&piece);
-        self.adapter.check_len(&self.emitted)?;
         Ok(piece)
+    }
+
+    /// Time spent in this request's calls so far.
+    pub fn spent(&self) -> Duration {
+        self.budget.spent
     }
 
     /// End of the raw text: the final completion, and what of its text was not yet emitted.
     pub fn finish(mut self) -> Result<(wit::Completion, String), AdapterError> {
-        self.adapter.arm(&mut self.inst.store);
+        self.arm()?;
+        let started = Instant::now();
         let result = self
             .inst
             .bindings
             .lmhost_adapter_model_adapter()
             .response_stream()
-            .call_finish(&mut self.inst.store, self.resource)
-            .map_err(|e| self.adapter.trap(&self.inst.store, e));
+            .call_finish(&mut self.inst.store, self.resource);
+        self.budget.spent += started.elapsed();
+        let result = result.map_err(|e| self.adapter.trap(&self.inst.store, e, self.budget.by_budget));
         self.adapter.note_peak(&self.inst.store);
         let result = result?;
         let completion = result.map_err(|e| self.adapter.refused(e))?;
-        self.adapter.check_len(&completion.text)?;
+        check_completion(&self.adapter.name, &completion, self.adapter.limits.output_bytes)?;
         let Some(rest) = completion.text.strip_prefix(self.emitted.as_str()) else {
             return Err(AdapterError::Contract {
                 adapter: self.adapter.name.to_string(),
                 message: format!(
-                    "it streamed {:?} but its final text {:?} does not start with that",
-                    truncate(&self.emitted),
-                    truncate(&completion.text)
+                    "it streamed {} but its final text {} does not start with that",
+                    quote(&self.emitted),
+                    quote(&completion.text)
                 ),
             });
         };

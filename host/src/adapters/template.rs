@@ -92,11 +92,7 @@ impl TemplateSandbox {
         let state = RendererState {
             wasi: sandbox_wasi(),
             table: ResourceTable::new(),
-            memory: MemoryCap {
-                limit: limits.memory_bytes,
-                hit: false,
-                peak: 0,
-            },
+            memory: MemoryCap::new(limits.memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);

@@ -79,8 +79,9 @@ fn print_adapter_info(i: &crate::tools::inspect::AdapterInfo) {
     println!("exports   {}", i.exports.join(", "));
     let l = &i.limits;
     println!(
-        "limits    deadline {} ms, memory {} MiB, output {} MiB, template fuel {}, template output {} MiB",
+        "limits    deadline {} ms, request budget {} ms, memory {} MiB, output {} MiB, template fuel {}, template output {} MiB",
         l.deadline_ms,
+        l.request_budget_ms,
         l.memory_bytes >> 20,
         l.output_bytes >> 20,
         l.template_fuel,

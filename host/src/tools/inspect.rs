@@ -22,6 +22,8 @@ use crate::adapters::{wit, Adapter, AdapterError, AdapterRuntime};
 pub struct LimitsInfo {
     /// Per-call deadline, milliseconds.
     pub deadline_ms: u128,
+    /// Budget of all the calls of one request, milliseconds.
+    pub request_budget_ms: u128,
     /// Memory cap, bytes.
     pub memory_bytes: usize,
     /// Output cap, bytes.
@@ -262,6 +264,7 @@ pub fn info(
         exports,
         limits: LimitsInfo {
             deadline_ms: l.deadline.as_millis(),
+            request_budget_ms: l.request_budget.as_millis(),
             memory_bytes: l.memory_bytes,
             output_bytes: l.output_bytes,
             template_fuel: l.template.fuel,

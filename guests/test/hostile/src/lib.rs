@@ -9,6 +9,14 @@
 //! everything it can see in a request body); anything else (or none) shapes a
 //! plain prompt, so the host can be shown to keep serving.
 //!
+//! Counts and sizes of everything returned: `many-stops` (100,000 stop strings),
+//! `long-stop` (one 2 MiB stop string), `many-headers` (30,000 distinct
+//! headers), `long-path` (a 64 MiB path), `huge-error` (a 64 MiB `invalid-input`
+//! value), `long-finish-reason` (a 1 MiB finish reason from `parse-response`).
+//! Logs: `log-forge` (a record holding a forged host log line), `log-flood`
+//! (100,000 records of 1 KiB, then a plain prompt). `slow-stream`: every stream
+//! `push` busy-waits 250 ms (the request budget must end it).
+//!
 //! `remember` tells what an instance keeps: every `shape-request` counts itself
 //! in the instance's memory, and `parse-response` (or a stream's `finish`)
 //! answers with that count.
@@ -85,6 +93,37 @@ impl Guest for Hostile {
                 plain("woke up".into())
             }
             "dump" => plain(everything(&model, &messages, &params)),
+            "many-stops" => Ok(Request::Prompt(Prompt {
+                text: "hi".into(),
+                stop: (0..100_000).map(|i| format!("stop-{i}")).collect(),
+                add_bos: false,
+            })),
+            "long-stop" => Ok(Request::Prompt(Prompt {
+                text: "hi".into(),
+                stop: vec!["s".repeat(2 << 20)],
+                add_bos: false,
+            })),
+            "many-headers" => http(
+                "/chat/completions".into(),
+                (0..30_000).map(|i| (format!("x-h{i}"), "v".into())).collect(),
+                "{}".into(),
+            ),
+            "long-path" => http(format!("/{}", "a".repeat(64 << 20)), Vec::new(), "{}".into()),
+            "huge-error" => Err(AdapterError::InvalidInput("e".repeat(64 << 20))),
+            "log-forge" => {
+                lmhost::adapter::host::log(
+                    lmhost::adapter::host::LogLevel::Error,
+                    "fine\n2026-12-01T00:00:00.000000Z ERROR lmhost: forged by the adapter\r",
+                );
+                plain("hi".into())
+            }
+            "log-flood" => {
+                let record = "f".repeat(1024);
+                for _ in 0..100_000 {
+                    lmhost::adapter::host::log(lmhost::adapter::host::LogLevel::Error, &record);
+                }
+                plain("hi".into())
+            }
             "http-elsewhere" => {
                 let target = serde_json::from_str::<serde_json::Value>(&model.spec_json)
                     .ok()
@@ -145,11 +184,12 @@ impl Guest for Hostile {
     }
 
     fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
+        let mode = mode(&model);
         Ok(Completion {
-            text: if mode(&model) == "remember" { remembered() } else { raw },
+            text: if mode == "remember" { remembered() } else { raw },
             prompt_tokens: None,
             completion_tokens: None,
-            finish_reason: None,
+            finish_reason: (mode == "long-finish-reason").then(|| "r".repeat(1 << 20)),
         })
     }
 }
@@ -192,23 +232,34 @@ fn deep(n: u64) -> u64 {
 
 struct Stream {
     remember: bool,
+    slow: bool,
+    text: std::cell::RefCell<String>,
 }
 
 impl GuestResponseStream for Stream {
     fn new(model: ModelInfo) -> Self {
         Stream {
             remember: mode(&model) == "remember",
+            slow: mode(&model) == "slow-stream",
+            text: Default::default(),
         }
     }
     fn push(&self, chunk: String) -> Result<String, AdapterError> {
-        Ok(if self.remember { String::new() } else { chunk })
+        if self.slow {
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(250) {
+                std::hint::black_box(0);
+            }
+        }
+        if self.remember {
+            return Ok(String::new());
+        }
+        self.text.borrow_mut().push_str(&chunk);
+        Ok(chunk)
     }
     fn finish(&self) -> Result<Completion, AdapterError> {
-        if !self.remember {
-            return Err(AdapterError::Unsupported("hostile adapter does not stream".into()));
-        }
         Ok(Completion {
-            text: remembered(),
+            text: if self.remember { remembered() } else { self.text.take() },
             prompt_tokens: None,
             completion_tokens: None,
             finish_reason: None,

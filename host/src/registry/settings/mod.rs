@@ -100,7 +100,7 @@ pub struct Metadata {
 /// The adapter of an entry and its sandbox limits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AdapterSettings {
-    /// Sandbox limits for this entry's adapter: deadline_ms, memory_mb, output_mb, template_fuel, template_memory_mb, template_deadline_ms.
+    /// Sandbox limits for this entry's adapter: deadline_ms, request_budget_ms, memory_mb, output_mb, template_fuel, template_memory_mb, template_deadline_ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_limits: Option<Map<String, Value>>,
     /// The adapter: a built-in name (chat-template) or a path to a .wasm component.

@@ -1,0 +1,191 @@
+//! The hostile corpus, part two: an adapter that returns too much (stop strings,
+//! headers, paths, error values, finish reasons), logs to forge or flood, or
+//! spends a request's time in many small calls. Each case asserts the error
+//! kind, that the host serves a normal request right after, and bounded time;
+//! the cases run through the `lmhost` binary also bound its peak memory.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use lmhost::adapters::ledger::{MAX_ERROR_BYTES, MAX_LOG_BYTES_PER_REQUEST};
+use lmhost::adapters::AdapterError;
+use lmhost::{Error, GenerationParams, Message};
+use lmhost_tests::{guest, TempDir};
+
+use crate::adapters::{assert_still_serving, hostile, hostile_host};
+use crate::lmhost_command;
+
+/// An adapter error whose checks ran on the host: well under a second of work
+/// each, so a generous bound still catches anything quadratic.
+const QUICK: Duration = Duration::from_secs(10);
+
+fn output_limit(err: &Error) -> (&'static str, usize, usize) {
+    match err {
+        Error::Adapter(AdapterError::OutputLimit { what, size, limit, .. }) => (what, *size, *limit),
+        other => panic!("expected OutputLimit, got {other:?}"),
+    }
+}
+
+#[test]
+fn stop_strings_are_counted_and_bounded_in_size() {
+    let (host, _home) = hostile_host();
+    let started = Instant::now();
+    let err = hostile(&host, "many-stops").unwrap_err();
+    assert!(started.elapsed() < QUICK, "{:?}", started.elapsed());
+    assert_eq!(output_limit(&err), ("stop strings", 100_000, 64), "{err}");
+    let err = hostile(&host, "long-stop").unwrap_err();
+    assert_eq!(output_limit(&err), ("bytes in one stop string", 2 << 20, 1024), "{err}");
+    assert_still_serving(&host);
+}
+
+#[test]
+fn headers_and_paths_are_counted_before_the_http_engine_sees_them() {
+    let (host, _home) = hostile_host();
+    let started = Instant::now();
+    let err = hostile(&host, "many-headers").unwrap_err();
+    assert_eq!(output_limit(&err), ("HTTP headers", 30_000, 64), "{err}");
+    let err = hostile(&host, "long-path").unwrap_err();
+    let (what, size, _) = output_limit(&err);
+    assert_eq!((what, size), ("bytes of HTTP path", (64 << 20) + 1), "{err}");
+    assert!(err.to_string().len() < 300, "the error does not quote the path: {err}");
+    assert!(started.elapsed() < QUICK, "{:?}", started.elapsed());
+    assert_still_serving(&host);
+}
+
+#[test]
+fn an_error_value_is_quoted_cut_and_on_one_line() {
+    let (host, _home) = hostile_host();
+    let err = hostile(&host, "huge-error").unwrap_err();
+    match &err {
+        Error::Adapter(AdapterError::Refused { kind, message, .. }) => {
+            assert_eq!(*kind, "invalid input");
+            assert!(message.len() <= MAX_ERROR_BYTES + 40, "{}", message.len());
+            assert!(message.ends_with(&format!("({} bytes in all)", 64 << 20)), "{message}");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    let err = hostile(&host, "long-finish-reason").unwrap_err();
+    assert_eq!(output_limit(&err), ("bytes of finish reason", 1 << 20, 64), "{err}");
+    assert_still_serving(&host);
+}
+
+#[test]
+fn the_request_budget_ends_many_calls_each_within_its_deadline() {
+    // Each push takes 250 ms, under the 400 ms deadline; twelve of them would
+    // take 3 s, over the 1 s budget of the request.
+    let registry = serde_json::json!([
+        {"model_name": "slow", "backend": "mock", "adapter": guest("hostile"), "hostile": "slow-stream",
+         "reply": "a b c d e f g h i j k l",
+         "adapter_limits": {"deadline_ms": 400, "request_budget_ms": 1000}},
+        {"model_name": "hostile", "backend": "mock", "adapter": guest("hostile"), "reply": "fine"}
+    ]);
+    let (host, _home) = lmhost_tests::host(Some(&registry.to_string()));
+    let model = host.load("slow").unwrap();
+    let started = Instant::now();
+    let err = model
+        .generate_stream(&[Message::user("hi")], &GenerationParams::default(), |_| ())
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(&err, Error::Adapter(AdapterError::RequestBudget { budget, .. }) if *budget == Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    // Slack for a busy machine; twelve pushes would be 3 s.
+    assert!(took < Duration::from_millis(2900), "{took:?}");
+    assert_still_serving(&host);
+}
+
+#[test]
+fn request_budget_is_a_registry_limit_with_a_maximum() {
+    let (host, _home) = hostile_host();
+    let err = host
+        .load(r#"{"model_name": "hostile", "adapter_limits": {"request_budget_ms": 600001}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`adapter_limits.request_budget_ms` is 600001, over the maximum of 600000 ms"), "{err}");
+}
+
+/// `lmhost run` with one hostile entry: its stderr, exit status, wall time and
+/// peak resident memory (KiB).
+fn run_hostile(home: &Path, mode: &str) -> (String, bool, Duration, i64) {
+    let registry = home.join("hostile.json");
+    let entry = serde_json::json!([{
+        "model_name": "hostile", "backend": "mock", "reply": "fine",
+        "adapter": guest("hostile"), "hostile": mode
+    }]);
+    std::fs::write(&registry, entry.to_string()).unwrap();
+    let started = Instant::now();
+    let mut child = lmhost_command()
+        .args(["--registry", registry.to_str().unwrap(), "run", "-m", "hostile", "hi"])
+        .env("LMHOST_HOME", home)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lmhost runs");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        stderr.read_to_end(&mut text).unwrap();
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child, with valid out-pointers; `rusage`
+    // is plain data that the call fills.
+    let (pid, rusage) = unsafe {
+        let mut rusage: libc::rusage = std::mem::zeroed();
+        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut rusage);
+        (pid, rusage)
+    };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let took = started.elapsed();
+    let stderr = reader.join().unwrap();
+    (stderr, libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, took, rusage.ru_maxrss)
+}
+
+#[test]
+fn adapter_logs_cannot_forge_host_lines_or_flood_stderr() {
+    let tmp = TempDir::new("hostile-logs");
+    let (stderr, ok, _, _) = run_hostile(tmp.path(), "log-forge");
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains(r"fine\n2026-12-01T00:00:00.000000Z ERROR lmhost: forged by the adapter\r"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("2026-12-01T00:00:00")),
+        "a forged line of its own: {stderr}"
+    );
+
+    let (stderr, ok, took, _) = run_hostile(tmp.path(), "log-flood");
+    assert!(ok, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
+    // 100 MiB asked for; the budget plus one line of prefix per record and the note.
+    assert!(stderr.len() < 2 * MAX_LOG_BYTES_PER_REQUEST, "{} bytes of stderr", stderr.len());
+    assert!(
+        stderr.contains("log records dropped: over the log limit of 65536 bytes per request"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[test]
+fn oversized_returns_stay_bounded_in_memory_and_time() {
+    let tmp = TempDir::new("hostile-rss");
+    // A baseline: the same binary, same entry, a plain request.
+    let (_, ok, _, baseline) = run_hostile(tmp.path(), "none");
+    assert!(ok);
+    for mode in ["long-path", "huge-error", "many-stops", "many-headers"] {
+        let (stderr, ok, took, rss) = run_hostile(tmp.path(), mode);
+        assert!(!ok, "{mode} must fail");
+        // The error is one short line, not the value.
+        assert!(stderr.len() < 4096, "{mode}: {} bytes of stderr", stderr.len());
+        assert!(took < Duration::from_secs(30), "{mode}: {took:?}");
+        // 64 MiB returned is copied out of the instance once: no multiple of it.
+        let extra_mib = (rss - baseline) / 1024;
+        assert!(extra_mib < 200, "{mode}: {extra_mib} MiB over the baseline");
+    }
+}
