@@ -189,3 +189,128 @@ fn oversized_returns_stay_bounded_in_memory_and_time() {
         assert!(extra_mib < 200, "{mode}: {extra_mib} MiB over the baseline");
     }
 }
+
+/// A component implementing the adapter world (every function traps) that
+/// also instantiates `extra` core modules, each with a memory of `mib` MiB: a
+/// cap per memory would let it hold `extra` times the cap.
+fn many_memories_adapter(extra: u32, mib: u64) -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, Component, ExportKind, ExportSection, Function, FunctionSection, InstanceSection, Instruction,
+        MemorySection, MemoryType, Module, ModuleArg, ModuleSection, TypeSection, ValType,
+    };
+    use wit_parser::abi::WasmType;
+    use wit_parser::{LiftLowerAbi, ManglingAndAbi, Resolve, WasmExport, WasmExportKind, WorldItem};
+
+    let mut resolve = Resolve::default();
+    let (package, _) = resolve.push_path(lmhost_tests::repo_root().join("wit")).unwrap();
+    let world = resolve.select_world(&[package], Some("adapter")).unwrap();
+    let mangling = ManglingAndAbi::Legacy(LiftLowerAbi::Sync);
+    let val = |t: &WasmType| match t {
+        WasmType::I32 | WasmType::Pointer | WasmType::Length => ValType::I32,
+        WasmType::I64 | WasmType::PointerOrI64 => ValType::I64,
+        WasmType::F32 => ValType::F32,
+        WasmType::F64 => ValType::F64,
+    };
+    // (export name, params, results) of every function the world exports, and realloc.
+    let mut exported = Vec::new();
+    for (key, item) in &resolve.worlds[world].exports {
+        let WorldItem::Interface { id, .. } = item else { continue };
+        for func in resolve.interfaces[*id].functions.values() {
+            let sig = resolve.wasm_signature(mangling.export_variant(), func);
+            let name = resolve.wasm_export_name(
+                mangling,
+                WasmExport::Func {
+                    interface: Some(key),
+                    func,
+                    kind: WasmExportKind::Normal,
+                },
+            );
+            exported.push((name, sig.params.iter().map(val).collect::<Vec<_>>(), sig.results.iter().map(val).collect::<Vec<_>>()));
+        }
+    }
+    exported.push((resolve.wasm_export_name(mangling, WasmExport::Realloc), vec![ValType::I32; 4], vec![ValType::I32]));
+
+    let mut types = TypeSection::new();
+    let mut functions = FunctionSection::new();
+    let mut exports = ExportSection::new();
+    let mut code = CodeSection::new();
+    for (index, (name, params, results)) in exported.iter().enumerate() {
+        let index = index as u32;
+        types.ty().function(params.iter().copied(), results.iter().copied());
+        functions.function(index);
+        exports.export(name, ExportKind::Func, index);
+        let mut body = Function::new([]);
+        body.instruction(&Instruction::Unreachable).instruction(&Instruction::End);
+        code.function(&body);
+    }
+    let memory = |pages: u64| {
+        let mut memories = MemorySection::new();
+        memories.memory(MemoryType {
+            minimum: pages,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        memories
+    };
+    exports.export(&resolve.wasm_export_name(mangling, WasmExport::Memory), ExportKind::Memory, 0);
+    let mut main = Module::new();
+    main.section(&types).section(&functions).section(&memory(1)).section(&exports).section(&code);
+    let mut main = main.finish();
+    wit_component::embed_component_metadata(&mut main, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
+    let inner = wit_component::ComponentEncoder::default()
+        .module(&main)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap();
+
+    // Then, appended to the adapter: a module that only has a memory, and
+    // `extra` core instances of it (sections may come in any order).
+    let mut hoard = Module::new();
+    let mut hoard_exports = ExportSection::new();
+    hoard_exports.export("memory", ExportKind::Memory, 0);
+    hoard.section(&memory(mib * 16)).section(&hoard_exports);
+    let modules = wasmparser::Parser::new(0)
+        .parse_all(&inner)
+        .filter(|p| matches!(p, Ok(wasmparser::Payload::ModuleSection { .. })))
+        .count() as u32;
+    let mut tail = Component::new();
+    tail.section(&ModuleSection(&hoard));
+    let mut instances = InstanceSection::new();
+    for _ in 0..extra {
+        instances.instantiate(modules, Vec::<(&str, ModuleArg)>::new());
+    }
+    tail.section(&instances);
+    let tail = tail.finish();
+    let mut component = inner;
+    // Everything after the 8-byte preamble.
+    component.extend_from_slice(&tail[8..]);
+    component
+}
+
+#[test]
+fn the_memory_cap_is_per_instance_not_per_memory() {
+    use lmhost::adapters::{wit, AdapterLimits, AdapterRuntime};
+    let runtime = AdapterRuntime::new(None).unwrap();
+    let limits = AdapterLimits::default();
+    let shape = |bytes: &[u8]| {
+        let adapter = runtime.load_bytes("many-memories", bytes, limits).unwrap();
+        let info = lmhost::tools::conformance::model_for(&adapter);
+        let params = wit::Params::from(&GenerationParams::default());
+        let started = Instant::now();
+        let result = adapter.shape_request(&info, &[], &params);
+        (result, started.elapsed(), adapter.peak_memory_bytes())
+    };
+    // Seven memories of 30 MiB fit under the 256 MiB cap: the component is
+    // sound, and its functions trap as written.
+    let (result, _, peak) = shape(&many_memories_adapter(7, 30));
+    assert!(matches!(result, Err(AdapterError::Crashed { .. })), "{result:?}");
+    assert!(peak >= 7 * 30 << 20, "all memories are counted: {peak}");
+    // Seven of 255 MiB (1.8 GiB under a per-memory cap) stop at the second.
+    let (result, took, peak) = shape(&many_memories_adapter(7, 255));
+    assert!(matches!(result, Err(AdapterError::MemoryLimit { limit, .. }) if limit == 256 << 20), "{result:?}");
+    assert!(peak <= 256 << 20, "{peak}");
+    assert!(took < QUICK, "{took:?}");
+}
