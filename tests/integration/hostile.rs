@@ -105,7 +105,10 @@ fn request_budget_is_a_registry_limit_with_a_maximum() {
         .load(r#"{"model_name": "hostile", "adapter_limits": {"request_budget_ms": 600001}}"#)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`adapter_limits.request_budget_ms` is 600001, over the maximum of 600000 ms"), "{err}");
+    assert!(
+        err.contains("`adapter_limits.request_budget_ms` is 600001, over the maximum of 600000 ms"),
+        "{err}"
+    );
 }
 
 /// `lmhost run` with one hostile entry: its stderr, exit status, wall time and
@@ -143,7 +146,12 @@ fn run_hostile(home: &Path, mode: &str) -> (String, bool, Duration, i64) {
     assert_eq!(pid, child.id() as libc::pid_t);
     let took = started.elapsed();
     let stderr = reader.join().unwrap();
-    (stderr, libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, took, rusage.ru_maxrss)
+    (
+        stderr,
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        took,
+        rusage.ru_maxrss,
+    )
 }
 
 #[test]
@@ -163,7 +171,11 @@ fn adapter_logs_cannot_forge_host_lines_or_flood_stderr() {
     let (stderr, ok, took, _) = run_hostile(tmp.path(), "log-flood");
     assert!(ok, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
     // 100 MiB asked for; the budget plus one line of prefix per record and the note.
-    assert!(stderr.len() < 2 * MAX_LOG_BYTES_PER_REQUEST, "{} bytes of stderr", stderr.len());
+    assert!(
+        stderr.len() < 2 * MAX_LOG_BYTES_PER_REQUEST,
+        "{} bytes of stderr",
+        stderr.len()
+    );
     assert!(
         stderr.contains("log records dropped: over the log limit of 65536 bytes per request"),
         "{}",
@@ -214,7 +226,9 @@ fn many_memories_adapter(extra: u32, mib: u64) -> Vec<u8> {
     // (export name, params, results) of every function the world exports, and realloc.
     let mut exported = Vec::new();
     for (key, item) in &resolve.worlds[world].exports {
-        let WorldItem::Interface { id, .. } = item else { continue };
+        let WorldItem::Interface { id, .. } = item else {
+            continue;
+        };
         for func in resolve.interfaces[*id].functions.values() {
             let sig = resolve.wasm_signature(mangling.export_variant(), func);
             let name = resolve.wasm_export_name(
@@ -225,10 +239,18 @@ fn many_memories_adapter(extra: u32, mib: u64) -> Vec<u8> {
                     kind: WasmExportKind::Normal,
                 },
             );
-            exported.push((name, sig.params.iter().map(val).collect::<Vec<_>>(), sig.results.iter().map(val).collect::<Vec<_>>()));
+            exported.push((
+                name,
+                sig.params.iter().map(val).collect::<Vec<_>>(),
+                sig.results.iter().map(val).collect::<Vec<_>>(),
+            ));
         }
     }
-    exported.push((resolve.wasm_export_name(mangling, WasmExport::Realloc), vec![ValType::I32; 4], vec![ValType::I32]));
+    exported.push((
+        resolve.wasm_export_name(mangling, WasmExport::Realloc),
+        vec![ValType::I32; 4],
+        vec![ValType::I32],
+    ));
 
     let mut types = TypeSection::new();
     let mut functions = FunctionSection::new();
@@ -240,7 +262,8 @@ fn many_memories_adapter(extra: u32, mib: u64) -> Vec<u8> {
         functions.function(index);
         exports.export(name, ExportKind::Func, index);
         let mut body = Function::new([]);
-        body.instruction(&Instruction::Unreachable).instruction(&Instruction::End);
+        body.instruction(&Instruction::Unreachable)
+            .instruction(&Instruction::End);
         code.function(&body);
     }
     let memory = |pages: u64| {
@@ -254,9 +277,17 @@ fn many_memories_adapter(extra: u32, mib: u64) -> Vec<u8> {
         });
         memories
     };
-    exports.export(&resolve.wasm_export_name(mangling, WasmExport::Memory), ExportKind::Memory, 0);
+    exports.export(
+        &resolve.wasm_export_name(mangling, WasmExport::Memory),
+        ExportKind::Memory,
+        0,
+    );
     let mut main = Module::new();
-    main.section(&types).section(&functions).section(&memory(1)).section(&exports).section(&code);
+    main.section(&types)
+        .section(&functions)
+        .section(&memory(1))
+        .section(&exports)
+        .section(&code);
     let mut main = main.finish();
     wit_component::embed_component_metadata(&mut main, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
     let inner = wit_component::ComponentEncoder::default()
@@ -310,7 +341,86 @@ fn the_memory_cap_is_per_instance_not_per_memory() {
     assert!(peak >= 7 * 30 << 20, "all memories are counted: {peak}");
     // Seven of 255 MiB (1.8 GiB under a per-memory cap) stop at the second.
     let (result, took, peak) = shape(&many_memories_adapter(7, 255));
-    assert!(matches!(result, Err(AdapterError::MemoryLimit { limit, .. }) if limit == 256 << 20), "{result:?}");
+    assert!(
+        matches!(result, Err(AdapterError::MemoryLimit { limit, .. }) if limit == 256 << 20),
+        "{result:?}"
+    );
     assert!(peak <= 256 << 20, "{peak}");
     assert!(took < QUICK, "{took:?}");
+}
+
+/// `lmhost serve` with a registry of hostile entries beside a plain one: each
+/// hostile model gets an error answer for itself, never a dropped connection,
+/// and the plain model answers right after every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_survives_every_hostile_entry() {
+    use lmhost::server::{Server, ServerConfig};
+    let modes = [
+        "panic",
+        "oom",
+        "recursion",
+        "huge-output",
+        "bad-utf8",
+        "many-stops",
+        "long-stop",
+        "many-headers",
+        "long-path",
+        "huge-error",
+        "log-flood",
+        "long-finish-reason",
+        "template-bomb",
+        "template-memory-bomb",
+    ];
+    let mut entries: Vec<serde_json::Value> = modes
+        .iter()
+        .map(|mode| {
+            serde_json::json!({"model_name": format!("hostile-{mode}"), "backend": "mock", "reply": "fine",
+                               "adapter": guest("hostile"), "hostile": mode})
+        })
+        .collect();
+    entries.push(serde_json::json!({"model_name": "plain", "backend": "mock", "reply": "fine"}));
+    let (host, _home) = lmhost_tests::host(Some(&serde_json::Value::Array(entries).to_string()));
+    let server = Server::bind(std::sync::Arc::new(host), ServerConfig::ephemeral())
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/chat/completions", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let ask = |model: String, stream: bool| {
+        let body =
+            serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        let request = client.post(&url).json(&body).send();
+        async move {
+            let response = request.await.expect("the server answers");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("a whole body"))
+        }
+    };
+    for mode in modes {
+        for stream in [false, true] {
+            let started = Instant::now();
+            let (status, body) = ask(format!("hostile-{mode}"), stream).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{mode}: {:?}",
+                started.elapsed()
+            );
+            // An error for that model: a status, or an error event in a stream
+            // that had started. A log flood is no error (its logs are dropped),
+            // nor is a stream of the adapter that sends its long finish reason
+            // from `parse-response` only.
+            let failed = status >= 400 || body.contains("\"error\"");
+            let harmless = mode == "log-flood" || (mode == "long-finish-reason" && stream);
+            assert_eq!(failed, !harmless, "{mode} (stream: {stream}): {status} {body:.2000}");
+            assert!(body.len() < 8192, "{mode}: {} bytes of answer", body.len());
+            let (status, body) = ask("plain".into(), stream).await;
+            assert_eq!(status, 200, "after {mode}: {body}");
+            assert!(body.contains("fine"), "after {mode}: {body}");
+        }
+    }
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
 }

@@ -287,6 +287,10 @@ async fn bad_requests_are_4xx_in_openai_shape() {
         json!({"model": 7, "messages": [{"role": "user", "content": "Hi"}]}),
         json!({"messages": [{"role": "user", "content": "Hi"}]}),
         json!({"model": "echo", "messages": [{"role": "user", "content": "Hi"}], "stop": 3}),
+        // Stop strings are matched at every token: counted and sized as an adapter's.
+        json!({"model": "echo", "messages": [{"role": "user", "content": "Hi"}],
+               "stop": (0..100).map(|i| format!("s{i}")).collect::<Vec<_>>()}),
+        json!({"model": "echo", "messages": [{"role": "user", "content": "Hi"}], "stop": "x".repeat(2000)}),
     ] {
         let (status, body) = post(&client, &url, wrong.clone()).await;
         assert_eq!(status, 400, "{wrong} -> {body}");

@@ -234,7 +234,10 @@ mod tests {
     fn quotes_are_cut_with_the_length() {
         let long = "é".repeat(100_000);
         let q = quote(&long);
-        assert_eq!(q.chars().count(), 200 + 2 + " (200000 bytes in all)".chars().count() + 1);
+        assert_eq!(
+            q.chars().count(),
+            200 + 2 + " (200000 bytes in all)".chars().count() + 1
+        );
         assert!(q.ends_with("… (200000 bytes in all)"), "{q}");
         assert_eq!(quote("a\nb"), "\"a\\nb\"");
     }
@@ -283,7 +286,18 @@ mod tests {
         let ok = |r: &wit::Request| check_request("a", r, 1 << 20);
         assert!(ok(&prompt(vec!["s".into(); MAX_STOP_STRINGS])).is_ok());
         let err = ok(&prompt(vec!["s".into(); MAX_STOP_STRINGS + 1])).unwrap_err();
-        assert!(matches!(err, AdapterError::OutputLimit { what: "stop strings", size: 65, limit: 64, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                AdapterError::OutputLimit {
+                    what: "stop strings",
+                    size: 65,
+                    limit: 64,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(ok(&prompt(vec!["s".repeat(MAX_STOP_BYTES + 1)])).is_err());
         let headers = |n: usize| (0..n).map(|i| (format!("x-h{i}"), "v".into())).collect::<Vec<_>>();
         assert!(ok(&http("/v1", headers(MAX_HEADERS))).is_ok());

@@ -47,7 +47,9 @@ impl bindings::lmhost::adapter::host::Host for AdapterState {
 
     fn log(&mut self, level: bindings::lmhost::adapter::host::LogLevel, message: String) {
         use bindings::lmhost::adapter::host::LogLevel;
-        let Some(message) = self.log.admit(&message) else { return };
+        let Some(message) = self.log.admit(&message) else {
+            return;
+        };
         let adapter = &*self.adapter;
         match level {
             LogLevel::Trace => tracing::trace!(adapter, "{message}"),
@@ -115,7 +117,8 @@ impl MemoryCap {
     fn grow_failed(&mut self) {
         self.total -= std::mem::take(&mut self.pending);
     }
-}/// The trap an adapter gets for trying to block (see [`link_wasi`]).
+}
+/// The trap an adapter gets for trying to block (see [`link_wasi`]).
 #[derive(Debug)]
 pub(super) struct BlockingDenied;
 
@@ -324,7 +327,8 @@ mod tests {
         let mut cap = MemoryCap::new(100 * MIB);
         assert!(cap.memory_growing(0, MIB, None).unwrap());
         assert!(cap.memory_growing(MIB, 90 * MIB, None).unwrap());
-        cap.memory_grow_failed(wasmtime::Error::msg("over the memory's maximum")).unwrap();
+        cap.memory_grow_failed(wasmtime::Error::msg("over the memory's maximum"))
+            .unwrap();
         assert_eq!(cap.total, MIB);
         assert!(cap.memory_growing(MIB, 50 * MIB, None).unwrap());
         assert_eq!((cap.total, cap.peak), (50 * MIB, 90 * MIB));

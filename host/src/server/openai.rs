@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use crate::adapters::ledger::{MAX_STOP_BYTES, MAX_STOP_STRINGS};
 use crate::{Generation, GenerationParams, Message, Usage};
 
 /// `stop`: one string or a list.
@@ -161,6 +162,19 @@ impl Sampling {
             return Err(ApiError::invalid_request(
                 "`logit_bias` is not supported",
                 Some("logit_bias"),
+            ));
+        }
+        // Stop strings are matched against every generated token: the same
+        // caps as for an adapter's.
+        let stops: &[String] = match &self.stop {
+            None => &[],
+            Some(Stop::One(s)) => std::slice::from_ref(s),
+            Some(Stop::Many(list)) => list,
+        };
+        if stops.len() > MAX_STOP_STRINGS || stops.iter().any(|s| s.len() > MAX_STOP_BYTES) {
+            return Err(ApiError::invalid_request(
+                format!("`stop` takes at most {MAX_STOP_STRINGS} strings of at most {MAX_STOP_BYTES} bytes each"),
+                Some("stop"),
             ));
         }
         let max_tokens = self.max_completion_tokens.or(self.max_tokens);
