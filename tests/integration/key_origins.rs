@@ -2,7 +2,8 @@
 //! (the backend's default, key.json's `base_url` and `trusted_origins`, entries
 //! of a trusted registry file), never where an untrusted registry entry or an
 //! ad-hoc query points. Each test runs real loopback servers: the "other host"
-//! records everything it receives.
+//! records everything it receives. The last test does the same through the
+//! `lmhost` command (`--trusted-registry`, `$LMHOST_TRUSTED_REGISTRIES`).
 
 use std::path::PathBuf;
 
@@ -184,4 +185,50 @@ fn key_json_trusted_origins_must_be_origins() {
             && !err.contains(SECRET),
         "{err}"
     );
+}
+
+#[test]
+fn the_command_line_trusts_a_registry_file_only_when_told() {
+    let other = FixtureApi::start(vec![ok_reply()]);
+    let tmp = TempDir::new("cli-trust");
+    let home = tmp.path();
+    std::fs::write(home.join("key.json"), json!({"openai": {"api_key": SECRET}}).to_string()).unwrap();
+    let registry = home.join("r.json");
+    let entry = json!([{"model_name": "gpt-x", "backend": "openai", "model_id": "gpt",
+                        "base_url": format!("{}/v1", other.url())}]);
+    std::fs::write(&registry, entry.to_string()).unwrap();
+    let file = registry.to_str().unwrap();
+    let lmhost = |args: &[&str], trusted_env: Option<&str>| {
+        let mut command = crate::lmhost_command();
+        command
+            .args(args)
+            .args(["run", "-m", "gpt-x", "hi"])
+            .current_dir(home)
+            .env("LMHOST_HOME", home)
+            .env("HOME", home)
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("LMHOST_TRUSTED_REGISTRIES");
+        if let Some(list) = trusted_env {
+            command.env("LMHOST_TRUSTED_REGISTRIES", list);
+        }
+        command.output().unwrap()
+    };
+    let out = lmhost(&["--registry", file], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`gpt-x`") && stderr.contains("--trusted-registry") && !stderr.contains(SECRET),
+        "{stderr}"
+    );
+    assert!(other.requests().is_empty());
+
+    let bearer = format!("Bearer {SECRET}");
+    let out = lmhost(&["--trusted-registry", file], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(other.only_request().header("authorization"), Some(bearer.as_str()));
+
+    let out = lmhost(&["--registry", file], Some(file));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(other.requests().len(), 2);
+    assert_eq!(other.requests()[1].header("authorization"), Some(bearer.as_str()));
 }
