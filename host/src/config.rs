@@ -103,7 +103,11 @@ impl HostConfig {
             key_files: KeyStore::default_files(&home, env("HOME").map(PathBuf::from)),
             keys_from_env: true,
             trusted_registries: env("LMHOST_TRUSTED_REGISTRIES")
-                .map(|list| std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()).collect())
+                .map(|list| {
+                    std::env::split_paths(&list)
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
             home,
             registry_files: Vec::new(),

@@ -314,13 +314,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("key.json");
         let write = |origins: Value| {
-            std::fs::write(&file, serde_json::json!({"openai": {"api_key": "sk-x", "trusted_origins": origins}}).to_string())
-                .unwrap()
+            std::fs::write(
+                &file,
+                serde_json::json!({"openai": {"api_key": "sk-x", "trusted_origins": origins}}).to_string(),
+            )
+            .unwrap()
         };
         write(serde_json::json!(["https://gw.example:8443", "http://127.0.0.1:9000/"]));
         let store = KeyStore::from_files(std::slice::from_ref(&file), |_| None).unwrap();
         let cred = store.for_backend("openai");
-        assert_eq!(cred.trusted_origins, ["https://gw.example:8443", "http://127.0.0.1:9000/"]);
+        assert_eq!(
+            cred.trusted_origins,
+            ["https://gw.example:8443", "http://127.0.0.1:9000/"]
+        );
         assert_eq!(cred.file.as_deref(), Some(file.as_path()));
         for (bad, says) in [
             (serde_json::json!("https://gw.example"), "must be a list"),
@@ -328,13 +334,19 @@ mod tests {
             (serde_json::json!(["gw.example"]), "not a URL"),
             (serde_json::json!(["ftp://gw.example"]), "http(s)://host"),
             (serde_json::json!(["https://gw.example/v1"]), "no path"),
-            (serde_json::json!([format!("https://{}.example/v1", "x".repeat(100_000))]), "bytes)"),
+            (
+                serde_json::json!([format!("https://{}.example/v1", "x".repeat(100_000))]),
+                "bytes)",
+            ),
         ] {
             write(bad.clone());
             let err = KeyStore::from_files(std::slice::from_ref(&file), |_| None)
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("`openai`") && err.contains(says) && !err.contains("sk-x"), "{bad}: {err}");
+            assert!(
+                err.contains("`openai`") && err.contains(says) && !err.contains("sk-x"),
+                "{bad}: {err}"
+            );
             assert!(err.len() < 1000, "{}", err.len());
         }
         std::fs::remove_dir_all(&dir).unwrap();

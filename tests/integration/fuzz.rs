@@ -490,7 +490,9 @@ fn adapter_paths_never_leave_the_base_url() {
             // or look-alike in it.
             let mut seen = url.path().to_string();
             for _ in 0..4 {
-                let next = percent_encoding::percent_decode_str(&seen).decode_utf8_lossy().into_owned();
+                let next = percent_encoding::percent_decode_str(&seen)
+                    .decode_utf8_lossy()
+                    .into_owned();
                 prop_assert!(next.is_ascii(), "{:?} -> {} decodes to {:?}", path, url, next);
                 prop_assert!(
                     next.starts_with(base.path().trim_end_matches('/'))

@@ -192,7 +192,11 @@ fn the_command_line_trusts_a_registry_file_only_when_told() {
     let other = FixtureApi::start(vec![ok_reply()]);
     let tmp = TempDir::new("cli-trust");
     let home = tmp.path();
-    std::fs::write(home.join("key.json"), json!({"openai": {"api_key": SECRET}}).to_string()).unwrap();
+    std::fs::write(
+        home.join("key.json"),
+        json!({"openai": {"api_key": SECRET}}).to_string(),
+    )
+    .unwrap();
     let registry = home.join("r.json");
     let entry = json!([{"model_name": "gpt-x", "backend": "openai", "model_id": "gpt",
                         "base_url": format!("{}/v1", other.url())}]);

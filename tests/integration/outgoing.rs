@@ -21,22 +21,22 @@ fn encoded_dot_segments_slashes_and_path_parameters_are_refused() {
     let api = FixtureApi::start(vec![Reply::json(200, json!({"ok": true}))]);
     let base = format!("{}/v1", api.url());
     let targets = [
-        "/%2e%2e%2f%2e%2e%2fx",     // encoded dots and slashes
-        "/..%2fx",                  // raw dots, encoded slash
-        "/%2F..%2Fx",               // upper case
-        "/..;/x",                   // a path parameter after `..`
-        "/chat;jsessionid=1",       // any path parameter
-        "/%3b/x",                   // an encoded `;`
-        "/%5c..%5cx",               // encoded backslashes
-        "/%252e%252e/x",            // double encoding
-        "/%25252e%25252e/x",        // triple encoding
-        "/%c0%ae%c0%ae/x",          // overlong UTF-8 dots
-        "/%u002e%u002e/x",          // %u escapes
-        "/%ef%bc%8e%ef%bc%8e/x",    // fullwidth dots, encoded
-        "/\u{ff0e}\u{ff0e}/x",      // fullwidth dots, raw
-        "/%2e%2E/x",                // mixed case
-        "/%00/../x",                // a NUL before the dots
-        "/...",                     // only dots
+        "/%2e%2e%2f%2e%2e%2fx",  // encoded dots and slashes
+        "/..%2fx",               // raw dots, encoded slash
+        "/%2F..%2Fx",            // upper case
+        "/..;/x",                // a path parameter after `..`
+        "/chat;jsessionid=1",    // any path parameter
+        "/%3b/x",                // an encoded `;`
+        "/%5c..%5cx",            // encoded backslashes
+        "/%252e%252e/x",         // double encoding
+        "/%25252e%25252e/x",     // triple encoding
+        "/%c0%ae%c0%ae/x",       // overlong UTF-8 dots
+        "/%u002e%u002e/x",       // %u escapes
+        "/%ef%bc%8e%ef%bc%8e/x", // fullwidth dots, encoded
+        "/\u{ff0e}\u{ff0e}/x",   // fullwidth dots, raw
+        "/%2e%2E/x",             // mixed case
+        "/%00/../x",             // a NUL before the dots
+        "/...",                  // only dots
     ];
     let mut entries: Vec<Value> = targets
         .iter()
@@ -50,19 +50,18 @@ fn encoded_dot_segments_slashes_and_path_parameters_are_refused() {
     entries.push(hostile_entry("normal", "http-exfiltrate", &base));
     let (host, _home) = remote_host(Value::Array(entries), json!({"openai_compatible": {"api_key": SECRET}}));
     // Refusals first, each followed by a normal request that must work.
-    for i in 0..targets.len() {
+    for (i, target) in targets.iter().enumerate() {
         let name = format!("path-{i}");
         let err = hi(&host, &name).unwrap_err().to_string();
         assert!(
             err.contains(&format!("`{name}`")) && err.contains("refuses"),
-            "{}: {err}",
-            targets[i]
+            "{target}: {err}"
         );
         let before = api.requests().len();
-        hi(&host, "normal").unwrap_or_else(|e| panic!("after {}: {e}", targets[i]));
+        hi(&host, "normal").unwrap_or_else(|e| panic!("after {target}: {e}"));
         let after = api.requests();
-        assert_eq!(after.len(), before + 1, "{}: {after:#?}", targets[i]);
-        assert_eq!(after[before].path, "/v1/chat/completions", "{}", targets[i]);
+        assert_eq!(after.len(), before + 1, "{target}: {after:#?}");
+        assert_eq!(after[before].path, "/v1/chat/completions", "{target}");
     }
 }
 
@@ -119,7 +118,9 @@ fn huge_paths_and_header_counts_end_in_short_errors_not_panics() {
     long_path["target"] = json!(format!("/{}\\", "a".repeat(8 << 20)));
     // Past what an HTTP header map holds without panicking (~32k entries).
     let mut many = hostile_entry("many-headers", "http-headers", &base);
-    many["send_headers"] = json!((0..40_000).map(|i| [format!("x-h{i}"), "v".to_string()]).collect::<Vec<_>>());
+    many["send_headers"] = json!((0..40_000)
+        .map(|i| [format!("x-h{i}"), "v".to_string()])
+        .collect::<Vec<_>>());
     let mut entries = vec![long_path, many, hostile_entry("normal", "http-exfiltrate", &base)];
     for e in &mut entries {
         e["adapter_limits"] = json!({"deadline_ms": 20_000});
@@ -133,8 +134,16 @@ fn huge_paths_and_header_counts_end_in_short_errors_not_panics() {
             .unwrap_err()
             .to_string();
         let took = started.elapsed();
-        eprintln!("{name}: refused in {took:?}, error of {} bytes: {}", err.len(), &err[..err.len().min(300)]);
-        assert!(err.contains(&format!("`{name}`")), "{name}: {}", &err[..err.len().min(500)]);
+        eprintln!(
+            "{name}: refused in {took:?}, error of {} bytes: {}",
+            err.len(),
+            &err[..err.len().min(300)]
+        );
+        assert!(
+            err.contains(&format!("`{name}`")),
+            "{name}: {}",
+            &err[..err.len().min(500)]
+        );
         assert!(err.len() < 2000, "{name}: an error of {} bytes", err.len());
         assert!(took < Duration::from_secs(20), "{name}: {took:?}");
     }

@@ -149,6 +149,9 @@ mod tests {
         assert_eq!(quoted("a\nb"), "\"a\\nb\"");
         let long = "é".repeat(1 << 20);
         let q = quoted(&long);
-        assert!(q.len() < 600 && q.ends_with(&format!("({} bytes in all)", long.len())), "{q}");
+        assert!(
+            q.len() < 600 && q.ends_with(&format!("({} bytes in all)", long.len())),
+            "{q}"
+        );
     }
 }

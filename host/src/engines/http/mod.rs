@@ -253,12 +253,7 @@ impl HttpEngine {
         let method = match input.method.to_ascii_uppercase().as_str() {
             "POST" => Method::POST,
             "GET" => Method::GET,
-            _ => {
-                return Err(refuse(format!(
-                    "method {} (only POST and GET)",
-                    quoted(input.method)
-                )))
-            }
+            _ => return Err(refuse(format!("method {} (only POST and GET)", quoted(input.method)))),
         };
         let url = join(&self.base, input.path).map_err(refuse)?;
         // The adapter layer bounds what an adapter returns; this bound keeps the

@@ -152,10 +152,7 @@ mod tests {
         );
         let base = Url::parse("http://other.example/v1").unwrap();
         let s = spec("http://other.example/v1", SpecSource::Query);
-        assert_eq!(
-            withheld_message(&s, openai, &keyed(), &base, BaseFrom::KeyFile),
-            None
-        );
+        assert_eq!(withheld_message(&s, openai, &keyed(), &base, BaseFrom::KeyFile), None);
     }
 
     #[test]

@@ -135,7 +135,9 @@ fn route_problem(route: &str) -> Option<&'static str> {
     }
     let decoded: Vec<u8> = percent_encoding::percent_decode(bytes).collect();
     if !decoded.is_ascii() {
-        return Some("non-ASCII characters, raw or encoded, are refused (look-alikes of `.`, `/` or `\\`, overlong forms)");
+        return Some(
+            "non-ASCII characters, raw or encoded, are refused (look-alikes of `.`, `/` or `\\`, overlong forms)",
+        );
     }
     if decoded.iter().any(|b| b.is_ascii_control()) {
         return Some("encoded control characters are refused");
@@ -219,13 +221,22 @@ mod tests {
         ] {
             assert!(join(&base, bad).is_err(), "{bad} was accepted");
         }
-        for good in ["/models/a.b:generateContent", "/x%20y", "/a%2eb", "/v1/chat?alt=sse&x=%2f"] {
+        for good in [
+            "/models/a.b:generateContent",
+            "/x%20y",
+            "/a%2eb",
+            "/v1/chat?alt=sse&x=%2f",
+        ] {
             assert!(join(&base, good).is_ok(), "{good} was refused");
         }
         // A huge path is quoted truncated.
         let huge = format!("/{}", "\\".repeat(1 << 20));
         let err = join(&base, &huge).unwrap_err();
-        assert!(err.len() < 1000 && err.contains(&format!("{} bytes", huge.len())), "{}", err.len());
+        assert!(
+            err.len() < 1000 && err.contains(&format!("{} bytes", huge.len())),
+            "{}",
+            err.len()
+        );
         // `@` in a path is a path character, not userinfo.
         assert_eq!(
             join(&base, "/@evil.example").unwrap().host_str(),
