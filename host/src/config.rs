@@ -8,7 +8,8 @@
 //! read are: `LMHOST_HOME`, `HOME`, `LMHOST_MODELS_DIR`, `LMHOST_ADAPTERS_DIR`,
 //! `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`, `XDG_CACHE_HOME`, `HF_TOKEN`,
 //! `HF_HUB_OFFLINE`, the API-key variables of the backend table (when
-//! [`HostConfig::keys_from_env`] is set) and `LMHOST_LLAMA_LOG`.
+//! [`HostConfig::keys_from_env`] is set), `LMHOST_TRUSTED_REGISTRIES` and
+//! `LMHOST_LLAMA_LOG`.
 //!
 //! Imports only the backend table, credentials and the sandbox's limit types;
 //! must not import engines, the registry or the model layer.
@@ -67,6 +68,13 @@ pub struct HostConfig {
     pub key_files: Vec<PathBuf>,
     /// Whether API keys in the environment (`OPENAI_API_KEY`, ...) override them.
     pub keys_from_env: bool,
+    /// Registry files whose entries may send the user's keys to their own
+    /// `base_url` (`--trusted-registry`, `$LMHOST_TRUSTED_REGISTRIES`, a list
+    /// separated like `PATH`). Entries of other files (and ad-hoc queries) get a
+    /// key only for the backend's default origin, key.json's `base_url` or a
+    /// section's `trusted_origins`. Trusting a file does not load it: it must
+    /// also be a layer (`registry_files` or a default location).
+    pub trusted_registries: Vec<PathBuf>,
 }
 
 impl HostConfig {
@@ -94,6 +102,13 @@ impl HostConfig {
             adapter_dirs: adapter_dirs(&home, env("LMHOST_ADAPTERS_DIR").map(PathBuf::from)),
             key_files: KeyStore::default_files(&home, env("HOME").map(PathBuf::from)),
             keys_from_env: true,
+            trusted_registries: env("LMHOST_TRUSTED_REGISTRIES")
+                .map(|list| {
+                    std::env::split_paths(&list)
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             home,
             registry_files: Vec::new(),
             component_cache: true,
@@ -105,7 +120,10 @@ impl HostConfig {
     /// API-key variables on top when [`keys_from_env`](Self::keys_from_env) is set.
     pub fn key_store(&self) -> Result<KeyStore, KeyFileError> {
         let env = self.keys_from_env;
-        KeyStore::from_files(&self.key_files, |name| env.then(|| env_var(name)).flatten())
+        Ok(
+            KeyStore::from_files(&self.key_files, |name| env.then(|| env_var(name)).flatten())?
+                .trust_registries(&self.trusted_registries),
+        )
     }
 
     /// The folder of precompiled adapters, when the disk cache is on.

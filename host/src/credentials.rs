@@ -6,6 +6,12 @@
 //! (`organization` is accepted too). An API key in the backend's environment
 //! variable (`OPENAI_API_KEY`, …, `HF_TOKEN`) overrides the file's.
 //!
+//! A section may also list `"trusted_origins": ["https://gateway.example:8443"]`:
+//! origins (scheme, host, port) that may receive this section's key even when a
+//! registry entry, not the user, names them as `base_url`. Registry files the
+//! user trusts to direct keys are [`KeyStore::trust_registries`]. The HTTP
+//! engine decides where a key goes from these (`engines/http/origin.rs`).
+//!
 //! Keys are held in [`Secret`], whose `Debug` never shows them; nothing here logs
 //! a key, and only the host (never an adapter) asks for one.
 //!
@@ -89,6 +95,28 @@ pub struct Credential {
     pub base_url: Option<String>,
     /// Where the key came from: a file path or `env:NAME`.
     pub source: Option<String>,
+    /// The key.json holding this backend's section, if one does.
+    pub file: Option<PathBuf>,
+    /// Origins (`scheme://host[:port]`, checked when the file is read) that may
+    /// receive the key whoever names them: the section's `trusted_origins`.
+    pub trusted_origins: Vec<String>,
+    /// Registry files (canonical paths) whose entries may send the key to their
+    /// own `base_url` ([`KeyStore::trust_registries`]).
+    pub trusted_registries: Vec<PathBuf>,
+}
+
+impl Credential {
+    /// Whether the user marked registry file `path` as trusted to direct this key.
+    pub fn trusts_registry(&self, path: &Path) -> bool {
+        let path = canonical(path);
+        self.trusted_registries.contains(&path)
+    }
+}
+
+/// `path` made absolute and free of links, when it exists (as given otherwise),
+/// so the same file named two ways is recognised.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// A `key.json` that cannot be read.
@@ -108,6 +136,8 @@ pub struct KeyStore {
     sections: HashMap<String, (serde_json::Map<String, Value>, PathBuf)>,
     /// environment variable → value, for the variables lmhost reads.
     env: HashMap<String, String>,
+    /// Registry files trusted to direct keys, canonical.
+    trusted_registries: Vec<PathBuf>,
 }
 
 impl KeyStore {
@@ -140,6 +170,9 @@ impl KeyStore {
                 let Value::Object(section) = section else {
                     return Err(fail(format!("section `{name}` must be an object")));
                 };
+                if let Some(origins) = section.get("trusted_origins") {
+                    check_origins(origins).map_err(|e| fail(format!("section `{name}`: `trusted_origins` {e}")))?;
+                }
                 store.sections.entry(name).or_insert((section, path.clone()));
             }
         }
@@ -149,6 +182,15 @@ impl KeyStore {
             }
         }
         Ok(store)
+    }
+
+    /// Mark registry files whose entries may send keys to their own `base_url`
+    /// (`--trusted-registry`, `$LMHOST_TRUSTED_REGISTRIES`). Every key then
+    /// follows those entries wherever they point: the coarse switch, for a file
+    /// the user wrote; a section's `trusted_origins` is the narrow one.
+    pub fn trust_registries(mut self, files: &[PathBuf]) -> Self {
+        self.trusted_registries = files.iter().map(|f| canonical(f)).collect();
+        self
     }
 
     /// The credentials of a backend (by registry name or alias).
@@ -165,7 +207,10 @@ impl KeyStore {
     }
 
     fn credential_of(&self, source: KeySource) -> Credential {
-        let mut cred = Credential::default();
+        let mut cred = Credential {
+            trusted_registries: self.trusted_registries.clone(),
+            ..Credential::default()
+        };
         if let Some((section, path)) = self.sections.get(source.section) {
             let text = |k: &str| {
                 section
@@ -177,6 +222,12 @@ impl KeyStore {
             cred.api_key = text("api_key").map(Secret);
             cred.organization = text("organization").or_else(|| text("organisation"));
             cred.base_url = text("base_url");
+            cred.file = Some(path.clone());
+            cred.trusted_origins = section
+                .get("trusted_origins")
+                .and_then(Value::as_array)
+                .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
             if cred.api_key.is_some() {
                 cred.source = Some(path.display().to_string());
             }
@@ -186,6 +237,39 @@ impl KeyStore {
             cred.source = Some(format!("env:{}", source.env));
         }
         cred
+    }
+}
+
+/// A section's `trusted_origins`: a list of `scheme://host[:port]` (http or
+/// https), without credentials, path, query or fragment. A path is refused
+/// rather than ignored: trust is per origin, and a path would suggest otherwise.
+fn check_origins(value: &Value) -> Result<(), String> {
+    let Value::Array(list) = value else {
+        return Err("must be a list of origins (\"https://host[:port]\")".into());
+    };
+    for item in list {
+        let Some(text) = item.as_str() else {
+            return Err(format!("must hold strings, found {}", clip(&item.to_string())));
+        };
+        let shown = clip(text);
+        let url = reqwest::Url::parse(text).map_err(|e| format!("holds {shown}, not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!("holds {shown}: an origin is http(s)://host[:port]"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(format!(
+                "holds {shown}: an origin is scheme://host[:port] alone (no path, query or credentials)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A value from a file, quoted for a message: at most 200 characters and its length.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
     }
 }
 
@@ -221,6 +305,50 @@ mod tests {
         assert_eq!(openai.api_key.unwrap().expose(), "sk-env-000000000");
         assert_eq!(openai.source.as_deref(), Some("env:OPENAI_API_KEY"));
         assert_eq!(store.for_backend("cohere"), Credential::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn trusted_origins_are_checked_when_the_file_is_read() {
+        let dir = std::env::temp_dir().join(format!("lmhost-origins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key.json");
+        let write = |origins: Value| {
+            std::fs::write(
+                &file,
+                serde_json::json!({"openai": {"api_key": "sk-x", "trusted_origins": origins}}).to_string(),
+            )
+            .unwrap()
+        };
+        write(serde_json::json!(["https://gw.example:8443", "http://127.0.0.1:9000/"]));
+        let store = KeyStore::from_files(std::slice::from_ref(&file), |_| None).unwrap();
+        let cred = store.for_backend("openai");
+        assert_eq!(
+            cred.trusted_origins,
+            ["https://gw.example:8443", "http://127.0.0.1:9000/"]
+        );
+        assert_eq!(cred.file.as_deref(), Some(file.as_path()));
+        for (bad, says) in [
+            (serde_json::json!("https://gw.example"), "must be a list"),
+            (serde_json::json!([3]), "must hold strings"),
+            (serde_json::json!(["gw.example"]), "not a URL"),
+            (serde_json::json!(["ftp://gw.example"]), "http(s)://host"),
+            (serde_json::json!(["https://gw.example/v1"]), "no path"),
+            (
+                serde_json::json!([format!("https://{}.example/v1", "x".repeat(100_000))]),
+                "bytes)",
+            ),
+        ] {
+            write(bad.clone());
+            let err = KeyStore::from_files(std::slice::from_ref(&file), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`openai`") && err.contains(says) && !err.contains("sk-x"),
+                "{bad}: {err}"
+            );
+            assert!(err.len() < 1000, "{}", err.len());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

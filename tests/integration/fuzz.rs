@@ -434,6 +434,27 @@ fn adapter_paths_never_leave_the_base_url() {
         ";",
         "127.0.0.1",
         "[::1]",
+        // Encodings a gateway may decode or normalise: double and triple
+        // encoding, mixed case, overlong UTF-8, `%u` escapes, fullwidth and
+        // other look-alikes, path parameters.
+        "%252e",
+        "%252f",
+        "%25",
+        "%2E%2e",
+        "%2F",
+        "%5C",
+        "%3b",
+        "..;",
+        "%c0%ae",
+        "%c0%af",
+        "%e0%80%ae",
+        "%u002e",
+        "%2",
+        "%ef%bc%8e",
+        "\u{ff0e}",
+        "\u{ff0f}",
+        "\u{2215}",
+        "%0a",
     ];
     let bases = [
         "https://api.example.com/v1",
@@ -464,6 +485,27 @@ fn adapter_paths_never_leave_the_base_url() {
                 path,
                 url
             );
+            // What a gateway that decodes the path (any number of times) would
+            // route: still under the base path, with no dot segment, `\`, `;`
+            // or look-alike in it.
+            let mut seen = url.path().to_string();
+            for _ in 0..4 {
+                let next = percent_encoding::percent_decode_str(&seen)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                prop_assert!(next.is_ascii(), "{:?} -> {} decodes to {:?}", path, url, next);
+                prop_assert!(
+                    next.starts_with(base.path().trim_end_matches('/'))
+                        && !next.contains('\\')
+                        && !next.contains(';')
+                        && !next.split('/').any(|s| s == "." || s == ".."),
+                    "{:?} -> {} decodes to {:?}",
+                    path,
+                    url,
+                    next
+                );
+                seen = next;
+            }
         }
         Ok(())
     });

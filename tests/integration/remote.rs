@@ -13,11 +13,13 @@ use lmhost_tests::{guest, TempDir};
 use serde_json::{json, Value};
 
 /// A key that must never show up anywhere but its header.
-const SECRET: &str = "sk-lmhost-test-SECRET-7f3a9c1e5b";
+pub(crate) const SECRET: &str = "sk-lmhost-test-SECRET-7f3a9c1e5b";
 
 /// A host whose only key file holds `keys` (environment keys ignored) and whose
-/// registry is `entries`.
-fn remote_host(entries: Value, keys: Value) -> (Host, TempDir) {
+/// registry is `entries`, in a file the test marks trusted: its entries point
+/// at loopback stand-ins and must get the keys (`key_origins.rs` tests the
+/// untrusted case).
+pub(crate) fn remote_host(entries: Value, keys: Value) -> (Host, TempDir) {
     let home = TempDir::new("remote");
     let key_file = home.path().join("key.json");
     std::fs::write(&key_file, keys.to_string()).unwrap();
@@ -26,11 +28,12 @@ fn remote_host(entries: Value, keys: Value) -> (Host, TempDir) {
     let mut config = HostConfig::with_home(home.path().to_path_buf());
     config.key_files = vec![key_file];
     config.keys_from_env = false;
-    config.registry_files = vec![registry];
+    config.registry_files = vec![registry.clone()];
+    config.trusted_registries = vec![registry];
     (Host::with_config(config).expect("host starts"), home)
 }
 
-fn hostile_entry(name: &str, mode: &str, base_url: &str) -> Value {
+pub(crate) fn hostile_entry(name: &str, mode: &str, base_url: &str) -> Value {
     json!({
         "model_name": name,
         "backend": "openai_compatible",

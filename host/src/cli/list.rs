@@ -87,6 +87,7 @@ pub(super) fn keys(as_json: bool) -> Result<()> {
                 "source": cred.source,
                 "organization": cred.organization,
                 "base_url": cred.base_url,
+                "trusted_origins": cred.trusted_origins,
             })
         })
         .collect();

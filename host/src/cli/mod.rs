@@ -39,6 +39,13 @@ pub struct Cli {
     #[arg(long = "registry", global = true, value_name = "FILE")]
     registry: Vec<PathBuf>,
 
+    /// Registry file consulted after the `--registry` ones, whose entries may also send your
+    /// API keys to the `base_url` they name (repeatable). Without it, a key goes
+    /// only to its backend's default origin, key.json's `base_url` or the
+    /// section's `trusted_origins`.
+    #[arg(long = "trusted-registry", global = true, value_name = "FILE")]
+    trusted_registry: Vec<PathBuf>,
+
     /// More log output (-v info, -vv debug); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -292,7 +299,8 @@ fn init_logging(verbose: u8) {
 
 fn host(cli: &Cli) -> Result<Host> {
     let mut config = HostConfig::from_env();
-    config.registry_files = cli.registry.clone();
+    config.registry_files = cli.registry.iter().chain(&cli.trusted_registry).cloned().collect();
+    config.trusted_registries.extend(cli.trusted_registry.iter().cloned());
     Ok(Host::with_config(config)?)
 }
 

@@ -12,7 +12,7 @@ pub(super) fn registry_check(cli: &Cli, files: &[PathBuf]) -> Result<()> {
     use crate::registry::{check_registry_text, Severity, PACKAGED_REGISTRY};
     let mut sources: Vec<(String, String)> = Vec::new();
     let explicit: Vec<PathBuf> = if files.is_empty() {
-        cli.registry.clone()
+        cli.registry.iter().chain(&cli.trusted_registry).cloned().collect()
     } else {
         files.to_vec()
     };

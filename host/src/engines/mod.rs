@@ -333,6 +333,15 @@ pub enum EngineError {
         /// The key.json section read.
         section: &'static str,
     },
+    /// The user's key is not sent where the entry points (`engines/http/origin.rs`),
+    /// and the backend needs one.
+    #[error("no API key for `{model}`: {message}")]
+    KeyWithheld {
+        /// Model name.
+        model: String,
+        /// Why, and what the user can do.
+        message: String,
+    },
     /// The adapter asked for a request the host does not send.
     #[error("the adapter of `{model}` asked for a request the host refuses: {message}")]
     Refused {

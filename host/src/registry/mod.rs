@@ -305,9 +305,11 @@ impl Registry {
         let features = Value::Object(features);
         for entry in &self.entries {
             if let Some(Value::Object(map)) = unify(&features, &Value::Object(entry.map.clone())) {
+                let query_keys = map.keys().filter(|k| !entry.map.contains_key(*k)).cloned().collect();
                 return Ok(ModelSpec {
                     map,
                     source: entry.source.clone(),
+                    query_keys,
                 });
             }
         }
@@ -409,6 +411,22 @@ mod tests {
             spec.settings::<RemoteSettings>().unwrap().base_url.as_deref(),
             Some("http://b")
         );
+    }
+
+    #[test]
+    fn a_key_the_query_adds_belongs_to_the_query_layer() {
+        let r = registry(json!([{"model_name": "m", "backend": "openai", "base_url": "http://a"},
+                                {"model_name": "n", "backend": "openai"}]));
+        let own = r
+            .resolve(&r#"{"model_name": "m", "base_url": "http://a"}"#.into())
+            .unwrap();
+        assert_eq!(own.layer_of("base_url"), &SpecSource::Packaged { index: 0 });
+        let added = r
+            .resolve(&r#"{"model_name": "n", "base_url": "http://b"}"#.into())
+            .unwrap();
+        assert_eq!(added.source(), &SpecSource::Packaged { index: 1 });
+        assert_eq!(added.layer_of("base_url"), &SpecSource::Query);
+        assert_eq!(added.layer_of("backend"), &SpecSource::Packaged { index: 1 });
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub enum SpecError {
 pub struct ModelSpec {
     pub(crate) map: Map<String, Value>,
     pub(crate) source: SpecSource,
+    /// Keys the query added to the entry it unified with (empty when the query
+    /// is the spec): their layer is the query, not the entry's file.
+    pub(crate) query_keys: Vec<String>,
 }
 
 impl ModelSpec {
@@ -118,7 +121,11 @@ impl ModelSpec {
                 None => return Err(SpecError::Missing { key }),
             }
         }
-        Ok(Self { map, source })
+        Ok(Self {
+            map,
+            source,
+            query_keys: Vec::new(),
+        })
     }
 
     /// The registry name of the model.
@@ -139,6 +146,19 @@ impl ModelSpec {
     /// Where the spec came from.
     pub fn source(&self) -> &SpecSource {
         &self.source
+    }
+
+    /// The layer that set `key`: the query, for a key the query added to the
+    /// entry it unified with; else where the spec came from. Credentials follow
+    /// `base_url` only where its layer is trusted, so a query cannot borrow the
+    /// trust of the entry it names.
+    pub fn layer_of(&self, key: &str) -> &SpecSource {
+        static QUERY: SpecSource = SpecSource::Query;
+        if self.query_keys.iter().any(|k| k == key) {
+            &QUERY
+        } else {
+            &self.source
+        }
     }
 
     /// Any key of the normalised entry.

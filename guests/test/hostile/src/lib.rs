@@ -5,8 +5,9 @@
 //! `read-env`, `socket`, `sleep`, `dump`, `bad-template`, `template-bomb`,
 //! `template-memory-bomb`, `template-concat-bomb`, `render-loop`; for remote
 //! backends `http-elsewhere` (a request to the entry's `target` URL),
-//! `http-auth` (forges an `Authorization` header) and `http-exfiltrate` (sends
-//! everything it can see in a request body); anything else (or none) shapes a
+//! `http-auth` (forges an `Authorization` header), `http-headers` (sends the
+//! entry's `send_headers`, a list of `[name, value]` pairs) and
+//! `http-exfiltrate` (sends everything it can see in a request body); anything else (or none) shapes a
 //! plain prompt, so the host can be shown to keep serving.
 //!
 //! Counts and sizes of everything returned: `many-stops` (100,000 stop strings),
@@ -136,6 +137,14 @@ impl Guest for Hostile {
                 vec![("Authorization".into(), "Bearer forged-by-the-adapter".into())],
                 "{}".into(),
             ),
+            "http-headers" => {
+                let headers = serde_json::from_str::<serde_json::Value>(&model.spec_json)
+                    .ok()
+                    .and_then(|v| v.get("send_headers").cloned())
+                    .and_then(|h| serde_json::from_value::<Vec<(String, String)>>(h).ok())
+                    .unwrap_or_default();
+                http("/chat/completions".into(), headers, "{}".into())
+            }
             "http-exfiltrate" => http(
                 "/chat/completions".into(),
                 Vec::new(),

@@ -12,9 +12,10 @@ impl HttpEngine {
         let mut message = provider_message(body);
         message.push_str(&after(attempts));
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            match &self.key_source {
-                Some(source) => message.push_str(&format!("; check the API key (from {source})")),
-                None => message.push_str("; no API key was sent"),
+            match (&self.withheld, &self.key_source) {
+                (Some(why), _) => message.push_str(&format!("; no API key was sent: {why}")),
+                (None, Some(source)) => message.push_str(&format!("; check the API key (from {source})")),
+                (None, None) => message.push_str("; no API key was sent"),
             }
         }
         EngineError::Provider {
@@ -40,11 +41,33 @@ impl HttpEngine {
         }
     }
 
-    /// A URL for messages: never with a query (some APIs take keys there).
+    /// A URL for messages: never with a query (some APIs take keys there), and
+    /// truncated (its path is the adapter's).
     pub(super) fn shown(&self, url: &Url) -> String {
         let mut url = url.clone();
         url.set_query(None);
-        url.to_string()
+        clipped(url.as_str())
+    }
+}
+
+/// How many characters of a value from an adapter or a registry entry a message
+/// quotes: enough to recognise it, never its whole (a path can be 100 MiB).
+const QUOTED_CHARS: usize = 200;
+
+/// `text` for a message, quoted and escaped (`{:?}`): whole when short, else its
+/// first [`QUOTED_CHARS`] characters and its length.
+pub(crate) fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!("{:?}… ({} bytes in all)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
+    }
+}
+
+/// Like [`quoted`], without the quotes (for a URL that the host built).
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
+        None => text.to_string(),
     }
 }
 
@@ -119,5 +142,16 @@ mod tests {
         assert_eq!(provider_message(""), "(empty body)");
         let long = "x".repeat(5000);
         assert!(provider_message(&long).ends_with("(5000 bytes in all)"));
+    }
+
+    #[test]
+    fn quoted_values_are_truncated() {
+        assert_eq!(quoted("a\nb"), "\"a\\nb\"");
+        let long = "é".repeat(1 << 20);
+        let q = quoted(&long);
+        assert!(
+            q.len() < 600 && q.ends_with(&format!("({} bytes in all)", long.len())),
+            "{q}"
+        );
     }
 }

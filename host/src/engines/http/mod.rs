@@ -10,7 +10,9 @@
 //!   `//host` paths, dot segments and anything that ends on another scheme, host,
 //!   port or outside the base path are refused, as are credential and hop-by-hop
 //!   headers. Redirects are not followed.
-//! - The key goes in the header the backend uses ([`Auth`]), marked sensitive.
+//! - The key goes in the header the backend uses ([`Auth`]), marked sensitive,
+//!   and only to an origin the user bound it to (`origin.rs`): a registry entry
+//!   naming another host gets no key.
 //! - Timeouts: connect (`connect_timeout_s`, default 10), whole call
 //!   (`timeout_s`, default 600) and between two chunks of the reply
 //!   (`chunk_timeout_s`, default 120).
@@ -24,10 +26,11 @@
 //! - TLS certificates are always verified (rustls, built-in web PKI roots).
 //!
 //! Files: `url.rs` (base URL checks, [`join`], headers an adapter may not set),
-//! `policy.rs` ([`HttpPolicy`], backoff, `Retry-After`), `send.rs` (the attempts
+//! `origin.rs` (where a key may go), `policy.rs` ([`HttpPolicy`], backoff, `Retry-After`), `send.rs` (the attempts
 //! and reading the reply) and `errors.rs` (provider and transfer errors).
 
 mod errors;
+mod origin;
 mod policy;
 mod send;
 mod url;
@@ -41,7 +44,8 @@ use reqwest::Method;
 /// URLs as the HTTP engine parses them.
 pub use reqwest::Url;
 
-use self::errors::chain;
+use self::errors::{chain, quoted};
+use self::origin::{withheld_message, BaseFrom};
 pub use self::policy::HttpPolicy;
 pub(crate) use self::url::is_reserved_header;
 pub use self::url::join;
@@ -93,6 +97,8 @@ pub struct HttpEngine {
     auth: HeaderMap,
     auth_header: Option<&'static str>,
     key_source: Option<String>,
+    /// Why a configured key is not sent (its origin is not one the user bound it to).
+    withheld: Option<String>,
     client: reqwest::Client,
     policy: HttpPolicy,
     info: EngineInfo,
@@ -122,10 +128,10 @@ impl HttpEngine {
             backend: spec.backend().into(),
         })?;
         let (base, from) = match spec.settings::<RemoteSettings>()?.base_url {
-            Some(url) => (url, "`base_url` of the entry"),
+            Some(url) => (url, BaseFrom::Entry),
             None => match (&credential.base_url, backend.default_base_url) {
-                (Some(url), _) => (url.clone(), "`base_url` in key.json"),
-                (None, Some(url)) => (url.to_string(), "the backend's default base URL"),
+                (Some(url), _) => (url.clone(), BaseFrom::KeyFile),
+                (None, Some(url)) => (url.to_string(), BaseFrom::Default),
                 (None, None) => {
                     return Err(invalid(format!(
                     "backend `{}` has no default URL: set `base_url` in the entry, or in the `{}` section of key.json",
@@ -135,11 +141,33 @@ impl HttpEngine {
                 }
             },
         };
-        let base = parse_base(&base).map_err(|e| invalid(format!("{from} {base:?} {e}")))?;
+        let base = parse_base(&base).map_err(|e| {
+            let from = match from {
+                BaseFrom::Entry => "`base_url` of the entry",
+                BaseFrom::KeyFile => "`base_url` in key.json",
+                BaseFrom::Default => "the backend's default base URL",
+            };
+            invalid(format!("{from} {} {e}", quoted(&base)))
+        })?;
         let policy = HttpPolicy::from_spec(spec)?;
 
+        let withheld = withheld_message(spec, backend, credential, &base, from);
+        let (api_key, organization) = match &withheld {
+            None => (&credential.api_key, &credential.organization),
+            Some(why) if backend.key_required => {
+                return Err(EngineError::KeyWithheld {
+                    model,
+                    message: why.clone(),
+                })
+            }
+            Some(why) => {
+                // The key is optional here (a local server): go on without it.
+                tracing::warn!(model = model.as_str(), "sending without a key: {why}");
+                (&None, &None)
+            }
+        };
         let mut auth = HeaderMap::new();
-        match (&credential.api_key, backend.auth.header()) {
+        match (api_key, backend.auth.header()) {
             (Some(key), Some(header)) => {
                 let value = if header == "authorization" {
                     format!("Bearer {}", key.expose())
@@ -167,7 +195,7 @@ impl HttpEngine {
             }
             (_, None) => {}
         }
-        if let (Some(org), Some(header)) = (&credential.organization, backend.organization_header) {
+        if let (Some(org), Some(header)) = (organization, backend.organization_header) {
             if let Ok(value) = HeaderValue::from_str(org) {
                 auth.insert(HeaderName::from_static(header), value);
             }
@@ -191,6 +219,7 @@ impl HttpEngine {
             auth,
             auth_header: backend.auth.header(),
             key_source: credential.source.clone(),
+            withheld,
             client,
             policy,
             info: EngineInfo::default(),
@@ -224,22 +253,38 @@ impl HttpEngine {
         let method = match input.method.to_ascii_uppercase().as_str() {
             "POST" => Method::POST,
             "GET" => Method::GET,
-            other => return Err(refuse(format!("method `{other}` (only POST and GET)"))),
+            _ => return Err(refuse(format!("method {} (only POST and GET)", quoted(input.method)))),
         };
         let url = join(&self.base, input.path).map_err(refuse)?;
+        // The adapter layer bounds what an adapter returns; this bound keeps the
+        // engine itself from building a map the HTTP stack would refuse (or
+        // panic on) whoever calls it.
+        if input.headers.len() > MAX_HEADERS {
+            return Err(refuse(format!(
+                "{} headers, more than the {MAX_HEADERS} the host sends",
+                input.headers.len()
+            )));
+        }
         let mut headers = HeaderMap::new();
         for (name, value) in input.headers {
             let lower = name.to_ascii_lowercase();
             if is_reserved_header(&lower) || Some(lower.as_str()) == self.auth_header {
                 return Err(refuse(format!(
-                    "header `{name}`: credentials and connection headers are set by the host"
+                    "header {}: credentials, routing and connection headers are set by the host",
+                    header_shown(name)
                 )));
             }
             let name = HeaderName::from_bytes(lower.as_bytes())
-                .map_err(|_| refuse(format!("header name {name:?} is not a valid HTTP header name")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| refuse(format!("the value of header `{name}` is not a valid HTTP header value")))?;
-            headers.append(name, value);
+                .map_err(|_| refuse(format!("header name {} is not a valid HTTP header name", quoted(name))))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                refuse(format!(
+                    "the value of header {} is not a valid HTTP header value",
+                    quoted(name.as_str())
+                ))
+            })?;
+            headers
+                .try_append(name, value)
+                .map_err(|_| refuse("too many headers for one request".into()))?;
         }
         if !headers.contains_key(CONTENT_TYPE) && !input.body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -248,6 +293,20 @@ impl HttpEngine {
         Ok((method, url, headers))
     }
 }
+
+/// A header name for a message: in backticks when short and printable, else
+/// quoted and truncated.
+fn header_shown(name: &str) -> String {
+    if name.len() <= 200 && name.bytes().all(|b| b.is_ascii_graphic()) {
+        format!("`{name}`")
+    } else {
+        quoted(name)
+    }
+}
+
+/// Most headers an adapter's request may carry (the backends' adapters send
+/// two or three).
+const MAX_HEADERS: usize = 256;
 
 impl HttpEngine {
     /// Facts about the model for the adapter (a remote model has no template or tokens here).

@@ -75,10 +75,14 @@ impl HttpEngine {
                             "request to {} failed{}: {}",
                             self.shown(&url),
                             after(attempts),
-                            chain(&e)
+                            chain(&e.without_url())
                         )));
                     }
-                    tracing::warn!(model = self.model, "request failed, retrying: {}", chain(&e));
+                    tracing::warn!(
+                        model = self.model,
+                        "request failed, retrying: {}",
+                        chain(&e.without_url())
+                    );
                     self.policy.backoff_for(attempts)
                 }
             };
@@ -166,7 +170,7 @@ impl HttpEngine {
         let wait = remaining.min(self.policy.chunk_timeout);
         match tokio::time::timeout(wait, response.chunk()).await {
             Ok(Ok(chunk)) => Ok(chunk),
-            Ok(Err(e)) => Err(self.failed(format!("reading the reply failed: {}", chain(&e)))),
+            Ok(Err(e)) => Err(self.failed(format!("reading the reply failed: {}", chain(&e.without_url())))),
             Err(_) if wait < self.policy.chunk_timeout => Err(self.timed_out(1)),
             Err(_) => Err(self.failed(format!(
                 "the reply stalled: nothing arrived for {} s (`chunk_timeout_s`)",

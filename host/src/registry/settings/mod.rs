@@ -217,7 +217,7 @@ pub struct RemoteSettings {
     /// openai_compatible: the name the server knows the model by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_name: Option<String>,
-    /// Base URL of the API, overriding the backend's default and key.json.
+    /// Base URL of the API, overriding the backend's default and key.json. The user's key goes with it only to an origin the key is bound to (docs/registry.md#credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// Extra fields merged into the request body.
