@@ -116,6 +116,10 @@ fn request_budget_is_a_registry_limit_with_a_maximum() {
 
 /// `lmhost run` with one hostile entry: its stderr, exit status, wall time and
 /// peak resident memory (KiB).
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also gives its peak memory"
+)]
 fn run_hostile(home: &Path, mode: &str) -> (String, bool, Duration, i64) {
     let registry = home.join("hostile.json");
     let entry = serde_json::json!([{
@@ -341,7 +345,7 @@ fn the_memory_cap_is_per_instance_not_per_memory() {
     // sound, and its functions trap as written.
     let (result, _, peak) = shape(&many_memories_adapter(7, 30));
     assert!(matches!(result, Err(AdapterError::Crashed { .. })), "{result:?}");
-    assert!(peak >= 7 * 30 << 20, "all memories are counted: {peak}");
+    assert!(peak >= (7 * 30) << 20, "all memories are counted: {peak}");
     // Seven of 255 MiB (1.8 GiB under a per-memory cap) stop at the second.
     let (result, took, peak) = shape(&many_memories_adapter(7, 255));
     assert!(

@@ -87,14 +87,12 @@ pub fn check_completion(adapter: &str, c: &wit::Completion, output_bytes: usize)
 /// characters escaped, and the whole length when cut.
 pub fn quote(value: &str) -> String {
     let mut out = String::from("\"");
-    let mut shown = 0;
-    for c in value.chars() {
+    for (shown, c) in value.chars().enumerate() {
         if shown == QUOTE_CHARS {
             let _ = write!(out, "\"… ({} bytes in all)", value.len());
             return out;
         }
         push_escaped(&mut out, c);
-        shown += 1;
     }
     out.push('"');
     out
