@@ -148,10 +148,21 @@ impl Query {
 
 impl fmt::Display for Query {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Query::Name(name) => write!(f, "`{name}`"),
-            Query::Spec(map) => write!(f, "`{}`", Value::Object(map.clone())),
+        // A query may come from the network (`serve`): cut, so that an error
+        // about it stays short whatever was sent.
+        let text = match self {
+            Query::Name(name) => name.clone(),
+            Query::Spec(map) => Value::Object(map.clone()).to_string(),
+        };
+        let (kept, cut) = match text.char_indices().nth(200) {
+            Some((end, _)) => (&text[..end], true),
+            None => (text.as_str(), false),
+        };
+        write!(f, "`{kept}`")?;
+        if cut {
+            write!(f, "… ({} bytes in all)", text.len())?;
         }
+        Ok(())
     }
 }
 
@@ -335,6 +346,8 @@ impl Registry {
         if wanted.is_empty() {
             return Vec::new();
         }
+        let wanted_chars = wanted.chars().count();
+        let most = (wanted_chars / 3).max(2);
         let mut scored: Vec<(usize, &str)> = Vec::new();
         for entry in &self.entries {
             let candidate = entry.model_name();
@@ -342,9 +355,16 @@ impl Registry {
                 continue;
             }
             let lower = candidate.to_lowercase();
-            let distance = strsim::levenshtein(&wanted, &lower);
             let contains = lower.contains(&wanted) || wanted.contains(&lower);
-            if distance <= (wanted.chars().count() / 3).max(2) || contains {
+            // The edit distance is at least the difference in length: skip the
+            // quadratic computation when that alone rules a name out (a name
+            // from the network may be megabytes long).
+            let distance = if wanted_chars.abs_diff(lower.chars().count()) > most {
+                usize::MAX
+            } else {
+                strsim::levenshtein(&wanted, &lower)
+            };
+            if distance <= most || contains {
                 scored.push((if contains { distance.min(1) } else { distance }, candidate));
             }
         }
@@ -359,6 +379,19 @@ use validate::kind as json_kind;
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_huge_unknown_name_is_answered_quickly_and_quoted_short() {
+        let r = registry(json!([{"model_name": "m", "backend": "mock"}]));
+        let huge = "x".repeat(8 << 20);
+        let started = std::time::Instant::now();
+        let err = r.resolve(&Query::Name(huge)).unwrap_err().to_string();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(err.len() < 400, "{}", err.len());
+        assert!(err.contains(&format!("… ({} bytes in all)", 8 << 20)), "{err}");
+        let err = r.resolve(&Query::Name("mm".into())).unwrap_err().to_string();
+        assert!(err.contains("did you mean `m`"), "{err}");
+    }
 
     fn registry(v: Value) -> Registry {
         let mut r = Registry::new();
