@@ -386,7 +386,11 @@ mod tests {
         let huge = "x".repeat(8 << 20);
         let started = std::time::Instant::now();
         let err = r.resolve(&Query::Name(huge)).unwrap_err().to_string();
-        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         assert!(err.len() < 400, "{}", err.len());
         assert!(err.contains(&format!("… ({} bytes in all)", 8 << 20)), "{err}");
         let err = r.resolve(&Query::Name("mm".into())).unwrap_err().to_string();

@@ -87,7 +87,7 @@ impl ApiError {
     pub fn no_route(path: &str) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
-            message: format!("no such endpoint `{path}`; lmhost serves /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics"),
+            message: format!("no such endpoint {}; lmhost serves /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics", crate::adapters::ledger::quote(path)),
             kind: "invalid_request_error",
             param: None,
             code: Some("unknown_url"),

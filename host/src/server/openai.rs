@@ -291,7 +291,10 @@ fn content_text(content: &Value, index: usize) -> Result<String, ApiError> {
                 match (part.get("type").and_then(Value::as_str), part.get("text")) {
                     (Some("text"), Some(Value::String(t))) => text.push_str(t),
                     (Some(kind), _) if kind != "text" => {
-                        return Err(bad(&format!("has a `{kind}` part; only text parts are supported")))
+                        return Err(bad(&format!(
+                            "has a {} part; only text parts are supported",
+                            crate::adapters::ledger::quote(kind)
+                        )))
                     }
                     _ => return Err(bad("has a part that is not {\"type\": \"text\", \"text\": string}")),
                 }
