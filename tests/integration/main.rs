@@ -13,6 +13,7 @@ mod openai_client;
 mod registry;
 mod remote;
 mod server;
+mod untrusted;
 
 /// The `lmhost` binary, built by cargo for these tests (see [`lmhost_tests::lmhost_command`]).
 pub fn lmhost_command() -> std::process::Command {
