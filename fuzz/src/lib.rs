@@ -8,11 +8,13 @@
 //!   and nests deep shows up as a crash long before it could hurt the host.
 //! - [`sse`]: the event-stream framing of remote replies; the events must not
 //!   depend on where the bytes were cut.
+//! - [`gguf`]: the bounded walk over a GGUF header that runs before an engine
+//!   parses a model file.
 //!
 //! Two drivers: `tests/replay.rs` runs every file of `fuzz/corpus/<target>/`
 //! through them in `cargo test` (stable, CI), and `fuzz/libfuzzer/` runs them
-//! coverage-guided (`make fuzz`, nightly). The SSE parser is compiled here from
-//! the host's own source file: building the whole `lmhost` crate with coverage
+//! coverage-guided (`make fuzz`, nightly). The SSE parser and the GGUF walk are
+//! compiled here from the host's own source files: building the whole `lmhost` crate with coverage
 //! instrumentation (wasmtime, cranelift, rustls) would cost far more than the
 //! fuzzing itself.
 
@@ -22,6 +24,11 @@ use std::thread;
 #[path = "../../host/src/engines/sse.rs"]
 #[allow(dead_code)]
 pub mod host_sse;
+
+/// The host's GGUF header walk, from its own source (see the crate doc).
+#[path = "../../host/src/engines/gguf.rs"]
+#[allow(dead_code)]
+pub mod host_gguf;
 
 /// Stack of the thread a template is checked and rendered on.
 pub const TEMPLATE_STACK_BYTES: usize = 1 << 20;
@@ -83,5 +90,10 @@ pub fn sse(data: &[u8]) {
     }
 }
 
+/// Input: a GGUF file (or its first bytes).
+pub fn gguf(data: &[u8]) {
+    let _ = host_gguf::check_header(std::io::Cursor::new(data), data.len() as u64);
+}
+
 /// Every target, by the name of its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("template", template), ("sse", sse)];
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[("template", template), ("sse", sse), ("gguf", gguf)];

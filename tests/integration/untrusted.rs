@@ -62,7 +62,12 @@ fn children_peak_rss_kib() -> i64 {
 fn assert_exited_with_error(out: &Output, what: &str) {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), None, "{what} died of a signal: {:?}", out.status);
-    assert_eq!(out.status.code(), Some(1), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -79,7 +84,10 @@ fn registry_check_reports_every_deep_template_family_as_an_error() {
             .lines()
             .find(|l| l.starts_with("error: ") && l.contains(&format!("`deep-{family}`")))
             .unwrap_or_else(|| panic!("no error for deep-{family}:\n{report:.2000}"));
-        assert!(line.contains("custom_chat_template") && line.contains("limit"), "{line:.400}");
+        assert!(
+            line.contains("custom_chat_template") && line.contains("limit"),
+            "{line:.400}"
+        );
         assert!(line.contains("line 1"), "{line:.400}");
     }
     assert!(took < Duration::from_secs(30), "{took:?}");
@@ -212,8 +220,14 @@ fn serve_refuses_deep_templates_per_model_and_keeps_serving() {
     // JSON (`content`, `tools`, `prompt`): a 400, and the server goes on.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     for (path, body) in [
-        ("/v1/chat/completions", format!(r#"{{"model": "normal", "messages": [{{"role": "user", "content": {deep}}}]}}"#)),
-        ("/v1/chat/completions", format!(r#"{{"model": "normal", "messages": [], "tools": {deep}}}"#)),
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"model": "normal", "messages": [{{"role": "user", "content": {deep}}}]}}"#),
+        ),
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"model": "normal", "messages": [], "tools": {deep}}}"#),
+        ),
         ("/v1/completions", format!(r#"{{"model": "normal", "prompt": {deep}}}"#)),
         ("/v1/completions", deep.clone()),
     ] {
@@ -221,7 +235,10 @@ fn serve_refuses_deep_templates_per_model_and_keeps_serving() {
         assert_eq!(status, 400, "{answer:.400}");
         assert!(server.alive());
     }
-    let (status, answer) = server.post("/v1/completions", format!(r#"{{"model": "normal", "prompt": {deep}}}"#).as_bytes());
+    let (status, answer) = server.post(
+        "/v1/completions",
+        format!(r#"{{"model": "normal", "prompt": {deep}}}"#).as_bytes(),
+    );
     assert!(answer.contains("recursion limit"), "{status} {answer:.400}");
     let (status, _) = server.chat("normal");
     assert_eq!(status, 200);

@@ -56,9 +56,7 @@ impl SseParser {
                 _ => {
                     self.after_cr = false;
                     if self.line.len() >= MAX_LINE_BYTES {
-                        return Err(SseError(format!(
-                            "has a line over the limit of {MAX_LINE_BYTES} bytes"
-                        )));
+                        return Err(SseError(format!("has a line over the limit of {MAX_LINE_BYTES} bytes")));
                     }
                     self.line.push(b);
                 }

@@ -139,23 +139,7 @@ pub(crate) fn join_failure(error: tokio::task::JoinError) -> String {
     if !error.is_panic() {
         return "the task was cancelled".into();
     }
-    panic_message(error.into_panic())
-}
-
-/// A panic's payload in words, truncated to its first 200 characters.
-pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    let text = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
-    let total = text.chars().count();
-    if total > 200 {
-        let head: String = text.chars().take(200).collect();
-        format!("panicked: {head}… ({total} characters)")
-    } else {
-        format!("panicked: {text}")
-    }
+    crate::error::panic_message(error.into_panic())
 }
 
 fn load_servable(host: &Host, name: String) -> Result<Model> {

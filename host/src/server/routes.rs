@@ -186,7 +186,7 @@ async fn respond(
         Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
         Err(payload) => ApiError::internal(format!(
             "the request for `{name}` failed: {}",
-            super::panic_message(payload)
+            crate::error::panic_message(payload)
         ))
         .into_response(),
     }

@@ -5,7 +5,8 @@
 //! `stack_probe <family> <terms> <stack-KiB> [raw|check]`
 //!
 //! `raw` parses with the bare environment (no lmhost bound), `check` goes through
-//! `lmhost_template::check`. Prints `ok` or `err: …`; an overflow is SIGABRT.
+//! `lmhost_template::check`. Prints `ok` or `err: …` (and the size and time of
+//! the call on stderr); an overflow is SIGABRT.
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -17,14 +18,17 @@ fn main() {
     let result = std::thread::Builder::new()
         .stack_size(stack_kib << 10)
         .spawn(move || {
-            if mode == "raw" {
+            let started = std::time::Instant::now();
+            let result = if mode == "raw" {
                 lmhost_template::environment(1)
                     .template_from_str(&source)
                     .map(|_| ())
                     .map_err(lmhost_template::describe)
             } else {
                 lmhost_template::check(&source)
-            }
+            };
+            eprintln!("{} bytes in {:?}", source.len(), started.elapsed());
+            result
         })
         .unwrap()
         .join()

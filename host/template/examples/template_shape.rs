@@ -11,7 +11,10 @@ fn main() {
     for line in std::io::stdin().lock().lines() {
         let template: String = serde_json::from_str(&line.unwrap()).expect("one JSON string per line");
         let shape = lmhost_template::measure_shape(&template);
-        println!("{} tokens, depth {}: {:.60?}", shape.max_tag_tokens, shape.max_block_depth, template);
+        println!(
+            "{} tokens, depth {}: {:.60?}",
+            shape.max_tag_tokens, shape.max_block_depth, template
+        );
         tokens = shape.max_tag_tokens.max(tokens);
         depth = shape.max_block_depth.max(depth);
         count += 1;
