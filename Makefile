@@ -116,7 +116,7 @@ fuzz:
 		$(FUZZ) run --fuzz-dir fuzz/libfuzzer -O $$t $(FUZZ_WORK)/$$t fuzz/corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
 			-print_final_stats=1 -artifact_prefix=$(FUZZ_WORK)/artifacts-$$t/ || exit 1; \
-		$(FUZZ) run --fuzz-dir fuzz/libfuzzer -O $$t fuzz/corpus/$$t $(FUZZ_WORK)/$$t -- -merge=1 || exit 1; \
+		$(FUZZ) run --fuzz-dir fuzz/libfuzzer -O $$t fuzz/corpus/$$t $(FUZZ_WORK)/$$t -- -set_cover_merge=1 || exit 1; \
 	done
 
 fmt:
