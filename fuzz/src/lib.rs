@@ -2,13 +2,13 @@
 //! functions: each takes arbitrary bytes, runs the parser, and panics (or
 //! overflows its stack) only on a bug.
 //!
-//! - [`template`]: `lmhost_template::check` (the host's registry validation)
+//! - [`template`] runs `lmhost_template::check` (the host's registry validation)
 //!   and `render` (the renderer guest's code), on a thread with a 1 MiB stack,
 //!   half the host's worker threads, so a shape that slips past the shape bound
 //!   and nests deep shows up as a crash long before it could hurt the host.
-//! - [`sse`]: the event-stream framing of remote replies; the events must not
+//! - [`sse`] runs the event-stream framing of remote replies; the events must not
 //!   depend on where the bytes were cut.
-//! - [`gguf`]: the bounded walk over a GGUF header that runs before an engine
+//! - [`gguf`] runs the bounded walk over a GGUF header that runs before an engine
 //!   parses a model file.
 //!
 //! Two drivers: `tests/replay.rs` runs every file of `fuzz/corpus/<target>/`
@@ -95,5 +95,8 @@ pub fn gguf(data: &[u8]) {
     let _ = host_gguf::check_header(std::io::Cursor::new(data), data.len() as u64);
 }
 
+/// A fuzz target: arbitrary bytes in, a panic only on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("template", template), ("sse", sse), ("gguf", gguf)];
+pub const TARGETS: &[(&str, Target)] = &[("template", template), ("sse", sse), ("gguf", gguf)];

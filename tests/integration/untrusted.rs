@@ -245,3 +245,43 @@ fn serve_refuses_deep_templates_per_model_and_keeps_serving() {
     assert!(server.alive());
     assert!(server.peak_rss_kib() < MAX_RSS_KIB, "{} KiB", server.peak_rss_kib());
 }
+
+/// Every chat template the project knows (the packaged registry, the clemcore
+/// registry when present) parses, with its shape far under the bound: 4× room
+/// in tokens per tag and in block depth.
+#[test]
+fn real_templates_are_far_under_the_shape_bound() {
+    fn templates(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    match v {
+                        Value::String(s) if key == "custom_chat_template" => out.push(s.clone()),
+                        _ => templates(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| templates(v, out)),
+            _ => {}
+        }
+    }
+    let mut files = vec![lmhost_tests::repo_root().join("registry/model_registry.json")];
+    files.extend(lmhost_tests::compat_registry());
+    let mut found = Vec::new();
+    for file in &files {
+        templates(
+            &serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap(),
+            &mut found,
+        );
+    }
+    assert!(!found.is_empty());
+    for template in &found {
+        lmhost_template::check(template).unwrap_or_else(|e| panic!("{e}: {template:.200}"));
+        let shape = lmhost_template::measure_shape(template);
+        assert!(shape.max_tag_tokens * 4 <= lmhost_template::MAX_TAG_TOKENS, "{shape:?}");
+        assert!(
+            shape.max_block_depth * 4 <= lmhost_template::MAX_BLOCK_DEPTH,
+            "{shape:?}"
+        );
+    }
+}

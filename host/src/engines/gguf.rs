@@ -172,7 +172,7 @@ fn fixed_size(kind: u32) -> Option<u64> {
     Some(match kind {
         0 | 1 | 7 => 1,
         2 | 3 => 2,
-        4 | 5 | 6 => 4,
+        4..=6 => 4,
         10..=12 => 8,
         _ => return None,
     })

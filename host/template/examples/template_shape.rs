@@ -1,8 +1,6 @@
 //! Prints the shape (largest tag in tokens, deepest block nesting) of every
 //! template given as a JSON string per line on stdin, then the maxima: the
 //! figures behind `MAX_TAG_TOKENS` and `MAX_BLOCK_DEPTH`.
-//!
-//! `jq -c '.. | .custom_chat_template? // empty' registry.json | template_shape`
 
 use std::io::BufRead;
 

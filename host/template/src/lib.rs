@@ -383,6 +383,13 @@ mod deep_structure {
     }
 
     #[test]
+    fn a_context_nested_100k_deep_is_an_error() {
+        let deep = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = on_small_stack(move || render("{{ a }}", &deep, &Budget::default())).unwrap_err();
+        assert!(err.contains("recursion limit"), "{err}");
+    }
+
+    #[test]
     fn real_template_shapes_are_far_under_the_bound() {
         let chatml = measure_shape(tests::CHATML);
         assert!(chatml.max_tag_tokens * 10 < MAX_TAG_TOKENS, "{chatml:?}");

@@ -71,7 +71,11 @@ fn walk(template: &str, max_tag_tokens: usize, max_block_depth: usize) -> Result
     let mut keyword: Option<&str> = None;
     let mut first_in_block = false;
     let mut assigns = false;
-    for item in tokenize(template, false, SyntaxConfig::default(), whitespace) {
+    // A unit struct unless some crate turns on minijinja's `custom_syntax`;
+    // `default()` compiles either way.
+    #[allow(clippy::default_constructed_unit_structs)]
+    let syntax = SyntaxConfig::default();
+    for item in tokenize(template, false, syntax, whitespace) {
         let Ok((token, span)) = item else { break };
         let line = span.start_line;
         match token {
