@@ -14,7 +14,7 @@ APT_PACKAGES := cmake libclang1-14 libclang-common-14-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT ?= What is the capital of France? Answer in one sentence.
 
-.PHONY: run test setup model build guests adapters lint fmt ci clean-cache
+.PHONY: run test setup model build guests adapters lint fmt ci clean-cache fuzz
 
 run: build model
 	$(BIN) run -m SmolLM2-135M-Instruct "$(PROMPT)"
@@ -96,6 +96,28 @@ $(ADAPTERS_OUT)/hostile-py.wasm: $(COMPONENTIZE_PY) $(wildcard guests/python/hos
 
 $(ADAPTERS_OUT)/chat-template-js.wasm: $(COMPONENTIZE_JS) $(JS_ADAPTER)/chat-template.js $(JS_ADAPTER)/build.sh wit/adapter.wit
 	$(JS_ADAPTER)/build.sh $@
+
+# Coverage-guided fuzzing of the host-side parsers (nightly and cargo-fuzz):
+# each target runs FUZZ_SECONDS from its corpus in fuzz/corpus/ plus a scratch
+# folder, then inputs that add coverage are merged back into fuzz/corpus/
+# (commit them). Crashers land in $(FUZZ_WORK)/artifacts-<target>/; add them to
+# the corpus once fixed. `make test` replays the corpora on stable
+# (fuzz/tests/replay.rs).
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= template sse gguf
+FUZZ_WORK ?= $(CARGO_TARGET_DIR)/fuzz-work
+FUZZ := CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/fuzz cargo +nightly fuzz
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_WORK)/$$t $(FUZZ_WORK)/artifacts-$$t && \
+		$(FUZZ) run --fuzz-dir fuzz/libfuzzer -O $$t $(FUZZ_WORK)/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_WORK)/artifacts-$$t/ || exit 1; \
+		$(FUZZ) run --fuzz-dir fuzz/libfuzzer -O $$t fuzz/corpus/$$t $(FUZZ_WORK)/$$t -- -set_cover_merge=1 || exit 1; \
+	done
 
 fmt:
 	cargo fmt --all

@@ -39,3 +39,36 @@ pub enum Error {
 
 /// `Result` with lmhost's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A panic's payload in words, truncated to its first 200 characters (it may
+/// quote untrusted input): how the server and the command line report a panic
+/// they caught instead of dying of it.
+#[cfg_attr(not(any(feature = "server", feature = "cli")), allow(dead_code))]
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let total = text.chars().count();
+    if total > 200 {
+        let head: String = text.chars().take(200).collect();
+        format!("panicked: {head}… ({total} characters)")
+    } else {
+        format!("panicked: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_messages_are_quoted_truncated() {
+        let short = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+        assert_eq!(super::panic_message(short), "panicked: boom");
+        let long = std::panic::catch_unwind(|| panic!("{}", "x".repeat(5000))).unwrap_err();
+        let text = super::panic_message(long);
+        assert!(text.ends_with("… (5000 characters)") && text.len() < 300, "{text}");
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(super::panic_message(other), "panicked: no message");
+    }
+}

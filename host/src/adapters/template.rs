@@ -6,8 +6,10 @@
 //! a memory cap and a deadline on top of the crate's fuel and output budgets.
 //! A template that loops, recurses or allocates without end (from an adapter,
 //! a registry entry or a model file) fails with an error; the host is untouched.
-//! Parsing alone (`check_template`, for registry validation) is bounded by
-//! minijinja's parser limits and runs on the host.
+//! Parsing alone (`check_template`, for registry validation) runs on the host,
+//! bounded by the crate's shape limits (tokens per tag, block depth) measured
+//! before minijinja parses: a deep expression would otherwise overflow the
+//! host's stack while parsing, compiling or dropping the template.
 
 use std::path::Path;
 use std::time::Duration;

@@ -274,10 +274,19 @@ struct RunArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    match run(cli) {
-        Ok(()) => 0,
-        Err(e) => {
+    // A panic is a bug, perhaps on untrusted input: end with an error line and
+    // exit status 1 like any other failure (the panic hook has printed where).
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
+            1
+        }
+        Err(payload) => {
+            eprintln!(
+                "error: internal error (a bug): {}",
+                crate::error::panic_message(payload)
+            );
             1
         }
     }

@@ -16,6 +16,8 @@
 #[cfg(feature = "candle")]
 mod candle;
 mod files;
+#[cfg(any(feature = "candle", feature = "llama"))]
+mod gguf;
 #[cfg(feature = "remote")]
 pub mod http;
 pub mod hub;

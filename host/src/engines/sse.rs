@@ -5,6 +5,17 @@
 //! with `\n`; a blank line ends the event; `event:`, `id:`, `retry:` and
 //! comments (`:`) are read and dropped. Bytes may arrive cut anywhere, even
 //! inside a UTF-8 character or between `\r` and `\n`.
+//!
+//! The stream is untrusted: a line or an event that never ends is cut off at
+//! [`MAX_LINE_BYTES`] / [`MAX_EVENT_BYTES`] with an error, so the parser's
+//! buffers stay bounded however long the server keeps sending.
+
+/// Longest line accepted (a `data:` line holds one JSON chunk, rarely over a
+/// few KiB; a whole answer in one event is still far under this).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Largest `data` of one event (all its `data:` lines joined).
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
 
 /// An incremental event-stream parser.
 #[derive(Debug, Default)]
@@ -18,9 +29,9 @@ pub struct SseParser {
     has_data: bool,
 }
 
-/// A stream that is not valid UTF-8.
+/// A stream that is not valid UTF-8, or a line or event over its limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("event stream is not valid UTF-8 ({0})")]
+#[error("event stream {0}")]
 pub struct SseError(String);
 
 impl SseParser {
@@ -44,6 +55,9 @@ impl SseParser {
                 }
                 _ => {
                     self.after_cr = false;
+                    if self.line.len() >= MAX_LINE_BYTES {
+                        return Err(SseError(format!("has a line over the limit of {MAX_LINE_BYTES} bytes")));
+                    }
                     self.line.push(b);
                 }
             }
@@ -71,12 +85,17 @@ impl SseParser {
             self.has_data = false;
             return Ok(Some(std::mem::take(&mut self.data)));
         }
-        let line = std::str::from_utf8(line).map_err(|e| SseError(e.to_string()))?;
+        let line = std::str::from_utf8(line).map_err(|e| SseError(format!("is not valid UTF-8 ({e})")))?;
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
             None => (line, ""),
         };
         if field == "data" {
+            if self.data.len() + 1 + value.len() > MAX_EVENT_BYTES {
+                return Err(SseError(format!(
+                    "has an event over the limit of {MAX_EVENT_BYTES} bytes"
+                )));
+            }
             if self.has_data {
                 self.data.push('\n');
             }
@@ -124,5 +143,25 @@ mod tests {
         assert!(all(b"event: x\n").is_empty());
         let mut p = SseParser::new();
         assert!(p.feed(b"data: \xff\xfe\n\n").is_err());
+    }
+
+    #[test]
+    fn a_line_or_event_that_never_ends_hits_a_limit() {
+        // One line, fed in 1 MiB chunks, never ended.
+        let mut p = SseParser::new();
+        let chunk = vec![b'x'; 1 << 20];
+        let err = (0..64).find_map(|_| p.feed(&chunk).err()).expect("a limit");
+        assert!(err.to_string().contains("line over the limit"), "{err}");
+        assert!(p.line.capacity() <= 2 * MAX_LINE_BYTES);
+        // Short `data:` lines of one event, never ended by a blank line.
+        let mut p = SseParser::new();
+        let line = format!("data: {}\n", "y".repeat(1 << 16));
+        let err = (0..1024).find_map(|_| p.feed(line.as_bytes()).err()).expect("a limit");
+        assert!(err.to_string().contains("event over the limit"), "{err}");
+        assert!(p.data.len() <= MAX_EVENT_BYTES);
+        // Just under both limits is fine.
+        let mut p = SseParser::new();
+        let big = format!("data: {}\n\n", "z".repeat(MAX_LINE_BYTES - 6));
+        assert_eq!(p.feed(big.as_bytes()).unwrap()[0].len(), MAX_LINE_BYTES - 6);
     }
 }

@@ -109,11 +109,15 @@ impl AppState {
         }
         let host = Arc::clone(&self.host);
         let query = name.to_string();
+        // A panic while loading (a bug, perhaps on untrusted input) fails this
+        // request with a 500 naming the model; the server keeps serving.
         let model = tokio::task::spawn_blocking(move || load_servable(&host, query))
             .await
-            .map_err(|e| Error::InvalidRequest {
-                model: name.into(),
-                message: format!("loading failed: {e}"),
+            .map_err(|e| {
+                Error::Engine(crate::engines::EngineError::Inference {
+                    model: name.into(),
+                    message: format!("loading the model failed: {}", join_failure(e)),
+                })
             })??;
         let model = Arc::new(model);
         self.models
@@ -127,6 +131,15 @@ impl AppState {
     fn cached(&self, name: &str) -> Option<Arc<Model>> {
         self.models.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
+}
+
+/// A failed blocking task in words: its panic message (truncated: it may quote
+/// untrusted input), or that it was cancelled.
+pub(crate) fn join_failure(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return "the task was cancelled".into();
+    }
+    crate::error::panic_message(error.into_panic())
 }
 
 fn load_servable(host: &Host, name: String) -> Result<Model> {

@@ -15,7 +15,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -164,6 +164,7 @@ async fn respond(
     sampling: super::openai::Sampling,
     call: Result<(Vec<Message>, GenerationParams), ApiError>,
 ) -> Response {
+    let name = model_name.clone();
     let result = async {
         let (messages, params) = call?;
         generate(
@@ -176,9 +177,19 @@ async fn respond(
             sampling.include_usage(),
         )
         .await
+    };
+    // A panic on the async side of one request (a bug, perhaps on untrusted
+    // input) answers that request with a 500 naming the model; without this the
+    // connection would just drop. Nothing shared is left half-updated: the
+    // model cache and metrics are behind mutexes that tolerate poisoning.
+    match std::panic::AssertUnwindSafe(result).catch_unwind().await {
+        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
+        Err(payload) => ApiError::internal(format!(
+            "the request for `{name}` failed: {}",
+            crate::error::panic_message(payload)
+        ))
+        .into_response(),
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn generate(
@@ -200,7 +211,12 @@ async fn generate(
             model.generate(&messages, &params)
         })
         .await
-        .map_err(|e| ApiError::internal(format!("the generation task failed: {e}")))??;
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "the generation of `{model_name}` failed: {}",
+                super::join_failure(e)
+            ))
+        })??;
         state.metrics.record_tokens(
             &model_name,
             generation.usage.prompt_tokens,

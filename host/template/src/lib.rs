@@ -9,9 +9,17 @@
 //! with it inside a wasm sandbox, where a template that allocates or loops
 //! without end hits a memory cap or a deadline instead of the host. Rendering
 //! here is also bounded by fuel, an output cap (enforced while writing) and a
-//! source-size cap. Pure: no I/O.
+//! source-size cap, and parsing by a shape bound measured before the parser runs
+//! (`shape.rs`), in both users: the host parses on ordinary thread stacks.
+//! Pure: no I/O.
 
 use std::fmt::Write as _;
+
+#[doc(hidden)]
+pub mod hostile;
+mod shape;
+
+pub use shape::{check_shape, measure_shape, Shape, MAX_BLOCK_DEPTH, MAX_TAG_TOKENS};
 
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
@@ -82,6 +90,9 @@ pub fn check(template: &str) -> Result<(), String> {
         .map_err(describe)
 }
 
+/// The bounds checked before minijinja parses anything: source size, then
+/// shape (see `shape.rs`: a deep expression or `elif` chain would otherwise
+/// overflow the stack while parsing, compiling or dropping the template).
 fn check_size(template: &str, budget: &Budget) -> Result<(), String> {
     if template.len() > budget.max_template_bytes {
         return Err(format!(
@@ -90,7 +101,7 @@ fn check_size(template: &str, budget: &Budget) -> Result<(), String> {
             budget.max_template_bytes
         ));
     }
-    Ok(())
+    check_shape(template)
 }
 
 /// A writer that refuses to grow past its cap.
@@ -160,7 +171,7 @@ mod tests {
         super::render(t, ctx, &Budget::default())
     }
 
-    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    pub(super) const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
     #[test]
     fn renders_chatml() {
@@ -259,7 +270,7 @@ mod bounds {
     fn deep_nesting_and_recursion_are_refused() {
         let nested = format!("{}x{}", "{% if true %}".repeat(20_000), "{% endif %}".repeat(20_000));
         let err = check(&nested).unwrap_err();
-        assert!(err.contains("recursion"), "{err}");
+        assert!(err.contains("limit on block depth"), "{err}");
         let err = render(
             "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
             "{}",
@@ -283,5 +294,108 @@ mod bounds {
                 "{payload} rendered {out:?}"
             );
         }
+    }
+}
+
+/// The stack-overflow class (every family of deep structure in `hostile.rs`):
+/// refused with an error naming the line and the limit, or parsed, never an
+/// abort; and the deepest shape the bound lets through parses on a 2 MiB thread
+/// stack, the size of the host's async and blocking worker threads.
+#[cfg(test)]
+mod deep_structure {
+    use super::*;
+    use crate::hostile::{chain, FAMILIES};
+
+    /// Runs `f` on a thread with the stack of a tokio worker.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// The most terms of `family` the shape bound accepts.
+    fn deepest_accepted(family: &str) -> usize {
+        let (mut lo, mut hi) = (0, 4 * MAX_TAG_TOKENS);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if check_shape(&chain(family, mid).unwrap()).is_ok() {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
+    #[test]
+    fn every_family_far_over_the_bound_is_an_error_naming_line_and_limit() {
+        for family in FAMILIES {
+            for terms in [10_000, 30_000] {
+                let source = chain(family, terms).unwrap();
+                let started = std::time::Instant::now();
+                let err = on_small_stack(move || check(&source)).unwrap_err();
+                assert!(
+                    err.contains("limit") && err.contains("line "),
+                    "{family} × {terms}: {err}"
+                );
+                assert!(started.elapsed().as_secs() < 5, "{family} × {terms}");
+                let source = chain(family, terms).unwrap();
+                let err = on_small_stack(move || render(&source, "{}", &Budget::default())).unwrap_err();
+                assert!(err.contains("limit"), "render {family} × {terms}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_family_just_over_the_bound_is_refused_and_just_under_parses() {
+        for family in FAMILIES {
+            let n = deepest_accepted(family);
+            assert!(n >= 1, "{family} refused even one term");
+            let over = check(&chain(family, n + 1).unwrap()).unwrap_err();
+            assert!(over.contains("limit"), "{family} × {}: {over}", n + 1);
+            // Just under: parsed and compiled (or refused by minijinja's own
+            // nesting limit), on a worker-sized stack, without overflowing.
+            let source = chain(family, n).unwrap();
+            let under = on_small_stack(move || check(&source));
+            if let Err(e) = under {
+                assert!(e.contains("recursion limits"), "{family} × {n}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn deepest_blocks_holding_the_longest_tag_parse_on_a_small_stack() {
+        // Both bounds at once: an `elif` chain as deep as allowed, its last
+        // branch holding the longest accepted expression of the hungriest kinds.
+        for family in ["neg", "call", "not", "plus", "ternary_else", "attr"] {
+            let n = deepest_accepted(family);
+            let expr = chain(family, n).unwrap();
+            let source = format!(
+                "{{% if a %}}{}{expr}{{% endif %}}",
+                "{% elif a %}".repeat(MAX_BLOCK_DEPTH - 1)
+            );
+            assert!(check_shape(&source).is_ok(), "{family}");
+            on_small_stack(move || check(&source)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_context_nested_100k_deep_is_an_error() {
+        let deep = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = on_small_stack(move || render("{{ a }}", &deep, &Budget::default())).unwrap_err();
+        assert!(err.contains("recursion limit"), "{err}");
+    }
+
+    #[test]
+    fn real_template_shapes_are_far_under_the_bound() {
+        let chatml = measure_shape(tests::CHATML);
+        assert!(chatml.max_tag_tokens * 10 < MAX_TAG_TOKENS, "{chatml:?}");
+        let sets = "{% set x = 1 %}{% set y %}z{% endset %}{% for a in b %}{% if a %}{% elif b %}{% else %}{% endif %}{% endfor %}";
+        assert_eq!(measure_shape(sets).max_block_depth, 3);
+        assert_eq!(measure_shape(sets).max_tag_tokens, 4);
+        check(sets).unwrap();
     }
 }

@@ -231,6 +231,10 @@ type Loaded = (Runner, Vocab, Option<String>, u32);
 /// A GGUF file; `own`: on lmhost's CPU kernels where they cover the file.
 fn load_gguf(path: &Path, device: &Device, own: bool) -> Result<Loaded, String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // candle allocates what the header states: bound it first (gguf.rs).
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    super::gguf::check_header(&mut file, len).map_err(|e| format!("not a readable GGUF file: {e}"))?;
+    std::io::Seek::rewind(&mut file).map_err(|e| e.to_string())?;
     let content = gguf_file::Content::read(&mut file).map_err(|e| format!("not a readable GGUF file: {e}"))?;
     let md = &content.metadata;
     let text = |k: &str| md.get(k).and_then(|v| v.to_string().ok()).cloned();

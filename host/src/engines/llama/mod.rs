@@ -129,6 +129,19 @@ impl LlamaEngine {
         }
         let requested_ctx = settings.n_ctx;
         let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        // The header is untrusted (hub downloads): the same bounded walk as
+        // candle's loader gets, before native code reads it.
+        let header = std::fs::File::open(path)
+            .and_then(|f| f.metadata().map(|m| (f, m.len())))
+            .map_err(|e| e.to_string())
+            .and_then(|(f, len)| super::gguf::check_header(f, len));
+        if let Err(message) = header {
+            return Err(EngineError::Load {
+                model: name.clone(),
+                path: path.to_path_buf(),
+                message: format!("not a readable GGUF file: {message}"),
+            });
+        }
         let model = LlamaModel::load_from_file(backend(), path, &params).map_err(|e| EngineError::Load {
             model: name.clone(),
             path: path.to_path_buf(),
