@@ -4,9 +4,7 @@
 //! kind, that the host serves a normal request right after, and bounded time;
 //! the cases run through the `lmhost` binary also bound its peak memory.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use lmhost::adapters::ledger::{MAX_ERROR_BYTES, MAX_LOG_BYTES_PER_REQUEST};
@@ -116,10 +114,6 @@ fn request_budget_is_a_registry_limit_with_a_maximum() {
 
 /// `lmhost run` with one hostile entry: its stderr, exit status, wall time and
 /// peak resident memory (KiB).
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4, which also gives its peak memory"
-)]
 fn run_hostile(home: &Path, mode: &str) -> (String, bool, Duration, i64) {
     let registry = home.join("hostile.json");
     let entry = serde_json::json!([{
@@ -128,37 +122,14 @@ fn run_hostile(home: &Path, mode: &str) -> (String, bool, Duration, i64) {
     }]);
     std::fs::write(&registry, entry.to_string()).unwrap();
     let started = Instant::now();
-    let mut child = lmhost_command()
-        .args(["--registry", registry.to_str().unwrap(), "run", "-m", "hostile", "hi"])
-        .env("LMHOST_HOME", home)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lmhost runs");
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        stderr.read_to_end(&mut text).unwrap();
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child, with valid out-pointers; `rusage`
-    // is plain data that the call fills.
-    let (pid, rusage) = unsafe {
-        let mut rusage: libc::rusage = std::mem::zeroed();
-        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut rusage);
-        (pid, rusage)
-    };
-    assert_eq!(pid, child.id() as libc::pid_t);
-    let took = started.elapsed();
-    let stderr = reader.join().unwrap();
-    (
-        stderr,
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        took,
-        rusage.ru_maxrss,
-    )
+    let (out, peak) = lmhost_tests::output_and_peak_rss(
+        lmhost_command()
+            .args(["--registry", registry.to_str().unwrap(), "run", "-m", "hostile", "hi"])
+            .env("LMHOST_HOME", home)
+            .env_remove("RUST_LOG"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (stderr, out.status.success(), started.elapsed(), peak)
 }
 
 #[test]

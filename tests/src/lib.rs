@@ -118,3 +118,41 @@ pub fn chatml(messages: &[(&str, &str)]) -> String {
     out.push_str("<|im_start|>assistant\n");
     out
 }
+
+/// Run `command` to the end like [`Command::output`], and also return its own
+/// peak resident memory in KiB (from `wait4`: the peak of this child alone, not
+/// of every child the test process ever had, as `RUSAGE_CHILDREN` would give).
+pub fn output_and_peak_rss(command: &mut Command) -> (std::process::Output, i64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).expect("the pipe reads");
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let mut status = 0;
+    // SAFETY: wait4 on our own child with valid out-pointers; `rusage` is plain
+    // data that the call fills. It reaps the child, so `child` is not waited on.
+    let (pid, rusage) = unsafe {
+        let mut rusage: libc::rusage = std::mem::zeroed();
+        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut rusage);
+        (pid, rusage)
+    };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let output = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    (output, rusage.ru_maxrss)
+}
