@@ -122,6 +122,10 @@ pub fn chatml(messages: &[(&str, &str)]) -> String {
 /// Run `command` to the end like [`Command::output`], and also return its own
 /// peak resident memory in KiB (from `wait4`: the peak of this child alone, not
 /// of every child the test process ever had, as `RUSAGE_CHILDREN` would give).
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also gives its peak memory"
+)]
 pub fn output_and_peak_rss(command: &mut Command) -> (std::process::Output, i64) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
