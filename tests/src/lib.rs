@@ -120,15 +120,13 @@ pub fn chatml(messages: &[(&str, &str)]) -> String {
 }
 
 /// Run `command` to the end like [`Command::output`], and also return its own
-/// peak resident memory in KiB (from `wait4`: the peak of this child alone, not
-/// of every child the test process ever had, as `RUSAGE_CHILDREN` would give).
-#[allow(
-    clippy::zombie_processes,
-    reason = "reaped by wait4, which also gives its peak memory"
-)]
+/// peak resident memory in KiB: its `VmHWM`, read from `/proc` every 2 ms until
+/// it exits (the high-water mark only grows, so the last reading holds every
+/// peak but one in its last 2 ms). Not `wait4`'s or `RUSAGE_CHILDREN`'s
+/// `ru_maxrss`: Linux carries the spawning process's own peak into a child's
+/// at `exec`, so a test process holding a model makes every child look big.
 pub fn output_and_peak_rss(command: &mut Command) -> (std::process::Output, i64) {
     use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
     let mut child = command
         .stdout(Stdio::piped())
@@ -144,19 +142,25 @@ pub fn output_and_peak_rss(command: &mut Command) -> (std::process::Output, i64)
     };
     let stdout = drain(Box::new(child.stdout.take().unwrap()));
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers; `rusage` is plain
-    // data that the call fills. It reaps the child, so `child` is not waited on.
-    let (pid, rusage) = unsafe {
-        let mut rusage: libc::rusage = std::mem::zeroed();
-        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut rusage);
-        (pid, rusage)
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        }) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("the child is waited on") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
     let output = std::process::Output {
-        status: std::process::ExitStatus::from_raw(status),
+        status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
     };
-    (output, rusage.ru_maxrss)
+    (output, peak)
 }
