@@ -16,6 +16,7 @@ mod outgoing;
 mod registry;
 mod remote;
 mod server;
+mod templates;
 mod untrusted;
 
 /// The `lmhost` binary, built by cargo for these tests (see [`lmhost_tests::lmhost_command`]).

@@ -110,21 +110,60 @@ const completion = (text) => ({
   finishReason: undefined,
 });
 
+const RESERVED = ['messages', 'tools', 'documents', 'add_generation_prompt'];
+
+// The variables transformers passes a chat template, in its order; the entry's
+// `chat_template_kwargs` last (they may override a token, as there).
+function templateContext(model, spec, messages) {
+  let kwargs = spec.chat_template_kwargs;
+  if (kwargs === undefined || kwargs === null) kwargs = {};
+  if (typeof kwargs !== 'object' || Array.isArray(kwargs)) {
+    throw invalid(`\`chat_template_kwargs\` of \`${model.name}\` must be an object, found ${JSON.stringify(kwargs)}`);
+  }
+  for (const key of RESERVED) {
+    if (Object.prototype.hasOwnProperty.call(kwargs, key)) {
+      throw invalid(`\`chat_template_kwargs\` of \`${model.name}\` sets \`${key}\`, which lmhost passes itself`);
+    }
+  }
+  const endsOnAssistant = messages.length > 0 && messages[messages.length - 1].role === 'assistant';
+  return {
+    messages: messages.map((m) => ({ role: m.role, content: m.content })),
+    tools: null,
+    documents: null,
+    add_generation_prompt: !endsOnAssistant,
+    bos_token: model.bosToken ?? '',
+    eos_token: model.eosToken ?? '',
+    ...kwargs,
+  };
+}
+
+// The prompt cut just after the final assistant message's text, so the model
+// goes on with it (transformers' `continue_final_message`).
+function continueFinal(model, rendered, last) {
+  const text = last.trim();
+  const at = rendered.lastIndexOf(text);
+  if (at < 0) {
+    throw invalid(
+      `the chat of \`${model.name}\` ends on an assistant message to continue, but its chat template ` +
+        'does not write that message\'s text into the prompt',
+    );
+  }
+  return rendered.slice(0, at + text.length);
+}
+
 function shapeRequest(model, messages, params) {
   const spec = parseSpec(model);
   const template = chooseTemplate(model, spec);
-  const context = {
-    messages: messages.map((m) => ({ role: m.role, content: m.content })),
-    add_generation_prompt: true,
-    bos_token: model.bosToken ?? '',
-    eos_token: model.eosToken ?? '',
-  };
+  const context = templateContext(model, spec, messages);
   let text;
   try {
     text = renderTemplate(template, JSON.stringify(context));
   } catch (e) {
     const why = e && Object.prototype.hasOwnProperty.call(e, 'payload') ? e.payload : String(e);
     throw invalid(`chat template of \`${model.name}\` failed to render: ${why}`);
+  }
+  if (!context.add_generation_prompt) {
+    text = continueFinal(model, text, messages[messages.length - 1].content);
   }
   // A template that writes the BOS token itself must not get a second one.
   const bos = model.bosToken;

@@ -134,6 +134,45 @@ class PostProcess:
         return text
 
 
+RESERVED = ("messages", "tools", "documents", "add_generation_prompt")
+
+
+def template_context(model: ModelInfo, spec: dict, messages) -> dict:
+    """The variables transformers passes a chat template, in its order; the
+    entry's `chat_template_kwargs` last (they may override a token, as there)."""
+    kwargs = spec.get("chat_template_kwargs")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise invalid(f"`chat_template_kwargs` of `{model.name}` must be an object, found {to_json(kwargs)}")
+    for key in RESERVED:
+        if key in kwargs:
+            raise invalid(f"`chat_template_kwargs` of `{model.name}` sets `{key}`, which lmhost passes itself")
+    ends_on_assistant = bool(messages) and messages[-1].role == "assistant"
+    return {
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "tools": None,
+        "documents": None,
+        "add_generation_prompt": not ends_on_assistant,
+        "bos_token": model.bos_token or "",
+        "eos_token": model.eos_token or "",
+        **kwargs,
+    }
+
+
+def continue_final(model: ModelInfo, rendered: str, last: str) -> str:
+    """The prompt cut just after the final assistant message's text, so the
+    model goes on with it (transformers' `continue_final_message`)."""
+    last = last.strip()
+    at = rendered.rfind(last)
+    if at < 0:
+        raise invalid(
+            f"the chat of `{model.name}` ends on an assistant message to continue, but its chat template "
+            "does not write that message's text into the prompt"
+        )
+    return rendered[: at + len(last)]
+
+
 def completion(text: str) -> Completion:
     return Completion(text=text, prompt_tokens=None, completion_tokens=None, finish_reason=None)
 
@@ -142,17 +181,14 @@ class ModelAdapter(ModelAdapterBase):
     def shape_request(self, model, messages, params):
         spec = parse_spec(model)
         template = choose_template(model, spec)
-        context = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "add_generation_prompt": True,
-            "bos_token": model.bos_token or "",
-            "eos_token": model.eos_token or "",
-        }
+        context = template_context(model, spec, messages)
         try:
             # An imported `result<string, string>` returns the ok value or raises Err(str).
             text = host.render_template(template, to_json(context))
         except Err as e:
             raise invalid(f"chat template of `{model.name}` failed to render: {e.value}")
+        if not context["add_generation_prompt"]:
+            text = continue_final(model, text, messages[-1].content)
         # A template that writes the BOS token itself must not get a second one.
         bos = model.bos_token
         starts_with_bos = bool(bos) and text.startswith(bos)

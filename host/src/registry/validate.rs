@@ -85,6 +85,7 @@ pub fn validate_spec(spec: &ModelSpec) -> Vec<(Severity, Option<String>, String)
             ));
         }
     }
+    out.extend(unread_template_kwargs(map));
     let backend = spec.backend();
     match find_backend(backend) {
         None => out.push((
@@ -100,6 +101,31 @@ pub fn validate_spec(spec: &ModelSpec) -> Vec<(Severity, Option<String>, String)
         }
     }
     out
+}
+
+/// Keys of `chat_template_kwargs` the entry's `custom_chat_template` never
+/// reads: a typo, or a switch meant for another model's template. (A template
+/// shipped in the model file is only known when the model loads.)
+fn unread_template_kwargs(map: &serde_json::Map<String, Value>) -> Vec<(Severity, Option<String>, String)> {
+    let (Some(Value::Object(kwargs)), Some(Value::String(template))) =
+        (map.get("chat_template_kwargs"), map.get("custom_chat_template"))
+    else {
+        return Vec::new();
+    };
+    let Ok(read) = lmhost_template::variables(template) else {
+        return Vec::new(); // the template's own error is reported under its key
+    };
+    kwargs
+        .keys()
+        .filter(|key| !read.contains(key))
+        .map(|key| {
+            (
+                Severity::Warning,
+                Some("chat_template_kwargs".into()),
+                format!("`{key}` is not read by the entry's `custom_chat_template`; it has no effect there"),
+            )
+        })
+        .collect()
 }
 
 /// Check a whole registry text, collecting every problem.
@@ -205,6 +231,23 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn template_kwargs_the_template_does_not_read_are_warnings() {
+        let template = "{% if enable_thinking is defined and not enable_thinking %}/no_think{% endif %}{{ messages }}";
+        let found = problems(json!([
+            {"model_name": "q", "backend": "llamacpp", "model_path": "q.gguf", "premade_chat_template": false,
+             "custom_chat_template": template, "chat_template_kwargs": {"enable_thinking": false, "enable_thinkng": true}},
+            {"model_name": "r", "backend": "llamacpp", "model_path": "r.gguf", "chat_template_kwargs": ["x"]},
+        ]));
+        assert_eq!(
+            found,
+            [
+                "warning: r.json, entry 0 (`q`), key `chat_template_kwargs`: `enable_thinkng` is not read by the entry's `custom_chat_template`; it has no effect there",
+                "error: r.json, entry 1 (`r`), key `chat_template_kwargs`: must be an object, found [\"x\"]",
+            ]
+        );
     }
 
     #[test]

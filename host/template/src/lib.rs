@@ -1,8 +1,13 @@
-//! The Jinja dialect lmhost chat templates are written in, as Hugging Face
-//! templates use it: minijinja with Python string/dict methods (`pycompat`),
-//! `trim_blocks` and `lstrip_blocks` (as transformers sets them), and the globals
-//! real templates call: `raise_exception`, `strftime_now`; `tojson` is
-//! minijinja's own.
+//! The Jinja dialect lmhost chat templates are written in: minijinja made to
+//! render as Python's jinja2 renders under transformers' `apply_chat_template`.
+//! Python string/dict methods (`pycompat`); `trim_blocks` and `lstrip_blocks`;
+//! maps in insertion order (`preserve_order`, and the context deserialized
+//! straight into minijinja values); transformers' `tojson` and Python's
+//! spelling of printed values (`python.rs`); a lexer pre-pass for what
+//! minijinja has no hook for (`preprocess.rs`: string escapes, newlines,
+//! `{% generation %}`); the globals real templates call (`raise_exception`,
+//! `strftime_now`). The conformance corpus in `tests/fixtures/chat-templates/`
+//! holds it to jinja2's output byte for byte.
 //!
 //! One crate, two users: the host parses templates with it (registry
 //! validation), and the renderer guest (`guests/rust/template-renderer`) renders
@@ -17,7 +22,12 @@ use std::fmt::Write as _;
 
 #[doc(hidden)]
 pub mod hostile;
+mod preprocess;
+mod python;
 mod shape;
+
+pub use preprocess::preprocess;
+pub use python::float_repr;
 
 pub use shape::{check_shape, measure_shape, Shape, MAX_BLOCK_DEPTH, MAX_TAG_TOKENS};
 
@@ -44,7 +54,8 @@ impl Default for Budget {
     }
 }
 
-/// Render `template` with the JSON object `context_json`.
+/// Render `template` with the JSON object `context_json` (its objects keep
+/// their key order, as Python dicts do).
 ///
 /// ```
 /// let out = lmhost_template::render(
@@ -55,22 +66,37 @@ impl Default for Budget {
 /// assert_eq!(out, "USER: hi\n");
 /// ```
 pub fn render(template: &str, context_json: &str, budget: &Budget) -> Result<String, String> {
+    render_at(template, context_json, budget, None)
+}
+
+/// [`render`] with `strftime_now` reading a fixed instant instead of the clock
+/// (conformance tests, reproducible prompts).
+pub fn render_at(
+    template: &str,
+    context_json: &str,
+    budget: &Budget,
+    now: Option<chrono::NaiveDateTime>,
+) -> Result<String, String> {
+    // The bounds are on the template as written (the pre-pass adds a few
+    // tokens to each `for` tag).
     check_size(template, budget)?;
-    let context: serde_json::Value =
+    let template = preprocess(template);
+    // Deserialized straight into minijinja values (an order-keeping map, with
+    // the `preserve_order` feature): `serde_json::Value` would sort the keys.
+    let context: Value =
         serde_json::from_str(context_json).map_err(|e| format!("template context is not valid JSON: {e}"))?;
-    if !context.is_object() {
+    if context.kind() != minijinja::value::ValueKind::Map {
         return Err("template context must be a JSON object".into());
     }
-    let env = environment(budget.fuel);
-    let compiled = env.template_from_str(template).map_err(describe)?;
+    let context = python::pythonize(context, 0).map_err(describe)?;
+    let env = environment_at(budget.fuel, now);
+    let compiled = env.template_from_str(&template).map_err(describe)?;
     let mut out = CappedString {
         text: String::new(),
         cap: budget.max_output_bytes,
         over: false,
     };
-    let result = compiled
-        .render_captured_to(Value::from_serialize(&context), &mut out)
-        .map(|_| ());
+    let result = compiled.render_captured_to(context, &mut out).map(|_| ());
     if out.over {
         return Err(format!(
             "template output is over the limit of {} bytes",
@@ -84,10 +110,23 @@ pub fn render(template: &str, context_json: &str, budget: &Budget) -> Result<Str
 /// Whether `template` parses (no rendering).
 pub fn check(template: &str) -> Result<(), String> {
     check_size(template, &Budget::default())?;
+    let template = preprocess(template);
     environment(Budget::default().fuel)
-        .template_from_str(template)
+        .template_from_str(&template)
         .map(|_| ())
         .map_err(describe)
+}
+
+/// The names a template reads from its context (top-level variables it does
+/// not set itself), sorted: what a registry's `chat_template_kwargs` can reach.
+pub fn variables(template: &str) -> Result<Vec<String>, String> {
+    check_size(template, &Budget::default())?;
+    let template = preprocess(template);
+    let env = environment(Budget::default().fuel);
+    let compiled = env.template_from_str(&template).map_err(describe)?;
+    let mut names: Vec<String> = compiled.undeclared_variables(false).into_iter().collect();
+    names.sort();
+    Ok(names)
 }
 
 /// The bounds checked before minijinja parses anything: source size, then
@@ -128,8 +167,26 @@ impl std::io::Write for CappedString {
     }
 }
 
-/// The environment every lmhost template runs in.
+/// The environment every lmhost template runs in. Templates must go through
+/// [`preprocess`] first.
 pub fn environment(fuel: u64) -> Environment<'static> {
+    environment_at(fuel, None)
+}
+
+/// An error `raise_exception` made (the template's own message), told apart
+/// from the renderer's errors in [`describe`].
+#[derive(Debug)]
+struct Raised;
+
+impl std::fmt::Display for Raised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("raised by the template")
+    }
+}
+
+impl std::error::Error for Raised {}
+
+fn environment_at(fuel: u64, now: Option<chrono::NaiveDateTime>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -137,12 +194,40 @@ pub fn environment(fuel: u64) -> Environment<'static> {
     env.set_fuel(Some(fuel));
     env.set_recursion_limit(64);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
-        Err(Error::new(ErrorKind::InvalidOperation, message))
+    env.set_formatter(python::format_value);
+    env.add_filter("tojson", python::tojson);
+    env.add_filter("string", python::string_filter);
+    // `none is iterable` is false in jinja2 (minijinja iterates none as empty);
+    // a `for` over none fails, see `preprocess.rs`.
+    env.add_test("iterable", |v: &Value| {
+        v.kind() != minijinja::value::ValueKind::None && v.try_iter().is_ok()
     });
-    env.add_function("strftime_now", |format: String| -> Result<String, Error> {
+    env.add_filter(preprocess::ITERABLE_FILTER, |v: Value| -> Result<Value, Error> {
+        if v.is_none() {
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "'NoneType' object is not iterable (a `for` over none)",
+            ))
+        } else {
+            Ok(v)
+        }
+    });
+    // jinja2's `sequence` test: anything with a length and indexing, strings
+    // and mappings included.
+    env.add_test("sequence", |v: &Value| {
+        use minijinja::value::ValueKind;
+        matches!(
+            v.kind(),
+            ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Undefined | ValueKind::Bytes
+        )
+    });
+    env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, message).with_source(Raised))
+    });
+    env.add_function("strftime_now", move |format: String| -> Result<String, Error> {
+        let now = now.unwrap_or_else(|| chrono::Local::now().naive_local());
         let mut out = String::new();
-        write!(out, "{}", chrono::Local::now().format(&format))
+        write!(out, "{}", now.format(&format))
             .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("bad strftime format `{format}`")))?;
         Ok(out)
     });
@@ -153,7 +238,11 @@ pub fn environment(fuel: u64) -> Environment<'static> {
 pub fn describe(err: Error) -> String {
     let mut msg = match (err.kind(), err.detail()) {
         (ErrorKind::OutOfFuel, _) => "template ran out of fuel (too much work)".to_string(),
-        (ErrorKind::InvalidOperation, Some(detail)) => format!("template raised an exception: {detail}"),
+        (ErrorKind::InvalidOperation, Some(detail))
+            if std::error::Error::source(&err).is_some_and(|s| s.is::<Raised>()) =>
+        {
+            format!("template raised an exception: {detail}")
+        }
         (kind, Some(detail)) => format!("{kind}: {detail}"),
         (kind, None) => kind.to_string(),
     };
@@ -205,7 +294,106 @@ mod tests {
             r#"{"x": [1, "a"], "s": "abc", "d": {"k": 1}}"#,
         )
         .unwrap();
-        assert_eq!(out, r#"[1,"a"] True 1"#, "booleans print as Jinja2 prints them");
+        assert_eq!(out, r#"[1, "a"] True 1"#, "booleans print as Jinja2 prints them");
+    }
+
+    #[test]
+    fn variables_are_the_names_read_from_the_context() {
+        let names = variables(
+            "{% set x = 1 %}{% if enable_thinking is defined %}{{ x }}{% endif %}{% for m in messages %}{{ m }}{% endfor %}",
+        )
+        .unwrap();
+        assert_eq!(names, ["enable_thinking", "messages"]);
+    }
+
+    #[test]
+    fn tojson_is_json_dumps() {
+        let ctx = r#"{"d": {"z": 1, "a": [1.0, "é<&>'\"", null, true]}, "e": {}}"#;
+        for (t, want) in [
+            ("{{ d|tojson }}", r#"{"z": 1, "a": [1.0, "é<&>'\"", null, true]}"#),
+            (
+                "{{ d|tojson(ensure_ascii=True) }}",
+                r#"{"z": 1, "a": [1.0, "\u00e9<&>'\"", null, true]}"#,
+            ),
+            (
+                "{{ d|tojson(sort_keys=True, separators=(',', ':')) }}",
+                r#"{"a":[1.0,"é<&>'\"",null,true],"z":1}"#,
+            ),
+            (
+                "{{ d.a|tojson(indent=2) }}",
+                "[\n  1.0,\n  \"é<&>'\\\"\",\n  null,\n  true\n]",
+            ),
+            ("{{ e|tojson(indent=4) }}", "{}"),
+            ("{{ d.z|tojson(2) }}", "1"),
+        ] {
+            assert_eq!(render(t, ctx).unwrap(), want, "{t}");
+        }
+        assert!(render("{{ d|tojson(bogus=1) }}", ctx).unwrap_err().contains("bogus"));
+        assert!(render("{{ nothing|tojson }}", ctx).unwrap_err().contains("Undefined"));
+    }
+
+    #[test]
+    fn values_print_as_python_prints_them() {
+        let ctx = r#"{"l": ["a", "it's", 1.5e-7, null, true], "m": {"z": 1, "a": {"k": "v"}}, "f": 1e16}"#;
+        for (t, want) in [
+            ("{{ l }}", r#"['a', "it's", 1.5e-07, None, True]"#),
+            ("{{ m }}", "{'z': 1, 'a': {'k': 'v'}}"),
+            ("{{ 'x' ~ m ~ 'y' }}", "x{'z': 1, 'a': {'k': 'v'}}y"),
+            (
+                "{{ m|string }}|{{ l[:1]|string }}|{{ l|upper }}",
+                "{'z': 1, 'a': {'k': 'v'}}|['a']|['A', \"IT'S\", 1.5E-07, NONE, TRUE]",
+            ),
+            (
+                "{{ f }} {{ l + ['b'] }}",
+                "1e+16 ['a', \"it's\", 1.5e-07, None, True, 'b']",
+            ),
+            (
+                "{% for k, v in m.items() %}{{ k }}{% endfor %}{{ m.keys()|list }}",
+                "za['z', 'a']",
+            ),
+            ("{{ {'y': 1, 'b': 2} }}", "{'y': 1, 'b': 2}"),
+        ] {
+            assert_eq!(render(t, ctx).unwrap(), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn none_is_not_iterable_as_in_jinja2() {
+        let ctx = r#"{"tools": null}"#;
+        assert_eq!(
+            render("{{ tools is iterable }} {{ missing is iterable }}", ctx).unwrap(),
+            "False True"
+        );
+        let err = render("{% for t in tools %}{{ t }}{% endfor %}", ctx).unwrap_err();
+        assert!(err.contains("not iterable") && err.contains("line 1"), "{err}");
+        assert_eq!(render("{% for t in missing %}x{% endfor %}ok", ctx).unwrap(), "ok");
+        assert_eq!(render("{% for t in tools or [] %}x{% endfor %}ok", ctx).unwrap(), "ok");
+    }
+
+    #[test]
+    fn errors_say_what_failed() {
+        let err = render("line one\n{{ x|nofilter }}", "{}").unwrap_err();
+        assert!(err.starts_with("unknown filter") && err.ends_with("(line 2)"), "{err}");
+        let err = render("{{ 1 + 'a' }}", "{}").unwrap_err();
+        assert!(
+            err.starts_with("invalid operation:") && !err.contains("raised"),
+            "{err}"
+        );
+        let err = render("{{ raise_exception('Roles must alternate') }}", "{}").unwrap_err();
+        assert_eq!(err, "template raised an exception: Roles must alternate (line 1)");
+    }
+
+    #[test]
+    fn continuation_and_generation_render_as_in_jinja2() {
+        assert_eq!(render("{{ 'a \\\nb' }}|{{ 'c\\/d' }}", "{}").unwrap(), "a b|c\\/d");
+        assert_eq!(
+            render(
+                "{% for m in ms %}{%- generation -%} {{ m }} {%- endgeneration -%}|{% endfor %}",
+                r#"{"ms": [1, 2]}"#
+            )
+            .unwrap(),
+            "1|2|"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use exports::lmhost::adapter::model_adapter::{
 };
 use lmhost::adapter::types::Prompt;
 use regex_syntax::hir::HirKind;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 struct ChatTemplate;
 
@@ -35,19 +35,14 @@ impl Guest for ChatTemplate {
     fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
         let spec = parse_spec(&model)?;
         let template = choose_template(&model, &spec)?;
-        let messages: Vec<Value> = messages
-            .iter()
-            .map(|m| json!({ "role": m.role, "content": m.content }))
-            .collect();
-        let context = json!({
-            "messages": messages,
-            "add_generation_prompt": true,
-            "bos_token": model.bos_token.clone().unwrap_or_default(),
-            "eos_token": model.eos_token.clone().unwrap_or_default(),
-        });
-        let text = lmhost::adapter::host::render_template(&template, &context.to_string()).map_err(|e| {
+        let context = template_context(&model, &spec, &messages)?;
+        let rendered = lmhost::adapter::host::render_template(&template, &context.json).map_err(|e| {
             AdapterError::InvalidInput(format!("chat template of `{}` failed to render: {e}", model.name))
         })?;
+        let text = match &context.continue_final {
+            None => rendered,
+            Some(last) => continue_final(&model, rendered, last)?,
+        };
         // A template that writes the BOS token itself must not get a second one.
         let starts_with_bos = model
             .bos_token
@@ -63,6 +58,89 @@ impl Guest for ChatTemplate {
     fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
         let post = PostProcess::new(&model)?;
         Ok(completion(post.apply(&raw)))
+    }
+}
+
+/// The variables transformers passes a chat template, in its order: `messages`,
+/// `tools` and `documents` (none), `add_generation_prompt`, the special tokens,
+/// then the entry's `chat_template_kwargs` (which may override a token, as
+/// there). Written by hand so that keys keep this order: the host's renderer
+/// keeps JSON key order, as Python dicts do.
+struct TemplateContext {
+    json: String,
+    /// The final assistant message, when the chat ends on one: it is continued
+    /// (transformers' `continue_final_message`), not closed.
+    continue_final: Option<String>,
+}
+
+const RESERVED: [&str; 4] = ["messages", "tools", "documents", "add_generation_prompt"];
+
+fn template_context(
+    model: &ModelInfo,
+    spec: &Map<String, Value>,
+    messages: &[Message],
+) -> Result<TemplateContext, AdapterError> {
+    let kwargs = match spec.get("chat_template_kwargs") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(other) => {
+            return Err(AdapterError::InvalidInput(format!(
+                "`chat_template_kwargs` of `{}` must be an object, found {other}",
+                model.name
+            )))
+        }
+    };
+    if let Some(key) = RESERVED.iter().find(|k| kwargs.contains_key(**k)) {
+        return Err(AdapterError::InvalidInput(format!(
+            "`chat_template_kwargs` of `{}` sets `{key}`, which lmhost passes itself",
+            model.name
+        )));
+    }
+    let continue_final = messages
+        .last()
+        .filter(|m| m.role == "assistant")
+        .map(|m| m.content.clone());
+    let string = |s: &str| Value::from(s).to_string();
+    let mut json = String::from("{\"messages\":[");
+    for (n, m) in messages.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "{{\"role\":{},\"content\":{}}}",
+            string(&m.role),
+            string(&m.content)
+        ));
+    }
+    json.push_str(&format!(
+        "],\"tools\":null,\"documents\":null,\"add_generation_prompt\":{},\"bos_token\":{},\"eos_token\":{}",
+        continue_final.is_none(),
+        string(model.bos_token.as_deref().unwrap_or_default()),
+        string(model.eos_token.as_deref().unwrap_or_default()),
+    ));
+    for (key, value) in &kwargs {
+        json.push_str(&format!(",{}:{value}", string(key)));
+    }
+    json.push('}');
+    Ok(TemplateContext { json, continue_final })
+}
+
+/// The prompt cut just after the final message's text, so the model goes on
+/// with it (whatever the template writes after a closed assistant turn is
+/// dropped), as transformers' `continue_final_message` does.
+fn continue_final(model: &ModelInfo, rendered: String, last: &str) -> Result<String, AdapterError> {
+    let last = last.trim();
+    match rendered.rfind(last) {
+        Some(at) => {
+            let mut text = rendered;
+            text.truncate(at + last.len());
+            Ok(text)
+        }
+        None => Err(AdapterError::InvalidInput(format!(
+            "the chat of `{}` ends on an assistant message to continue, but its chat template does not \
+             write that message's text into the prompt",
+            model.name
+        ))),
     }
 }
 

@@ -137,6 +137,9 @@ pub struct ChatTemplateSettings {
     /// A Jinja chat template used when premade_chat_template is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_chat_template: Option<TemplateText>,
+    /// Extra variables for the chat template (e.g. {"enable_thinking": false}); `registry check` warns about keys the custom_chat_template does not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<Map<String, Value>>,
     /// Regex removed from the output (end-of-turn tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_to_cull: Option<RegexText>,

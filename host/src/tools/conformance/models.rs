@@ -101,6 +101,16 @@ pub const CONVERSATIONS: &[(&str, &[(&str, &str)])] = &[
             "Grüße, 世界! 🌍 «ünïcödé» \"quotes\", \\back\\slash, {{ not a tag }} and a\nnew line",
         )],
     ),
+    // Ends on an assistant turn: the model continues it (no generation prompt,
+    // the turn left open), as transformers' `continue_final_message`.
+    (
+        "continue-final",
+        &[
+            ("system", "Be brief."),
+            ("user", "Name a colour."),
+            ("assistant", "The colour is"),
+        ],
+    ),
 ];
 
 /// Stop strings the adapter must pass through.

@@ -24,16 +24,32 @@ fn reference_template(model: &wit::ModelInfo) -> Option<String> {
     }
 }
 
-/// The prompt the host renders for `turns`, with the `chat-template` context.
+/// The prompt the host renders for `turns`, with the `chat-template` context
+/// (transformers' variables and order); a chat ending on an assistant turn is
+/// rendered without a generation prompt and cut after that turn's text.
 fn reference_prompt(adapter: &Adapter, model: &wit::ModelInfo, turns: &[(&str, &str)]) -> Option<String> {
     let template = reference_template(model)?;
-    let context = json!({
-        "messages": turns.iter().map(|(r, c)| json!({"role": r, "content": c})).collect::<Vec<_>>(),
-        "add_generation_prompt": true,
-        "bos_token": model.bos_token.clone().unwrap_or_default(),
-        "eos_token": model.eos_token.clone().unwrap_or_default(),
-    });
-    adapter.render_template(&template, &context.to_string()).ok()
+    let last = turns
+        .last()
+        .filter(|(role, _)| *role == "assistant")
+        .map(|(_, c)| c.trim());
+    let messages: Vec<String> = turns
+        .iter()
+        .map(|(r, c)| format!("{{\"role\":{},\"content\":{}}}", json!(r), json!(c)))
+        .collect();
+    // Written by hand: the renderer keeps key order, `json!` would sort it.
+    let context = format!(
+        "{{\"messages\":[{}],\"tools\":null,\"documents\":null,\"add_generation_prompt\":{},\"bos_token\":{},\"eos_token\":{}}}",
+        messages.join(","),
+        last.is_none(),
+        json!(model.bos_token.clone().unwrap_or_default()),
+        json!(model.eos_token.clone().unwrap_or_default()),
+    );
+    let rendered = adapter.render_template(&template, &context).ok()?;
+    match last {
+        None => Some(rendered),
+        Some(last) => rendered.rfind(last).map(|at| rendered[..at + last.len()].to_string()),
+    }
 }
 
 /// clembench's output rules, in Rust: strip, split prefix, cot tag, `eos_to_cull`.
