@@ -156,14 +156,14 @@ fn tag_word(tag: &str) -> Option<&str> {
 /// iterable ends at the first top-level `if` or `recursive`, as jinja2's
 /// parser ends it.
 fn rewrite_for(tag: &str) -> Option<String> {
-    let open = 2 + tag[2..].bytes().take_while(|b| matches!(b, b'-' | b'+')).count();
-    let close = tag.len().checked_sub(2)?;
-    let close = close
-        - tag[..close]
-            .bytes()
-            .rev()
-            .take_while(|b| matches!(b, b'-' | b'+'))
-            .count();
+    let inner = tag.strip_prefix("{%")?.strip_suffix("%}")?;
+    let lead = inner.len() - inner.trim_start_matches(['-', '+']).len();
+    let body_end = inner.trim_end_matches(['-', '+']).len();
+    if body_end < lead {
+        return None;
+    }
+    // All ASCII around the body: these are character boundaries.
+    let (open, close) = (2 + lead, 2 + body_end);
     let body = tag.get(open..close)?;
     let words = top_level_words(body);
     let first = words.first()?;
@@ -386,6 +386,64 @@ mod tests {
         assert_eq!(preprocess("a\r\nb\rc"), "a\nb\nc");
     }
 
+    /// Random strings of Jinja punctuation, keywords and multi-byte text:
+    /// never a panic, and templates without tags come back as they were.
+    #[test]
+    fn random_jinja_soup_never_panics() {
+        const PIECES: &[&str] = &[
+            "{%",
+            "%}",
+            "{{",
+            "}}",
+            "{#",
+            "#}",
+            "-",
+            "+",
+            " ",
+            "\n",
+            "'",
+            "\"",
+            "\\",
+            "for",
+            " in ",
+            " if ",
+            "raw",
+            "endraw",
+            "generation",
+            "endgeneration",
+            "recursive",
+            "(",
+            ")",
+            "[",
+            "]",
+            "{",
+            "}",
+            "x",
+            ".",
+            "༰",
+            "é",
+            "🦀",
+            "\\\n",
+            "\\U0001F980",
+            "\\/",
+            "\r\n",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            let mut t = String::new();
+            for _ in 0..(state % 24) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                t.push_str(PIECES[(state % PIECES.len() as u64) as usize]);
+            }
+            let out = preprocess(&t);
+            if !t.contains("{%") && !t.contains("{{") && !t.contains('\r') {
+                assert_eq!(out, t);
+            }
+        }
+    }
+
     #[test]
     fn unterminated_input_does_not_panic() {
         for t in [
@@ -394,6 +452,9 @@ mod tests {
             "{{",
             "{#",
             "{% raw %}x",
+            "{%༰",
+            "{%-%}",
+            "{%+ for x in y +%}",
             "'\\U0001F6",
             "{{ '\\U0001F980' }}",
         ] {
