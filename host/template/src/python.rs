@@ -131,7 +131,7 @@ impl Dumper {
                     return Ok(());
                 }
                 if self.sort_keys {
-                    keys.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+                    keys.sort_by_cached_key(|k| k.to_string());
                 }
                 out.push('{');
                 for (n, key) in keys.iter().enumerate() {
