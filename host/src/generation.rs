@@ -68,6 +68,35 @@ pub struct GenerationParams {
     pub frequency_penalty: Option<f32>,
     /// Presence penalty (0 = off).
     pub presence_penalty: Option<f32>,
+    /// The shape the output must have, enforced while decoding (llamacpp);
+    /// `None` is free text. An engine that cannot enforce it refuses the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// A constraint on the output, enforced token by token with a grammar: the
+/// text can only be what the format allows (up to `max_tokens`: a generation
+/// that runs out of tokens is cut, with finish reason `length`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against a JSON schema.
+    JsonSchema {
+        /// The schema (an object).
+        schema: Value,
+    },
+}
+
+impl ResponseFormat {
+    /// The JSON schema the output must satisfy (`{"type": "object"}` for any object).
+    pub fn schema(&self) -> Value {
+        match self {
+            ResponseFormat::JsonObject => serde_json::json!({"type": "object"}),
+            ResponseFormat::JsonSchema { schema } => schema.clone(),
+        }
+    }
 }
 
 impl GenerationParams {
@@ -102,6 +131,10 @@ impl GenerationParams {
             repetition_penalty: self.repetition_penalty.or(defaults.repetition_penalty),
             frequency_penalty: self.frequency_penalty.or(defaults.frequency_penalty),
             presence_penalty: self.presence_penalty.or(defaults.presence_penalty),
+            response_format: self
+                .response_format
+                .clone()
+                .or_else(|| defaults.response_format.clone()),
         }
     }
 }
@@ -119,6 +152,7 @@ impl From<GenerationDefaults> for GenerationParams {
             repetition_penalty: d.repetition_penalty,
             frequency_penalty: d.frequency_penalty,
             presence_penalty: d.presence_penalty,
+            response_format: None,
         }
     }
 }

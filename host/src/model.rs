@@ -219,6 +219,18 @@ impl Model {
             });
         }
         let params = params.or(&self.defaults);
+        let enforced = self.engine.as_local().is_some_and(|e| e.enforces_response_format());
+        if params.response_format.is_some() && !enforced {
+            return Err(EngineError::InvalidParams {
+                model: name,
+                message: format!(
+                    "the {} backend cannot enforce `response_format` (JSON output is enforced while decoding \
+                     by the llamacpp backend only); refusing rather than returning unchecked text",
+                    self.spec.backend()
+                ),
+            }
+            .into());
+        }
         let wit_messages: Vec<wit::Message> = messages
             .iter()
             .map(|m| wit::Message {

@@ -16,6 +16,7 @@ mod outgoing;
 mod registry;
 mod remote;
 mod server;
+mod structured;
 mod templates;
 mod untrusted;
 

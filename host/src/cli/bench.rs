@@ -19,6 +19,14 @@ pub(super) fn print_bench(r: &crate::tools::bench::BenchReport) {
         "{:28} {:>12.3} {:>12.3}",
         "lmhost / bare", r.prompt_ratio, r.generation_ratio
     );
+    println!(
+        "{:28} {:>12.1} {:>12.1}",
+        "lmhost, JSON schema (grammar)", r.grammar.prompt_tps, r.grammar.generation_tps
+    );
+    println!(
+        "{:28} {:>12} {:>12.3}",
+        "grammar / lmhost", "", r.grammar_generation_ratio
+    );
     if let (Some(c), Some(gen), Some(prompt)) = (r.candle, r.candle_generation_ratio, r.candle_prompt_ratio) {
         println!(
             "{:28} {:>12.1} {:>12.1}",

@@ -266,6 +266,10 @@ struct RunArgs {
     /// Print the whole Generation (prompt, response, response_text, usage, timings) as JSON.
     #[arg(long)]
     json: bool,
+    /// A JSON schema file: the answer is JSON valid against it, enforced while
+    /// decoding (llamacpp entries).
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<std::path::PathBuf>,
     /// The prompt; `-` or nothing reads standard input.
     prompt: Option<String>,
 }

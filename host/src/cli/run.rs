@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use anyhow::{Context, Result};
 
 use super::RunArgs;
-use crate::{GenerationParams, Host, Message};
+use crate::{GenerationParams, Host, Message, ResponseFormat};
 
 pub(super) fn run_prompt(host: &Host, args: &RunArgs) -> Result<()> {
     let prompt = match args.prompt.as_deref() {
@@ -23,8 +23,19 @@ pub(super) fn run_prompt(host: &Host, args: &RunArgs) -> Result<()> {
         messages.push(Message::system(system.as_str()));
     }
     messages.push(Message::user(prompt.trim_end_matches('\n')));
+    let response_format = match &args.json_schema {
+        None => None,
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading the JSON schema {}", path.display()))?;
+            let schema: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("the JSON schema {} is not JSON", path.display()))?;
+            Some(ResponseFormat::JsonSchema { schema })
+        }
+    };
     let params = GenerationParams {
         stop: args.stop.clone(),
+        response_format,
         ..args.gen.params()
     };
     let model = host.load(args.gen.model.as_str())?;

@@ -193,6 +193,12 @@ pub trait LocalEngine: Send + Sync {
     fn tokenize(&self, _text: &str) -> Option<Result<Vec<u32>, EngineError>> {
         None
     }
+
+    /// Whether the engine enforces [`crate::ResponseFormat`] while decoding.
+    /// One that does not gets no call with a format: the call fails first.
+    fn enforces_response_format(&self) -> bool {
+        false
+    }
 }
 
 /// A loaded engine: local (takes a prompt) or remote (takes an HTTP request).

@@ -2,16 +2,17 @@
 //! [`Message`]s and [`GenerationParams`].
 //!
 //! Unknown fields are ignored (clients send many), but fields whose meaning
-//! lmhost cannot honour (`n` > 1, `logprobs`, `tools`, a JSON `response_format`,
-//! `logit_bias`, `best_of` > 1, `echo`, `suffix`) are refused with a 400 rather
-//! than silently dropped.
+//! lmhost cannot honour (`n` > 1, `logprobs`, `tools`, `logit_bias`, `best_of` >
+//! 1, `echo`, `suffix`) are refused with a 400 rather than silently dropped. A
+//! JSON `response_format` is enforced while decoding by engines that can (a
+//! model whose engine cannot refuses it with a 400).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use crate::adapters::ledger::{MAX_STOP_BYTES, MAX_STOP_STRINGS};
-use crate::{Generation, GenerationParams, Message, Usage};
+use crate::{Generation, GenerationParams, Message, ResponseFormat, Usage};
 
 /// `stop`: one string or a list.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -95,7 +96,7 @@ pub struct ChatRequest {
     pub tools: Option<Value>,
     /// Not supported (non-empty is refused).
     pub functions: Option<Value>,
-    /// Only `{"type": "text"}`.
+    /// `text`, `json_object` or `json_schema` (enforced while decoding).
     pub response_format: Option<Value>,
 }
 
@@ -227,12 +228,42 @@ impl Sampling {
             repetition_penalty: self.repetition_penalty,
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
+            response_format: None,
         })
     }
 
     /// Whether a stream ends with a usage chunk.
     pub fn include_usage(&self) -> bool {
         self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+}
+
+/// OpenAI's `response_format`: `{"type": "text"}` (free text), `{"type":
+/// "json_object"}` or `{"type": "json_schema", "json_schema": {"name": …,
+/// "schema": {…}, "strict": …}}`. The schema is enforced whatever `strict` says.
+fn response_format(format: &Value) -> Result<Option<ResponseFormat>, ApiError> {
+    let bad = |message: String| ApiError::invalid_request(message, Some("response_format"));
+    if format.is_null() {
+        return Ok(None);
+    }
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .filter(|s| s.is_object())
+                .ok_or_else(|| bad("`response_format.json_schema.schema` must be a JSON schema object".into()))?;
+            Ok(Some(ResponseFormat::JsonSchema { schema: schema.clone() }))
+        }
+        other => Err(bad(format!(
+            "`response_format.type` must be `text`, `json_object` or `json_schema`, found {}",
+            other.map_or_else(
+                || format.get("type").cloned().unwrap_or(Value::Null).to_string(),
+                |t| format!("`{t}`")
+            )
+        ))),
     }
 }
 
@@ -248,14 +279,10 @@ impl ChatRequest {
                 Some("functions"),
             ));
         }
-        if let Some(format) = &self.response_format {
-            if !format.is_null() && format.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(ApiError::invalid_request(
-                    "only `response_format` {\"type\": \"text\"} is supported",
-                    Some("response_format"),
-                ));
-            }
-        }
+        let response_format = match &self.response_format {
+            None => None,
+            Some(format) => response_format(format)?,
+        };
         if self.messages.is_empty() {
             return Err(ApiError::invalid_request(
                 "`messages` must not be empty",
@@ -275,7 +302,11 @@ impl ChatRequest {
                 Ok(Message::new(role, content_text(&m.content, i)?))
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        Ok((messages, self.sampling.params()?))
+        let params = GenerationParams {
+            response_format,
+            ..self.sampling.params()?
+        };
+        Ok((messages, params))
     }
 }
 

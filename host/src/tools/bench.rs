@@ -7,6 +7,8 @@
 //!   `llama-cpp-2` decode loop on the same GGUF, prompt and thread count;
 //! - N concurrent requests (decoded together in one batch) against the same N
 //!   requests one after another;
+//! - the same request with a JSON-schema `response_format` (a grammar checks
+//!   every token) against it without (generation tokens per second);
 //! - with `candle`, the candle engine (`huggingface_local`) on the same GGUF
 //!   against the llama.cpp engine, both through lmhost: once on lmhost's CPU
 //!   kernels (the default) and once on candle's own (`candle_kernels: candle`).
@@ -84,6 +86,10 @@ pub struct BenchReport {
     pub concurrent_tps: f64,
     /// concurrent ÷ sequential.
     pub concurrency_ratio: f64,
+    /// Through lmhost with a JSON-schema `response_format` (grammar-constrained).
+    pub grammar: Speed,
+    /// grammar ÷ lmhost, generation: what enforcing the schema costs per token.
+    pub grammar_generation_ratio: f64,
     /// The candle engine on the same GGUF, through lmhost (with `candle`).
     pub candle: Option<Speed>,
     /// candle ÷ llama.cpp (both through lmhost), generation.
@@ -180,6 +186,19 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     let (mut candle_prompt, mut candle_gen) = (vec![], vec![]);
     let (mut own_prompt, mut own_gen) = (vec![], vec![]);
     let (mut bare_prompt, mut bare_gen, mut ours_prompt, mut ours_gen) = (vec![], vec![], vec![], vec![]);
+    // A schema that lets the answer run long: the summary as a list of sentences.
+    let constrained = GenerationParams {
+        response_format: Some(crate::ResponseFormat::JsonSchema {
+            schema: serde_json::json!({
+                "type": "object",
+                "properties": {"sentences": {"type": "array", "items": {"type": "string"}, "minItems": 3}},
+                "required": ["sentences"]
+            }),
+        }),
+        ..params.clone()
+    };
+    model.generate(&messages, &constrained)?;
+    let (mut grammar_prompt, mut grammar_gen) = (vec![], vec![]);
     let mut completion_tokens = 0;
     for _ in 0..config.runs.max(1) {
         let b = bare.run(&prompt_text, config.max_tokens).map_err(|e| fail(&name, e))?;
@@ -198,6 +217,9 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
         completion_tokens = g.usage.completion_tokens;
         ours_prompt.push(g.prompt_tokens_per_second());
         ours_gen.push(g.tokens_per_second());
+        let c = model.generate_stream(&messages, &constrained, |_| {})?;
+        grammar_prompt.push(c.prompt_tokens_per_second());
+        grammar_gen.push(c.tokens_per_second());
         if let Some(candle) = &candle {
             let c = candle.generate_stream(&messages, &params, |_| {})?;
             candle_prompt.push(c.prompt_tokens_per_second());
@@ -224,6 +246,10 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     let ours = Speed {
         prompt_tps: median(ours_prompt),
         generation_tps: median(ours_gen),
+    };
+    let grammar = Speed {
+        prompt_tps: median(grammar_prompt),
+        generation_tps: median(grammar_gen),
     };
 
     // N requests one after another, then the same N together.
@@ -252,6 +278,8 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
         generation_ratio: ours.generation_tps / bare_speed.generation_tps,
         bare: bare_speed,
         lmhost: ours,
+        grammar_generation_ratio: grammar.generation_tps / ours.generation_tps,
+        grammar,
         concurrency: slots,
         sequential_tps,
         concurrent_tps,

@@ -8,6 +8,7 @@
 //! checked against the context before any decoding: prompt + `max_tokens` over
 //! `n_ctx` fails with both numbers instead of being truncated.
 
+mod grammar;
 mod scheduler;
 
 use std::path::Path;
@@ -198,6 +199,16 @@ impl LlamaEngine {
     fn sampler(&self, p: &GenerationParams) -> Result<LlamaSampler, EngineError> {
         let c = SamplingConfig::from_params(p).map_err(|m| self.bad_params(m))?;
         let mut chain = Vec::new();
+        // The grammar first: every later sampler sees only the tokens it allows.
+        if let Some(format) = &p.response_format {
+            let grammar = grammar::for_format(format).map_err(|m| self.bad_params(m))?;
+            let sampler = LlamaSampler::grammar(&self.model, &grammar, "root").map_err(|e| {
+                self.bad_params(format!(
+                    "`response_format`: llama.cpp refused the grammar made from the schema: {e}"
+                ))
+            })?;
+            chain.push(sampler);
+        }
         if c.penalises() {
             chain.push(LlamaSampler::penalties(
                 self.model.n_vocab(),
@@ -231,6 +242,10 @@ impl LlamaEngine {
 impl LocalEngine for LlamaEngine {
     fn info(&self) -> &EngineInfo {
         &self.info
+    }
+
+    fn enforces_response_format(&self) -> bool {
+        true
     }
 
     fn tokenize(&self, text: &str) -> Option<Result<Vec<u32>, EngineError>> {
