@@ -196,19 +196,25 @@ impl LlamaEngine {
         }
     }
 
-    fn sampler(&self, p: &GenerationParams) -> Result<LlamaSampler, EngineError> {
-        let c = SamplingConfig::from_params(p).map_err(|m| self.bad_params(m))?;
-        let mut chain = Vec::new();
-        // The grammar first: every later sampler sees only the tokens it allows.
-        if let Some(format) = &p.response_format {
-            let grammar = grammar::for_format(format).map_err(|m| self.bad_params(m))?;
-            let sampler = LlamaSampler::grammar(&self.model, &grammar, "root").map_err(|e| {
+    /// The `response_format` grammar, if the call has one (applied by the
+    /// scheduler apart from the sampling chain).
+    fn grammar(&self, p: &GenerationParams) -> Result<Option<LlamaSampler>, EngineError> {
+        let Some(format) = &p.response_format else {
+            return Ok(None);
+        };
+        let grammar = grammar::for_format(format).map_err(|m| self.bad_params(m))?;
+        LlamaSampler::grammar(&self.model, &grammar, "root")
+            .map(Some)
+            .map_err(|e| {
                 self.bad_params(format!(
                     "`response_format`: llama.cpp refused the grammar made from the schema: {e}"
                 ))
-            })?;
-            chain.push(sampler);
-        }
+            })
+    }
+
+    fn sampler(&self, p: &GenerationParams) -> Result<LlamaSampler, EngineError> {
+        let c = SamplingConfig::from_params(p).map_err(|m| self.bad_params(m))?;
+        let mut chain = Vec::new();
         if c.penalises() {
             chain.push(LlamaSampler::penalties(
                 self.model.n_vocab(),
@@ -263,12 +269,14 @@ impl LocalEngine for LlamaEngine {
         tokens.extend(vocab.tokenize(input.text.as_bytes(), false, true));
         let (_, max_tokens) = check_prompt(&self.name, tokens.len(), input.params, self.n_ctx)?;
         let sampler = self.sampler(input.params)?;
+        let grammar = self.grammar(input.params)?;
         let (events, receiver) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let job = Job {
             tokens,
             max_tokens,
             sampler,
+            grammar,
             stops: input.stop.to_vec(),
             events,
             cancel: cancel.clone(),

@@ -26,6 +26,8 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
@@ -41,6 +43,8 @@ pub(super) struct Job {
     pub tokens: Vec<LlamaToken>,
     pub max_tokens: u32,
     pub sampler: LlamaSampler,
+    /// A `response_format` grammar, checked apart from `sampler` (see [`sample_constrained`]).
+    pub grammar: Option<LlamaSampler>,
     pub stops: Vec<String>,
     pub events: mpsc::Sender<Event>,
     pub cancel: Arc<AtomicBool>,
@@ -289,7 +293,10 @@ impl<'m> Scheduler<'m> {
         } else {
             a.n_past += 1;
         }
-        let token = a.job.sampler.sample(&self.ctx, index);
+        let token = match a.job.grammar.as_mut() {
+            None => a.job.sampler.sample(&self.ctx, index),
+            Some(grammar) => sample_constrained(&self.ctx, index, &mut a.job.sampler, grammar, vocab.eos()),
+        };
         a.generated += 1;
         a.ids.push(token.0 as u32);
         a.first_token.get_or_insert_with(|| a.job.submitted.elapsed());
@@ -337,4 +344,37 @@ impl<'m> Scheduler<'m> {
     fn clear_seq(&mut self, seq: i32) {
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
     }
+}
+
+/// Sample under a grammar the way llama.cpp's own server does: sample without
+/// it, check only the chosen token against the grammar, and run the grammar
+/// over the whole vocabulary (then sample again) only when that token is
+/// refused. Same distribution as constraining first (an allowed token is kept
+/// with its probability, a refused draw is redrawn from the allowed ones), at a
+/// fraction of the cost: the full grammar pass over 49k tokens was a third of
+/// a decoding step on a small model. Both samplers then accept the token.
+fn sample_constrained(
+    ctx: &LlamaContext<'_>,
+    index: i32,
+    chain: &mut LlamaSampler,
+    grammar: &mut LlamaSampler,
+    eos: LlamaToken,
+) -> LlamaToken {
+    let mut all = ctx.token_data_array_ith(index);
+    all.apply_sampler(chain);
+    let allowed = all.selected_token().filter(|&token| {
+        let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 1.0)], false);
+        one.apply_sampler(grammar);
+        one.data.first().is_some_and(|d| d.logit().is_finite())
+    });
+    let token = allowed.unwrap_or_else(|| {
+        let mut all = ctx.token_data_array_ith(index);
+        all.apply_sampler(grammar);
+        all.apply_sampler(chain);
+        // With every token refused the chain has nothing to pick; end the turn.
+        all.selected_token().unwrap_or(eos)
+    });
+    grammar.accept(token);
+    chain.accept(token);
+    token
 }
