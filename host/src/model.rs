@@ -221,7 +221,7 @@ impl Model {
         let params = params.or(&self.defaults);
         let enforced = self.engine.as_local().is_some_and(|e| e.enforces_response_format());
         if params.response_format.is_some() && !enforced {
-            return Err(EngineError::InvalidParams {
+            return Err(EngineError::ResponseFormat {
                 model: name,
                 message: format!(
                     "the {} backend cannot enforce `response_format` (JSON output is enforced while decoding \

@@ -40,6 +40,7 @@ const ROOT_ITEMS: &[(&str, &str)] = &[
     ("Generation", "generation"),
     ("GenerationParams", "generation"),
     ("Message", "generation"),
+    ("ResponseFormat", "generation"),
     ("Timings", "generation"),
     ("Usage", "generation"),
     ("DEFAULT_MAX_TOKENS", "generation"),

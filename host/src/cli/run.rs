@@ -5,7 +5,8 @@ use std::io::{Read, Write};
 use anyhow::{Context, Result};
 
 use super::RunArgs;
-use crate::{GenerationParams, Host, Message, ResponseFormat};
+use crate::generation::ResponseFormat;
+use crate::{GenerationParams, Host, Message};
 
 pub(super) fn run_prompt(host: &Host, args: &RunArgs) -> Result<()> {
     let prompt = match args.prompt.as_deref() {

@@ -307,6 +307,15 @@ pub enum EngineError {
         /// Context size.
         context: u32,
     },
+    /// A `response_format` the engine cannot enforce, or a schema it cannot
+    /// turn into a grammar.
+    #[error("`{model}`: {message}")]
+    ResponseFormat {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A parameter the engine cannot honour.
     #[error("`{model}`: {message}")]
     InvalidParams {

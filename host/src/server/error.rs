@@ -178,6 +178,9 @@ impl ApiError {
                 bad(Some("messages"), Some("context_length_exceeded"))
             }
             Error::Engine(EngineError::InvalidParams { .. }) => bad(None, Some("invalid_parameter")),
+            Error::Engine(EngineError::ResponseFormat { .. }) => {
+                bad(Some("response_format"), Some("invalid_parameter"))
+            }
             Error::Engine(EngineError::UnsupportedBackend { .. }) => bad(Some("model"), Some("model_not_supported")),
             // A remote API's answer: rate limits pass through, a refused request
             // is the client's, the rest is the upstream's fault.

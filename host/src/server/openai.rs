@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use crate::adapters::ledger::{MAX_STOP_BYTES, MAX_STOP_STRINGS};
-use crate::{Generation, GenerationParams, Message, ResponseFormat, Usage};
+use crate::generation::ResponseFormat;
+use crate::{Generation, GenerationParams, Message, Usage};
 
 /// `stop`: one string or a list.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

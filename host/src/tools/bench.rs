@@ -188,7 +188,7 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     let (mut bare_prompt, mut bare_gen, mut ours_prompt, mut ours_gen) = (vec![], vec![], vec![], vec![]);
     // A schema that lets the answer run long: the summary as a list of sentences.
     let constrained = GenerationParams {
-        response_format: Some(crate::ResponseFormat::JsonSchema {
+        response_format: Some(crate::generation::ResponseFormat::JsonSchema {
             schema: serde_json::json!({
                 "type": "object",
                 "properties": {"sentences": {"type": "array", "items": {"type": "string"}, "minItems": 3}},

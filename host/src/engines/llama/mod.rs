@@ -189,6 +189,13 @@ impl LlamaEngine {
         })
     }
 
+    fn bad_format(&self, message: String) -> EngineError {
+        EngineError::ResponseFormat {
+            model: self.name.clone(),
+            message,
+        }
+    }
+
     fn bad_params(&self, message: String) -> EngineError {
         EngineError::InvalidParams {
             model: self.name.clone(),
@@ -202,11 +209,11 @@ impl LlamaEngine {
         let Some(format) = &p.response_format else {
             return Ok(None);
         };
-        let grammar = grammar::for_format(format).map_err(|m| self.bad_params(m))?;
+        let grammar = grammar::for_format(format).map_err(|m| self.bad_format(m))?;
         LlamaSampler::grammar(&self.model, &grammar, "root")
             .map(Some)
             .map_err(|e| {
-                self.bad_params(format!(
+                self.bad_format(format!(
                     "`response_format`: llama.cpp refused the grammar made from the schema: {e}"
                 ))
             })
