@@ -54,17 +54,17 @@ fn load(name: &str) -> Option<Adapter> {
     Some(runtime().load(name, None, AdapterLimits::default()).unwrap())
 }
 
-fn rust() -> &'static Adapter {
+pub(crate) fn rust() -> &'static Adapter {
     static A: OnceLock<Adapter> = OnceLock::new();
     A.get_or_init(|| runtime().load("chat-template", None, AdapterLimits::default()).unwrap())
 }
 
-fn python() -> Option<&'static Adapter> {
+pub(crate) fn python() -> Option<&'static Adapter> {
     static A: OnceLock<Option<Adapter>> = OnceLock::new();
     A.get_or_init(|| load("chat-template-py")).as_ref()
 }
 
-fn js() -> Option<&'static Adapter> {
+pub(crate) fn js() -> Option<&'static Adapter> {
     static A: OnceLock<Option<Adapter>> = OnceLock::new();
     A.get_or_init(|| load("chat-template-js")).as_ref()
 }
@@ -531,78 +531,5 @@ fn smollm_answers_the_same_through_python_and_js_adapters() {
             .unwrap();
         assert_eq!(g.response_text, want.response_text, "{name}");
         assert_eq!(streamed, want.response_text, "{name}");
-    }
-}
-
-/// The variables every chat-template adapter gives a template, as transformers
-/// does: `tools` and `documents` none, the registry's `chat_template_kwargs`
-/// (overriding a special token, as there), and a chat ending on an assistant
-/// turn continued rather than closed. Same prompts in every language.
-#[test]
-fn template_context_is_transformers_in_every_language() {
-    let template = "{{ bos_token }}{% if enable_thinking is defined and not enable_thinking %}/no_think {% endif %}\
-                    {{ tools is none }} {{ documents is none }} {{ add_generation_prompt }}|\
-                    {% for m in messages %}{% for k, v in m.items() %}{{ k }}={{ v }},{% endfor %};{% endfor %}\
-                    {% if add_generation_prompt %}<gen>{% else %}<eot>{% endif %}";
-    let info = |kwargs: serde_json::Value| wit::ModelInfo {
-        spec_json: serde_json::json!({
-            "model_name": "conformance", "backend": "mock", "premade_chat_template": false,
-            "custom_chat_template": template, "chat_template_kwargs": kwargs,
-        })
-        .to_string(),
-        ..fixed_model_info()
-    };
-    let turns = |list: &[(&str, &str)]| -> Vec<wit::Message> {
-        list.iter()
-            .map(|(role, content)| wit::Message {
-                role: role.to_string(),
-                content: content.to_string(),
-            })
-            .collect()
-    };
-    let params = wit::Params::from(&GenerationParams::greedy(8));
-    let prompt = |adapter: &Adapter, model: &wit::ModelInfo, messages: &[wit::Message]| match adapter
-        .shape_request(model, messages, &params)
-    {
-        Ok(wit::Request::Prompt(p)) => Ok(p.text),
-        Ok(other) => panic!("{}: {other:?}", adapter.name()),
-        Err(e) => Err(e.to_string()),
-    };
-    let adapters: Vec<&Adapter> = [Some(rust()), python(), js()].into_iter().flatten().collect();
-    for adapter in adapters {
-        let name = adapter.name();
-        let asked = turns(&[("user", "hi")]);
-        let got = prompt(
-            adapter,
-            &info(serde_json::json!({"enable_thinking": false, "bos_token": "[B]"})),
-            &asked,
-        );
-        assert_eq!(
-            got.as_deref(),
-            Ok("[B]/no_think True True True|role=user,content=hi,;<gen>"),
-            "{name}"
-        );
-        let got = prompt(adapter, &info(serde_json::json!(null)), &asked);
-        assert_eq!(
-            got.as_deref(),
-            Ok("<s>True True True|role=user,content=hi,;<gen>"),
-            "{name}"
-        );
-        // Continue the final assistant turn: no generation prompt, and the
-        // prompt ends right after its (stripped) text.
-        let partial = turns(&[("user", "hi"), ("assistant", "Hello, I am ")]);
-        let got = prompt(adapter, &info(serde_json::json!({})), &partial);
-        assert_eq!(
-            got.as_deref(),
-            Ok("<s>True True False|role=user,content=hi,;role=assistant,content=Hello, I am"),
-            "{name}"
-        );
-        let err = prompt(adapter, &info(serde_json::json!({"messages": []})), &asked).unwrap_err();
-        assert!(
-            err.contains("`messages`") && err.contains("chat_template_kwargs"),
-            "{name}: {err}"
-        );
-        let err = prompt(adapter, &info(serde_json::json!(["x"])), &asked).unwrap_err();
-        assert!(err.contains("must be an object"), "{name}: {err}");
     }
 }

@@ -1,18 +1,13 @@
 //! The real model (SmolLM2-135M-Instruct, Q4_1 GGUF) through the real
 //! chat-template adapter and llama.cpp.
 
-use std::sync::OnceLock;
-
 use lmhost::engines::EngineError;
 use lmhost::{Error, GenerationParams, Host, Message};
-use lmhost_tests::{chatml, host, smollm, TempDir};
+use lmhost_tests::{chatml, host, smollm_host};
 
 /// One host for the module: the model loads once.
 fn shared() -> Option<&'static Host> {
-    static HOST: OnceLock<Option<(Host, TempDir)>> = OnceLock::new();
-    HOST.get_or_init(|| smollm().map(|_| host(None)))
-        .as_ref()
-        .map(|(h, _)| h)
+    smollm_host()
 }
 
 const MODEL: &str = "SmolLM2-135M-Instruct";

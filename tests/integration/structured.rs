@@ -3,17 +3,12 @@
 //! temperature 0.8, every answer must parse and satisfy the schema; engines
 //! that cannot enforce a format refuse the call instead of answering unchecked.
 
-use std::sync::OnceLock;
-
 use lmhost::{Error, GenerationParams, Host, Message, ResponseFormat};
-use lmhost_tests::{host, smollm, TempDir};
+use lmhost_tests::{host, smollm_host, TempDir};
 use serde_json::{json, Value};
 
 fn shared() -> Option<&'static Host> {
-    static HOST: OnceLock<Option<(Host, TempDir)>> = OnceLock::new();
-    HOST.get_or_init(|| smollm().map(|_| host(None)))
-        .as_ref()
-        .map(|(h, _)| h)
+    smollm_host()
 }
 
 const MODEL: &str = "SmolLM2-135M-Instruct";

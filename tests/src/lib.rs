@@ -104,6 +104,15 @@ pub fn host(registry_json: Option<&str>) -> (Host, TempDir) {
     (Host::with_config(config).expect("host starts"), home)
 }
 
+/// One host with the repository's models, shared by every test of the binary
+/// that needs the real model (it loads once); `None` (skipped) without the SmolLM2 GGUF.
+pub fn smollm_host() -> Option<&'static Host> {
+    static HOST: std::sync::OnceLock<Option<(Host, TempDir)>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| smollm().map(|_| host(None)))
+        .as_ref()
+        .map(|(h, _)| h)
+}
+
 /// A test guest built by host/build.rs (e.g. `hostile`).
 pub fn guest(name: &str) -> PathBuf {
     Path::new(lmhost::adapters::GUEST_DIR).join(format!("{name}.wasm"))

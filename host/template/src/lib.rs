@@ -455,6 +455,20 @@ mod bounds {
     }
 
     #[test]
+    fn printing_a_huge_list_or_dumping_it_is_refused_not_built() {
+        let items = vec!["s"; 20].join(", ");
+        for (how, want) in [
+            ("", "printed value"),
+            ("|string", "printed value"),
+            ("|tojson", "printed value"),
+        ] {
+            let t = format!("{{% set s = 'x' * 1000000 %}}{{{{ [{items}]{how} }}}}");
+            let err = render(&t, "{}", &Budget::default()).unwrap_err();
+            assert!(err.contains(want) && err.contains("16777216"), "{how}: {err}");
+        }
+    }
+
+    #[test]
     fn deep_nesting_and_recursion_are_refused() {
         let nested = format!("{}x{}", "{% if true %}".repeat(20_000), "{% endif %}".repeat(20_000));
         let err = check(&nested).unwrap_err();
