@@ -20,7 +20,7 @@ run: build model
 	$(BIN) run -m SmolLM2-135M-Instruct "$(PROMPT)"
 
 # The host workspace, then the native unit tests of the remote adapters' logic.
-GUEST_UNIT_TESTS := -p remote-kit -p openai-chat -p anthropic-messages -p google-gemini -p cohere-chat
+GUEST_UNIT_TESTS := -p chat-formats -p remote-kit -p openai-chat -p anthropic-messages -p google-gemini -p cohere-chat
 
 # The smallest build (remote backends and the server, no llama.cpp, no candle,
 # no cmake): nothing native may creep into its dependency tree, and its unit

@@ -36,7 +36,7 @@ const GUESTS: &[(&str, &str, Role)] = &[
 ];
 
 /// Workspace members that are libraries, not components.
-const LIBRARIES: &[&str] = &["rust/remote-kit"];
+const LIBRARIES: &[&str] = &["rust/remote-kit", "rust/chat-formats"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

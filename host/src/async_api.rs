@@ -21,12 +21,17 @@ use crate::error::{Error, Result};
 use crate::generation::{Generation, GenerationParams, Message};
 use crate::model::Model;
 
-/// One event of [`Model::stream_events`]: a piece of answer text, then the
-/// finished [`Generation`] last.
+/// One event of [`Model::stream_events`]: pieces of answer text, reasoning
+/// and tool calls in the order the model wrote them, then the finished
+/// [`Generation`] last.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     /// Answer text, in order; the pieces concatenate to the generation's `response_text`.
     Text(String),
+    /// Reasoning text; the pieces concatenate to the generation's `reasoning`.
+    Reasoning(String),
+    /// A whole tool call, as in the generation's `tool_calls` (same id).
+    ToolCall(crate::ToolCall),
     /// The whole generation (usage, `finish_reason`, timings); always the last event.
     Done(Box<Generation>),
 }
@@ -82,7 +87,7 @@ impl Model {
         self.stream_events(messages, params).filter_map(|event| {
             futures::future::ready(match event {
                 Ok(StreamEvent::Text(piece)) => Some(Ok(piece)),
-                Ok(StreamEvent::Done(_)) => None,
+                Ok(_) => None,
                 Err(e) => Some(Err(e)),
             })
         })
@@ -115,8 +120,13 @@ impl Model {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let model = Arc::clone(self);
         let task = tokio::task::spawn_blocking(move || {
-            let result = model.generate_stream_while(&messages, &params, |piece| {
-                tx.send(Ok(StreamEvent::Text(piece.to_string()))).is_ok()
+            let result = model.generate_stream_deltas(&messages, &params, |delta| {
+                let events = (!delta.reasoning.is_empty())
+                    .then(|| StreamEvent::Reasoning(delta.reasoning.clone()))
+                    .into_iter()
+                    .chain((!delta.text.is_empty()).then(|| StreamEvent::Text(delta.text.clone())))
+                    .chain(delta.tool_calls.iter().cloned().map(StreamEvent::ToolCall));
+                events.into_iter().all(|e| tx.send(Ok(e)).is_ok())
             });
             let _ = tx.send(result.map(|g| StreamEvent::Done(Box::new(g))));
         });
@@ -129,7 +139,7 @@ impl Model {
             }
             match rx.poll_recv(cx) {
                 Poll::Ready(Some(event)) => {
-                    finished = !matches!(event, Ok(StreamEvent::Text(_)));
+                    finished = matches!(event, Ok(StreamEvent::Done(_)) | Err(_));
                     Poll::Ready(Some(event))
                 }
                 Poll::Pending => Poll::Pending,

@@ -1,8 +1,10 @@
 //! [`Chat`]: a conversation with one model that keeps its own history.
 //!
 //! Each [`Chat::say`] sends the system prompt, every earlier turn and the new
-//! user message; on success the user message and the answer's `response_text`
-//! are appended to the history. A failed turn leaves the history unchanged.
+//! user message; on success the user message and the answer (its
+//! `response_text`, tool calls and reasoning) are appended to the history. An
+//! answer that calls tools is continued with [`Chat::tool_results`]. A failed
+//! turn leaves the history unchanged.
 //!
 //! Imports the model layer; must not import the server or the tools.
 
@@ -214,9 +216,54 @@ impl<M: Deref<Target = Model>> Chat<M> {
         Ok(generation)
     }
 
+    /// Answer the tool calls of the last turn: `results` pairs a call id with
+    /// what the tool returned. The model answers (or calls tools again); the
+    /// results and the answer join the history.
+    ///
+    /// ```
+    /// use lmhost::{GenerationParams, Host, Message, Tool};
+    /// let host = Host::new()?;
+    /// let call = r#"<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>"#;
+    /// let entry = serde_json::json!({"model_name": "m", "backend": "mock", "replies": [call, "It is 5."]});
+    /// let model = host.load(&entry.to_string())?;
+    /// let mut chat = model.chat();
+    /// *chat.params_mut() = GenerationParams {
+    ///     tools: vec![Tool::new("add", "Adds two numbers.", serde_json::json!({"type": "object"}))],
+    ///     ..GenerationParams::default()
+    /// };
+    /// let asked = chat.say("What is 2 + 3?")?;
+    /// assert_eq!(asked.finish_reason, "tool_calls");
+    /// let call = &asked.tool_calls[0];
+    /// assert_eq!((call.name.as_str(), call.arguments.as_str()), ("add", r#"{"a":2,"b":3}"#));
+    /// let answer = chat.tool_results(&[(call.id.as_str(), "5")])?;
+    /// assert_eq!(answer.response_text, "It is 5.");
+    /// assert_eq!(chat.history()[2], Message::tool_result(call.id.clone(), "add", "5"));
+    /// # Ok::<(), lmhost::Error>(())
+    /// ```
+    pub fn tool_results(&mut self, results: &[(&str, &str)]) -> Result<Generation> {
+        let calls = self.history.last().map(|m| m.tool_calls.as_slice()).unwrap_or_default();
+        let answers = results
+            .iter()
+            .map(|(id, content)| match calls.iter().find(|c| c.id == *id) {
+                Some(call) => Ok(Message::tool_result(*id, call.name.clone(), *content)),
+                None => Err(crate::Error::InvalidRequest {
+                    model: self.model.name().into(),
+                    message: format!("the last turn made no tool call with the id `{id}`"),
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut messages = self.messages_for("");
+        messages.pop();
+        messages.extend(answers.iter().cloned());
+        let generation = self.model.generate(&messages, &self.params)?;
+        self.history.extend(answers);
+        self.history.push(Message::from_generation(&generation));
+        Ok(generation)
+    }
+
     fn record(&mut self, text: &str, generation: &Generation) {
         self.history.push(Message::user(text));
-        self.history.push(Message::assistant(generation.response_text.clone()));
+        self.history.push(Message::from_generation(generation));
     }
 }
 

@@ -14,10 +14,22 @@ pub const DEFAULT_MAX_TOKENS: u32 = 256;
 /// One chat turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    /// `system`, `user`, `assistant`, …
+    /// `system`, `user`, `assistant`, `tool`, …
     pub role: String,
     /// The text.
     pub content: String,
+    /// An assistant turn's tool calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` turn: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A `tool` turn: the name of the tool that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An assistant turn's reasoning, when kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 impl Message {
@@ -26,6 +38,10 @@ impl Message {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+            reasoning: None,
         }
     }
     /// A `system` message.
@@ -40,6 +56,90 @@ impl Message {
     pub fn assistant(content: impl Into<String>) -> Self {
         Self::new("assistant", content)
     }
+    /// The assistant turn of a generation, as the next request must carry it:
+    /// its text, its tool calls and its reasoning.
+    pub fn from_generation(g: &Generation) -> Self {
+        Self {
+            tool_calls: g.tool_calls.clone(),
+            reasoning: g.reasoning.clone(),
+            ..Self::assistant(g.response_text.clone())
+        }
+    }
+    /// A `tool` message: the result of the call `call_id` of tool `name`.
+    pub fn tool_result(call_id: impl Into<String>, name: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.into()),
+            name: Some(name.into()),
+            ..Self::new("tool", content)
+        }
+    }
+}
+
+/// A call of a tool, made by the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Unique within a conversation (`call_…`).
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments, JSON text of an object.
+    pub arguments: String,
+}
+
+/// A tool the model may call: a function with a JSON schema for its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    /// Its name.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON schema of its arguments (an object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    /// Arguments must follow the schema exactly.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+impl Tool {
+    /// A tool with a description and an argument schema.
+    pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
+        Self {
+            name: name.into(),
+            description: Some(description.into()),
+            parameters: Some(parameters),
+            strict: false,
+        }
+    }
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// No tool call.
+    None,
+    /// At least one tool call (enforced while decoding by the llamacpp backend).
+    Required,
+    /// A call of this tool (enforced likewise).
+    Function(String),
+}
+
+/// A piece of a streamed answer: text, reasoning and whole tool calls, in the
+/// order the model wrote them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamDelta {
+    /// Answer text.
+    pub text: String,
+    /// Reasoning text.
+    pub reasoning: String,
+    /// Tool calls completed in this piece.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Generation parameters. `None` defers to the registry entry, then to the engine.
@@ -72,6 +172,15 @@ pub struct GenerationParams {
     /// `None` is free text. An engine that cannot enforce it refuses the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
+    /// Tools the model may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
+    /// Whether and which tool it must call (`None`: auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Several calls in one turn are allowed (`None`: yes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// A constraint on the output, enforced token by token with a grammar: the
@@ -135,6 +244,13 @@ impl GenerationParams {
                 .response_format
                 .clone()
                 .or_else(|| defaults.response_format.clone()),
+            tools: if self.tools.is_empty() {
+                defaults.tools.clone()
+            } else {
+                self.tools.clone()
+            },
+            tool_choice: self.tool_choice.clone().or_else(|| defaults.tool_choice.clone()),
+            parallel_tool_calls: self.parallel_tool_calls.or(defaults.parallel_tool_calls),
         }
     }
 }
@@ -152,7 +268,7 @@ impl From<GenerationDefaults> for GenerationParams {
             repetition_penalty: d.repetition_penalty,
             frequency_penalty: d.frequency_penalty,
             presence_penalty: d.presence_penalty,
-            response_format: None,
+            ..GenerationParams::default()
         }
     }
 }
@@ -166,6 +282,9 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Their sum.
     pub total_tokens: u32,
+    /// Of the completion tokens, those the model spent reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u32,
 }
 
 /// Where the time went, in milliseconds.
@@ -192,9 +311,15 @@ pub struct Generation {
     pub prompt: Value,
     /// Exactly what the engine returned.
     pub response: Value,
-    /// The answer alone, post-processed by the adapter.
+    /// The answer alone, post-processed by the adapter: no reasoning, no tool calls.
     pub response_text: String,
-    /// `stop`, `length` or `cancelled`.
+    /// The model's reasoning, when it wrote any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// The tool calls it made, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// `stop`, `length`, `tool_calls` or `cancelled`.
     pub finish_reason: String,
     /// Token counts.
     pub usage: Usage,

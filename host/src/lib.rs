@@ -52,6 +52,9 @@ pub use async_api::StreamEvent;
 pub use chat::Chat;
 pub use config::HostConfig;
 pub use error::{Error, Result};
-pub use generation::{Generation, GenerationParams, Message, ResponseFormat, Timings, Usage, DEFAULT_MAX_TOKENS};
+pub use generation::{
+    Generation, GenerationParams, Message, ResponseFormat, StreamDelta, Timings, Tool, ToolCall, ToolChoice, Usage,
+    DEFAULT_MAX_TOKENS,
+};
 pub use host::Host;
 pub use model::Model;

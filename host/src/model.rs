@@ -13,9 +13,11 @@ use serde_json::Value;
 use crate::adapters::{wit, Adapter, AdapterSession, AdapterStream};
 #[cfg(feature = "remote")]
 use crate::engines::HttpInput;
-use crate::engines::{Engine, EngineError, FinishReason, PromptInput};
+use crate::engines::{Constraint, Engine, EngineError, FinishReason, PromptInput};
 use crate::error::{Error, Result};
-use crate::generation::{Generation, GenerationParams, Message, Timings, Usage};
+use crate::generation::{
+    Generation, GenerationParams, Message, ResponseFormat, StreamDelta, Timings, ToolCall, ToolChoice, Usage,
+};
 use crate::registry::ModelSpec;
 
 /// A loaded model: spec, engine and adapter. Cheap to share across threads.
@@ -37,13 +39,14 @@ struct Outcome {
     finish_reason: FinishReason,
     prompt_tokens: u32,
     completion_tokens: u32,
+    reasoning_tokens: u32,
     prompt_time: Duration,
     generation_time: Duration,
     time_to_first_token: Option<Duration>,
 }
 
-/// Assemble the [`Generation`] of one call.
-fn finish(model: String, outcome: Outcome, adapter_time: Duration, started: Instant) -> Generation {
+/// Assemble the [`Generation`] of one call; `ids` names its tool calls.
+fn finish(model: String, outcome: Outcome, ids: &mut CallIds, adapter_time: Duration, started: Instant) -> Generation {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let Outcome {
         prompt,
@@ -52,23 +55,30 @@ fn finish(model: String, outcome: Outcome, adapter_time: Duration, started: Inst
         finish_reason,
         prompt_tokens,
         completion_tokens,
+        reasoning_tokens,
         prompt_time,
         generation_time,
         time_to_first_token,
     } = outcome;
+    let tool_calls = ids.name(0, completion.tool_calls);
     Generation {
         model,
         prompt,
         response,
         response_text: completion.text,
+        reasoning: completion.reasoning.filter(|r| !r.is_empty()),
         finish_reason: match finish_reason {
-            FinishReason::Stop => completion.finish_reason.unwrap_or_else(|| "stop".into()),
+            FinishReason::Stop => completion
+                .finish_reason
+                .unwrap_or_else(|| if tool_calls.is_empty() { "stop" } else { "tool_calls" }.into()),
             other => other.as_str().into(),
         },
+        tool_calls,
         usage: Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            reasoning_tokens,
         },
         timings: Timings {
             adapter_ms: ms(adapter_time),
@@ -78,6 +88,53 @@ fn finish(model: String, outcome: Outcome, adapter_time: Duration, started: Inst
             total_ms: ms(started.elapsed()),
         },
     }
+}
+
+/// The ids of one answer's tool calls, by position: the adapter's where it
+/// gave one, else a fresh unique one, the same in the stream and in the
+/// final [`Generation`].
+#[derive(Default)]
+struct CallIds(Vec<String>);
+
+impl CallIds {
+    /// `calls`, the first at position `start`, with their ids.
+    fn name(&mut self, start: usize, calls: Vec<wit::ToolCall>) -> Vec<ToolCall> {
+        calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let at = start + i;
+                let id = if !c.id.is_empty() {
+                    c.id
+                } else if let Some(id) = self.0.get(at).filter(|id| !id.is_empty()) {
+                    id.clone()
+                } else {
+                    new_call_id()
+                };
+                if at >= self.0.len() {
+                    self.0.resize(at + 1, String::new());
+                }
+                self.0[at] = id.clone();
+                ToolCall {
+                    id,
+                    name: c.name,
+                    arguments: c.arguments,
+                }
+            })
+            .collect()
+    }
+}
+
+/// `call_` and 24 hex digits, unique in the process and unpredictable across
+/// processes (std's randomly keyed hasher: no dependency for an id).
+fn new_call_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(n);
+    format!("call_{:016x}{:08x}", hasher.finish(), n as u32)
 }
 
 impl std::fmt::Debug for Model {
@@ -168,14 +225,10 @@ impl Model {
         params: &GenerationParams,
         mut on_text: impl FnMut(&str),
     ) -> Result<Generation> {
-        self.call(
-            messages,
-            params,
-            Some(&mut |piece: &str| {
-                on_text(piece);
-                true
-            }),
-        )
+        self.generate_stream_while(messages, params, |piece| {
+            on_text(piece);
+            true
+        })
     }
 
     /// Like [`generate_stream`](Self::generate_stream), but `on_text` returns
@@ -201,14 +254,29 @@ impl Model {
         params: &GenerationParams,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        self.call(messages, params, Some(&mut on_text))
+        self.generate_stream_deltas(messages, params, |d| d.text.is_empty() || on_text(&d.text))
+    }
+
+    /// Generate, handing each piece of the answer to `on_delta` as it is
+    /// produced: text, reasoning and tool calls, in the order the model wrote
+    /// them. Across the stream, the texts concatenate to `response_text`, the
+    /// reasonings to `reasoning`, and the calls are `tool_calls` (same ids).
+    /// `on_delta` returns whether to go on, as in
+    /// [`generate_stream_while`](Self::generate_stream_while).
+    pub fn generate_stream_deltas(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        mut on_delta: impl FnMut(&StreamDelta) -> bool,
+    ) -> Result<Generation> {
+        self.call(messages, params, Some(&mut on_delta))
     }
 
     fn call(
         &self,
         messages: &[Message],
         params: &GenerationParams,
-        on_text: Option<&mut dyn FnMut(&str) -> bool>,
+        on_delta: Option<&mut dyn FnMut(&StreamDelta) -> bool>,
     ) -> Result<Generation> {
         let started = Instant::now();
         let name = self.name().to_string();
@@ -219,7 +287,8 @@ impl Model {
             });
         }
         let params = params.or(&self.defaults);
-        let enforced = self.engine.as_local().is_some_and(|e| e.enforces_response_format());
+        check_tools(&name, &params)?;
+        let enforced = self.engine.as_local().is_some_and(|e| e.enforces_constraints());
         if params.response_format.is_some() && !enforced {
             return Err(EngineError::ResponseFormat {
                 model: name,
@@ -231,28 +300,34 @@ impl Model {
             }
             .into());
         }
-        let wit_messages: Vec<wit::Message> = messages
-            .iter()
-            .map(|m| wit::Message {
-                role: m.role.clone(),
-                content: m.content.clone(),
-            })
-            .collect();
+        let wit_messages: Vec<wit::Message> = messages.iter().map(wit::Message::from).collect();
         let wit_params = wit::Params {
-            stream: on_text.is_some(),
+            stream: on_delta.is_some(),
             ..wit::Params::from(&params)
         };
         // One adapter instance serves the whole request: shape, then parse or stream.
         let mut session = self.adapter.session();
         let request = session.shape_request(&self.info, &wit_messages, &wit_params)?;
         let mut adapter_time = started.elapsed();
-        let outcome = match (request, &self.engine) {
+        let mut ids = CallIds::default();
+        let mut stream = on_delta.map(|on_delta| Streamer {
+            on_delta,
+            ids: &mut ids,
+            calls: 0,
+        });
+        let call = Call {
+            session,
+            params: &params,
+            wit_params: &wit_params,
+            adapter_time: &mut adapter_time,
+        };
+        let outcome = match (&request, &self.engine) {
             (wit::Request::Prompt(prompt), Engine::Local(engine)) => {
-                self.call_local(engine.as_ref(), session, prompt, &params, on_text, &mut adapter_time)?
+                self.call_local(engine.as_ref(), call, prompt, &request, stream.as_mut())?
             }
             #[cfg(feature = "remote")]
-            (wit::Request::Http(request), Engine::Remote(http)) => {
-                self.call_http(http, session, request, on_text, &mut adapter_time)?
+            (wit::Request::Http(http_request), Engine::Remote(http)) => {
+                self.call_http(http, call, http_request, &request, stream.as_mut())?
             }
             (request, _) => {
                 let (expected, got) = match request {
@@ -268,7 +343,51 @@ impl Model {
                 .into());
             }
         };
-        Ok(finish(name, outcome, adapter_time, started))
+        drop(stream);
+        Ok(finish(name, outcome, &mut ids, adapter_time, started))
+    }
+
+    /// The constraint the engine must enforce: the adapter's (a tool call), or
+    /// the call's `response_format`. `None` also for a lazy one the engine
+    /// cannot enforce (a tool call the model may make is then read, not forced);
+    /// an error for any other the engine cannot enforce.
+    fn constraint(
+        &self,
+        engine: &dyn crate::engines::LocalEngine,
+        prompt: &wit::Prompt,
+        params: &GenerationParams,
+    ) -> Result<Option<Constraint>> {
+        let constraint = match &prompt.constraint {
+            Some(c) => Some(Constraint {
+                prefix: c.prefix.clone(),
+                schema: serde_json::from_str(&c.schema).map_err(|e| crate::adapters::AdapterError::Contract {
+                    adapter: self.adapter.name().into(),
+                    message: format!("the schema of its constraint is not JSON: {e}"),
+                })?,
+                suffix: c.suffix.clone(),
+                lazy: c.lazy,
+                what: "tool_choice",
+            }),
+            None => params.response_format.as_ref().map(Constraint::response_format),
+        };
+        match constraint {
+            Some(c) if !engine.enforces_constraints() => {
+                if c.lazy {
+                    return Ok(None);
+                }
+                Err(EngineError::ResponseFormat {
+                    model: self.name().into(),
+                    message: format!(
+                        "the {} backend cannot enforce `{}` (output is constrained while decoding by the \
+                         llamacpp backend only); refusing rather than returning unchecked text",
+                        self.spec.backend(),
+                        c.what
+                    ),
+                }
+                .into())
+            }
+            c => Ok(c),
+        }
     }
 
     /// The local half of [`call`](Self::call): the rendered prompt to the
@@ -276,12 +395,17 @@ impl Model {
     fn call_local(
         &self,
         engine: &dyn crate::engines::LocalEngine,
-        mut session: AdapterSession,
-        prompt: wit::Prompt,
-        params: &GenerationParams,
-        on_text: Option<&mut dyn FnMut(&str) -> bool>,
-        adapter_time: &mut Duration,
+        call: Call<'_>,
+        prompt: &wit::Prompt,
+        request: &wit::Request,
+        stream: Option<&mut Streamer<'_>>,
     ) -> Result<Outcome> {
+        let Call {
+            mut session,
+            params,
+            wit_params,
+            adapter_time,
+        } = call;
         // The caller's stop strings, then the adapter's (at most
         // `adapters::ledger::MAX_STOP_STRINGS`), each once: linear, whatever
         // the counts.
@@ -293,31 +417,33 @@ impl Model {
             .filter(|s| seen.insert(s.as_str()))
             .cloned()
             .collect();
+        let constraint = self.constraint(engine, prompt, params)?;
         let input = PromptInput {
             text: &prompt.text,
             add_bos: prompt.add_bos,
             stop: &stop,
             params,
+            constraint: constraint.as_ref(),
         };
 
-        let (output, completion) = match on_text {
+        let (output, completion) = match stream {
             None => {
                 let output = engine.complete(&input, &mut |_| true)?;
                 let t = Instant::now();
-                let completion = session.parse_response(&self.info, &output.text)?;
+                let completion = session.parse_response(&self.info, wit_params, request, &output.text)?;
                 *adapter_time += t.elapsed();
                 (output, completion)
             }
-            Some(on_text) => {
+            Some(streamer) => {
                 let t = Instant::now();
-                let mut stream = session.stream(&self.info)?;
+                let mut stream = session.stream(&self.info, wit_params, request)?;
                 *adapter_time += t.elapsed();
                 let mut failure = None;
                 let output = engine.complete(&input, &mut |raw| {
                     let t = Instant::now();
                     let pushed = stream.push(raw);
                     *adapter_time += t.elapsed();
-                    deliver(pushed, &mut failure, &mut *on_text)
+                    streamer.deliver(pushed, &mut failure)
                 })?;
                 if let Some(e) = failure {
                     return Err(e.into());
@@ -325,23 +451,108 @@ impl Model {
                 let t = Instant::now();
                 let (completion, rest) = stream.finish()?;
                 *adapter_time += t.elapsed();
-                if !rest.is_empty() && output.finish_reason != FinishReason::Cancelled {
-                    on_text(&rest);
+                if output.finish_reason != FinishReason::Cancelled {
+                    streamer.deliver(Ok(rest), &mut None);
                 }
                 (output, completion)
             }
         };
+        let reasoning_tokens = match (completion.reasoning_tokens, completion.reasoning.as_deref()) {
+            (Some(n), _) => n,
+            (None, Some(r)) if !r.is_empty() => engine
+                .tokenize(r)
+                .and_then(|t| t.ok())
+                .map_or(0, |t| u32::try_from(t.len()).unwrap_or(u32::MAX)),
+            _ => 0,
+        };
         Ok(Outcome {
-            prompt: Value::String(prompt.text),
+            prompt: Value::String(prompt.text.clone()),
             response: Value::String(output.text),
             completion,
             finish_reason: output.finish_reason,
             prompt_tokens: output.prompt_tokens,
             completion_tokens: output.completion_tokens,
+            reasoning_tokens: reasoning_tokens.min(output.completion_tokens),
             prompt_time: output.prompt_time,
             generation_time: output.generation_time,
             time_to_first_token: output.time_to_first_token,
         })
+    }
+}
+
+/// What [`Model::call`] hands its local or remote half.
+struct Call<'a> {
+    session: AdapterSession,
+    params: &'a GenerationParams,
+    wit_params: &'a wit::Params,
+    adapter_time: &'a mut Duration,
+}
+
+/// The reader of a streamed call, and the ids of the calls streamed so far.
+struct Streamer<'a> {
+    on_delta: &'a mut dyn FnMut(&StreamDelta) -> bool,
+    ids: &'a mut CallIds,
+    calls: usize,
+}
+
+impl Streamer<'_> {
+    /// Hand a piece the adapter's stream returned to the reader; `false` stops
+    /// the engine, when the reader says so or when the adapter failed (kept in
+    /// `failure`).
+    fn deliver(
+        &mut self,
+        pushed: std::result::Result<wit::Delta, crate::adapters::AdapterError>,
+        failure: &mut Option<crate::adapters::AdapterError>,
+    ) -> bool {
+        match pushed {
+            Ok(delta) if delta.is_empty() => true,
+            Ok(delta) => {
+                let tool_calls = self.ids.name(self.calls, delta.tool_calls);
+                self.calls += tool_calls.len();
+                (self.on_delta)(&StreamDelta {
+                    text: delta.text,
+                    reasoning: delta.reasoning,
+                    tool_calls,
+                })
+            }
+            Err(e) => {
+                *failure = Some(e);
+                false
+            }
+        }
+    }
+}
+
+/// A request's tools and tool choice make sense together: names unique, a
+/// named choice among them, a required one with some.
+fn check_tools(model: &str, params: &GenerationParams) -> Result<()> {
+    let bad = |message: String| Error::InvalidRequest {
+        model: model.into(),
+        message,
+    };
+    let mut names = std::collections::HashSet::new();
+    for tool in &params.tools {
+        if tool.name.is_empty() {
+            return Err(bad("a tool has an empty name".into()));
+        }
+        if !names.insert(tool.name.as_str()) {
+            return Err(bad(format!("two tools are named `{}`", tool.name)));
+        }
+        if let Some(p) = tool.parameters.as_ref().filter(|p| !p.is_object()) {
+            return Err(bad(format!(
+                "the parameters of tool `{}` must be a JSON schema object, found {p}",
+                tool.name
+            )));
+        }
+    }
+    match &params.tool_choice {
+        Some(ToolChoice::Required) if params.tools.is_empty() => {
+            Err(bad("`tool_choice` is `required`, but the request has no tools".into()))
+        }
+        Some(ToolChoice::Function(name)) if !names.contains(name.as_str()) => Err(bad(format!(
+            "`tool_choice` names the tool `{name}`, which is not among the request's tools"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -354,24 +565,30 @@ impl Model {
     fn call_http(
         &self,
         http: &crate::engines::HttpEngine,
-        session: AdapterSession,
-        request: wit::HttpRequest,
-        mut on_text: Option<&mut dyn FnMut(&str) -> bool>,
-        adapter_time: &mut Duration,
+        call: Call<'_>,
+        http_request: &wit::HttpRequest,
+        request: &wit::Request,
+        mut streamer: Option<&mut Streamer<'_>>,
     ) -> Result<Outcome> {
+        let Call {
+            session,
+            wit_params,
+            adapter_time,
+            ..
+        } = call;
         let input = HttpInput {
-            method: &request.method,
-            path: &request.path,
-            headers: &request.headers,
-            body: &request.body,
+            method: &http_request.method,
+            path: &http_request.path,
+            headers: &http_request.headers,
+            body: &http_request.body,
         };
         // The session until the first event turns it into a stream.
         let mut session = Some(session);
         let mut stream: Option<AdapterStream> = None;
         let mut failure = None;
         let start_stream = |session: &mut Option<AdapterSession>| match session.take() {
-            Some(session) => session.stream(&self.info),
-            None => self.adapter.stream(&self.info),
+            Some(session) => session.stream(&self.info, wit_params, request),
+            None => self.adapter.stream(&self.info, wit_params, request),
         };
         let output = http.send(&input, &mut |event| {
             let t = Instant::now();
@@ -385,9 +602,10 @@ impl Model {
                 piece
             });
             *adapter_time += t.elapsed();
-            deliver(pushed, &mut failure, &mut |piece| {
-                on_text.as_mut().is_none_or(|f| f(piece))
-            })
+            match streamer.as_deref_mut() {
+                Some(streamer) => streamer.deliver(pushed, &mut failure),
+                None => pushed.map_err(|e| failure = Some(e)).is_ok(),
+            }
         })?;
         if let Some(e) = failure {
             return Err(e.into());
@@ -399,17 +617,24 @@ impl Model {
                 None => start_stream(&mut session)?,
             };
             let (completion, rest) = stream.finish()?;
-            if let (false, Some(f)) = (rest.is_empty() || output.cancelled, on_text.as_mut()) {
-                f(&rest);
+            if let (false, Some(s)) = (output.cancelled, streamer.as_deref_mut()) {
+                s.deliver(Ok(rest), &mut None);
             }
             completion
         } else {
             let completion = match session {
-                Some(mut session) => session.parse_response(&self.info, &output.body)?,
-                None => self.adapter.parse_response(&self.info, &output.body)?,
+                Some(mut session) => session.parse_response(&self.info, wit_params, request, &output.body)?,
+                None => self
+                    .adapter
+                    .parse_response(&self.info, wit_params, request, &output.body)?,
             };
-            if let (false, Some(f)) = (completion.text.is_empty(), on_text.as_mut()) {
-                f(&completion.text);
+            if let Some(s) = streamer.as_deref_mut() {
+                let whole = wit::Delta {
+                    text: completion.text.clone(),
+                    reasoning: completion.reasoning.clone().unwrap_or_default(),
+                    tool_calls: completion.tool_calls.clone(),
+                };
+                s.deliver(Ok(whole), &mut None);
             }
             completion
         };
@@ -423,6 +648,7 @@ impl Model {
         };
         let prompt_tokens = completion.prompt_tokens.unwrap_or(0);
         let completion_tokens = completion.completion_tokens.unwrap_or(0);
+        let reasoning_tokens = completion.reasoning_tokens.unwrap_or(0).min(completion_tokens);
         // A streamed reply: "prompt" time is the wait for the first event. A
         // whole reply: the provider's generation is the whole request.
         let (prompt_time, generation_time) = match output.time_to_first_event {
@@ -430,7 +656,7 @@ impl Model {
             _ => (Duration::ZERO, output.total),
         };
         Ok(Outcome {
-            prompt: json(&request.body),
+            prompt: json(&http_request.body),
             response,
             completion,
             finish_reason: if output.cancelled {
@@ -440,6 +666,7 @@ impl Model {
             },
             prompt_tokens,
             completion_tokens,
+            reasoning_tokens,
             prompt_time,
             generation_time,
             time_to_first_token: output.time_to_first_event.filter(|_| output.event_stream),
@@ -447,18 +674,24 @@ impl Model {
     }
 }
 
-/// Hand a piece the adapter's stream returned to the reader; `false` stops the
-/// engine, when the reader says so or when the adapter failed (kept in `failure`).
-fn deliver(
-    pushed: std::result::Result<String, crate::adapters::AdapterError>,
-    failure: &mut Option<crate::adapters::AdapterError>,
-    on_text: &mut dyn FnMut(&str) -> bool,
-) -> bool {
-    match pushed {
-        Ok(piece) => piece.is_empty() || on_text(&piece),
-        Err(e) => {
-            *failure = Some(e);
-            false
+/// A message as the adapter contract carries it.
+impl From<&Message> for wit::Message {
+    fn from(m: &Message) -> Self {
+        wit::Message {
+            role: m.role.clone(),
+            content: m.content.clone(),
+            tool_calls: m
+                .tool_calls
+                .iter()
+                .map(|c| wit::ToolCall {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect(),
+            tool_call_id: m.tool_call_id.clone(),
+            name: m.name.clone(),
+            reasoning: m.reasoning.clone(),
         }
     }
 }
@@ -478,6 +711,32 @@ impl From<&GenerationParams> for wit::Params {
             frequency_penalty: p.frequency_penalty,
             presence_penalty: p.presence_penalty,
             stream: false,
+            tools: p
+                .tools
+                .iter()
+                .map(|t| wit::Tool {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    parameters: t.parameters.as_ref().map(Value::to_string),
+                    strict: t.strict,
+                })
+                .collect(),
+            tool_choice: match &p.tool_choice {
+                None | Some(ToolChoice::Auto) => wit::ToolChoice::Auto,
+                Some(ToolChoice::None) => wit::ToolChoice::None,
+                Some(ToolChoice::Required) => wit::ToolChoice::Required,
+                Some(ToolChoice::Function(name)) => wit::ToolChoice::Named(name.clone()),
+            },
+            parallel_tool_calls: p.parallel_tool_calls.unwrap_or(true),
+            response_format: match &p.response_format {
+                None => wit::ResponseFormat::Text,
+                Some(ResponseFormat::JsonObject) => wit::ResponseFormat::JsonObject,
+                Some(ResponseFormat::JsonSchema { schema }) => wit::ResponseFormat::JsonSchema(wit::JsonSchemaFormat {
+                    name: "response".into(),
+                    schema: schema.to_string(),
+                    strict: true,
+                }),
+            },
         }
     }
 }

@@ -89,19 +89,32 @@ fn one_instance_serves_a_request_and_the_next_request_gets_a_fresh_one() {
         ..info
     };
     assert_eq!(
-        adapter.parse_response(&info, "x").unwrap().text,
+        adapter
+            .parse_response(
+                &info,
+                &lmhost::adapters::wit::Params::plain(),
+                &lmhost::adapters::wit::Request::empty_prompt(),
+                "x"
+            )
+            .unwrap()
+            .text,
         "shape-request ran 0 time(s) in this instance"
     );
     let mut session = adapter.session();
     let params = lmhost::adapters::wit::Params::from(&GenerationParams::default());
-    let hi = [lmhost::adapters::wit::Message {
-        role: "user".into(),
-        content: "hi".into(),
-    }];
+    let hi = [lmhost::adapters::wit::Message::new("user", "hi")];
     session.shape_request(&info, &hi, &params).unwrap();
     session.shape_request(&info, &hi, &params).unwrap();
     assert_eq!(
-        session.parse_response(&info, "x").unwrap().text,
+        session
+            .parse_response(
+                &info,
+                &lmhost::adapters::wit::Params::plain(),
+                &lmhost::adapters::wit::Request::empty_prompt(),
+                "x"
+            )
+            .unwrap()
+            .text,
         "shape-request ran 2 time(s) in this instance"
     );
 }
@@ -118,17 +131,22 @@ fn a_trap_ends_the_sessions_instance_and_the_next_call_starts_clean() {
         ..base.clone()
     };
     let params = lmhost::adapters::wit::Params::from(&GenerationParams::default());
-    let hi = [lmhost::adapters::wit::Message {
-        role: "user".into(),
-        content: "hi".into(),
-    }];
+    let hi = [lmhost::adapters::wit::Message::new("user", "hi")];
     let mut session = adapter.session();
     session.shape_request(&with("remember"), &hi, &params).unwrap();
     let err = session.shape_request(&with("panic"), &hi, &params).unwrap_err();
     assert!(matches!(err, AdapterError::Crashed { .. }), "{err}");
     // The crashed instance is gone: the count starts again from a fresh one.
     assert_eq!(
-        session.parse_response(&with("remember"), "x").unwrap().text,
+        session
+            .parse_response(
+                &with("remember"),
+                &lmhost::adapters::wit::Params::plain(),
+                &lmhost::adapters::wit::Request::empty_prompt(),
+                "x"
+            )
+            .unwrap()
+            .text,
         "shape-request ran 0 time(s) in this instance"
     );
 }

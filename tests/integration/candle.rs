@@ -102,6 +102,7 @@ fn greedy_against_llama_cpp(host: &Host, llama: &dyn LocalEngine, candle: &dyn L
             add_bos: false,
             stop: &[],
             params: &greedy,
+            constraint: None,
         };
         let want = llama.complete(&input, &mut |_| true).unwrap();
         let prompt_ids = candle.tokenize(&prompt).unwrap().unwrap();

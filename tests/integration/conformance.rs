@@ -140,7 +140,15 @@ fn eos_to_cull_as_text_or_regex_means_the_same_in_every_language() {
         info.spec_json =
             serde_json::json!({"model_name": "conformance", "backend": "mock", "eos_to_cull": pattern}).to_string();
         for adapter in &adapters {
-            let got = adapter.parse_response(&info, raw).unwrap().text;
+            let got = adapter
+                .parse_response(
+                    &info,
+                    &lmhost::adapters::wit::Params::plain(),
+                    &lmhost::adapters::wit::Request::empty_prompt(),
+                    raw,
+                )
+                .unwrap()
+                .text;
             assert_eq!(got, want, "{}: eos_to_cull {pattern:?} on {raw:?}", adapter.name());
         }
     }
@@ -353,22 +361,10 @@ fn edge_cases(adapter: &Adapter) -> Vec<String> {
             ..fixed_model_info()
         }
     };
-    let messages = [wit::Message {
-        role: "user".into(),
-        content: "What is 2+2?".into(),
-    }];
+    let messages = [wit::Message::new("user", "What is 2+2?")];
     let params = wit::Params {
         max_tokens: Some(8),
-        temperature: None,
-        top_p: None,
-        top_k: None,
-        min_p: None,
-        seed: None,
-        stop: Vec::new(),
-        repetition_penalty: None,
-        frequency_penalty: None,
-        presence_penalty: None,
-        stream: false,
+        ..wit::Params::plain()
     };
     let custom = "CUSTOM {{ messages[0].content }}";
     let show = |result: Result<String, lmhost::adapters::AdapterError>| match result {
@@ -403,7 +399,14 @@ fn edge_cases(adapter: &Adapter) -> Vec<String> {
         (json!({"eos_to_cull": 3}), "4"),
         (json!({"cot_end_tag": false}), "4"),
     ] {
-        let parsed = adapter.parse_response(&entry(spec), raw).map(|c| c.text);
+        let parsed = adapter
+            .parse_response(
+                &entry(spec),
+                &lmhost::adapters::wit::Params::plain(),
+                &lmhost::adapters::wit::Request::empty_prompt(),
+                raw,
+            )
+            .map(|c| c.text);
         out.push(show(parsed));
     }
     out

@@ -7,7 +7,7 @@
 //! `LMHOST_FUZZ_CASES=…` makes it longer. Coverage-guided targets for the same
 //! entry points live in `fuzz/` (see SECURITY.md).
 
-use lmhost::adapters::{AdapterLimits, AdapterRuntime, TemplateLimits};
+use lmhost::adapters::{wit, AdapterLimits, AdapterRuntime, TemplateLimits};
 use lmhost::registry::{check_registry_text, unify, Registry, SpecSource, PACKAGED_REGISTRY};
 use lmhost::{GenerationParams, Message};
 use proptest::collection::vec;
@@ -300,8 +300,13 @@ fn streamed_answers_always_equal_the_final_answer() {
             context_length: None,
         };
         let raw: String = pieces.concat();
-        let whole = adapter.parse_response(&info, &raw).unwrap().text;
-        let mut stream = adapter.stream(&info).unwrap();
+        let whole = adapter
+            .parse_response(&info, &wit::Params::plain(), &wit::Request::empty_prompt(), &raw)
+            .unwrap()
+            .text;
+        let mut stream = adapter
+            .stream(&info, &wit::Params::plain(), &wit::Request::empty_prompt())
+            .unwrap();
         let mut streamed = String::new();
         let mut rest = raw.as_str();
         for cut in cuts.iter().cycle() {
@@ -312,13 +317,13 @@ fn streamed_answers_always_equal_the_final_answer() {
             while !rest.is_char_boundary(cut) {
                 cut += 1;
             }
-            streamed.push_str(&stream.push(&rest[..cut]).unwrap());
+            streamed.push_str(&stream.push(&rest[..cut]).unwrap().text);
             rest = &rest[cut..];
         }
         let (finished, tail) = stream
             .finish()
             .unwrap_or_else(|e| panic!("{e}: raw {raw:?}, spec {spec}"));
-        streamed.push_str(&tail);
+        streamed.push_str(&tail.text);
         prop_assert_eq!(&finished.text, &whole, "raw {:?}, spec {}", raw, spec);
         prop_assert_eq!(&streamed, &whole, "raw {:?}, spec {}", raw, spec);
         Ok(())

@@ -18,6 +18,7 @@ mod remote;
 mod server;
 mod structured;
 mod templates;
+mod tools;
 mod untrusted;
 
 /// The `lmhost` binary, built by cargo for these tests (see [`lmhost_tests::lmhost_command`]).

@@ -16,7 +16,9 @@ const REGISTRY: &str = r#"[
   {"model_name": "echo", "backend": "mock", "reply": "you said: {prompt}"},
   {"model_name": "story", "backend": "mock", "reply": "Once upon a time there was a fox."},
   {"model_name": "slow", "backend": "mock", "reply": "a b c d e f g h i j", "delay_ms": 100},
-  {"model_name": "tortoise", "backend": "mock", "reply": "a b c d e f g h i j", "delay_ms": 20}
+  {"model_name": "tortoise", "backend": "mock", "reply": "a b c d e f g h i j", "delay_ms": 20},
+  {"model_name": "caller", "backend": "mock", "cot_start_tag": "<think>", "cot_end_tag": "</think>",
+   "reply": "<think>Weather needs a tool.</think>Checking. <tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call><tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>"}
 ]"#;
 
 /// One host for every test: the test registry, then the packaged one.
@@ -191,6 +193,76 @@ async fn chat_completion_streamed() {
     server.shutdown().await;
 }
 
+/// Tools, tool calls, reasoning: whole and streamed, in OpenAI's shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_and_reasoning_whole_and_streamed() {
+    let server = start(ServerConfig::ephemeral()).await;
+    let client = reqwest::Client::new();
+    let tool = |name: &str| json!({"type": "function", "function": {"name": name, "parameters": {"type": "object"}}});
+    let request = json!({"model": "caller", "tools": [tool("get_weather"), tool("get_time")],
+        "messages": [{"role": "user", "content": "Weather and time in Oslo?"}]});
+    let (status, body) = post(&client, &server.url("/v1/chat/completions"), request.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{body}");
+    let message = &choice["message"];
+    assert_eq!(message["content"], "Checking.");
+    assert_eq!(message["reasoning_content"], "Weather needs a tool.");
+    let calls = message["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{body}");
+    assert_eq!(calls[0]["type"], "function");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"city":"Oslo"}"#);
+    assert_eq!(calls[1]["function"]["arguments"], "{}");
+    assert!(calls[0]["id"].as_str().unwrap().starts_with("call_") && calls[0]["id"] != calls[1]["id"]);
+    assert!(
+        body["usage"]["completion_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{body}"
+    );
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let response = client
+        .post(server.url("/v1/chat/completions"))
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    let data = sse_data(&response.text().await.unwrap());
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    let joined = |key: &str| deltas.iter().filter_map(|d| d[key].as_str()).collect::<String>();
+    assert_eq!(joined("content"), "Checking.");
+    assert_eq!(joined("reasoning_content"), "Weather needs a tool.");
+    let streamed_calls: Vec<&Value> = deltas
+        .iter()
+        .filter_map(|d| d["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(streamed_calls.len(), 2, "{chunks:?}");
+    for (index, call) in streamed_calls.iter().enumerate() {
+        assert_eq!(call["index"], index, "{call}");
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], calls[index]["function"]["name"]);
+        assert_eq!(call["function"]["arguments"], calls[index]["function"]["arguments"]);
+    }
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+
+    // A bad tool request is a 400 naming its parameter.
+    let mut bad = request;
+    bad["tool_choice"] = json!({"type": "function", "function": {"name": "nope"}});
+    let (status, body) = post(&client, &server.url("/v1/chat/completions"), bad).await;
+    assert_eq!(status, 400, "{body}");
+    assert_openai_error(&body, "invalid_request_error");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_whole_and_streamed() {
     let server = start(ServerConfig::ephemeral()).await;
@@ -320,7 +392,8 @@ async fn bad_requests_are_4xx_in_openai_shape() {
     for (field, value) in [
         ("n", json!(2)),
         ("logprobs", json!(true)),
-        ("tools", json!([{"type": "function", "function": {"name": "f"}}])),
+        ("functions", json!([{"name": "f"}])),
+        ("tool_choice", json!("required")),
         ("response_format", json!({"type": "json_object"})),
         ("temperature", json!(-1)),
         ("max_tokens", json!(0)),

@@ -355,10 +355,7 @@ fn template_context_is_transformers_in_every_language() {
     };
     let turns = |list: &[(&str, &str)]| -> Vec<wit::Message> {
         list.iter()
-            .map(|(role, content)| wit::Message {
-                role: role.to_string(),
-                content: content.to_string(),
-            })
+            .map(|(role, content)| wit::Message::new(*role, *content))
             .collect()
     };
     let params = wit::Params::from(&GenerationParams::greedy(8));

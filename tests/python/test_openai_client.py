@@ -73,6 +73,7 @@ def main(base_url: str) -> None:
         raise AssertionError("n=2 must raise openai.BadRequestError")
 
     structured_output(client)
+    tool_calls(client)
 
     print("ok")
 
@@ -151,6 +152,134 @@ def structured_output(client) -> None:
         print("json_schema without a schema: BadRequestError")
     else:
         raise AssertionError("a json_schema format without a schema must raise openai.BadRequestError")
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "minLength": 1, "maxLength": 40},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+CLOCK = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "The current time in a time zone.",
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "maxLength": 40}},
+            "required": ["zone"],
+            "additionalProperties": False,
+        },
+    },
+}
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+
+
+def check_call(call) -> None:
+    """A call of WEATHER or CLOCK whose arguments satisfy its schema (checked by hand)."""
+    import json
+
+    assert call.type == "function" and call.id.startswith("call_"), call
+    args = json.loads(call.function.arguments)
+    assert isinstance(args, dict), call
+    if call.function.name == "get_weather":
+        assert sorted(args) == ["city", "unit"], args
+        assert isinstance(args["city"], str) and 1 <= len(args["city"]) <= 40, args
+        assert args["unit"] in ("celsius", "fahrenheit"), args
+    else:
+        assert call.function.name == "get_time", call
+        assert sorted(args) == ["zone"] and isinstance(args["zone"], str), args
+
+
+def tool_calls(client) -> None:
+    """`tool_choice` required and named: valid calls at temperature 0.8; a full
+    round trip (call, result, answer); streamed calls accumulate to the whole."""
+    tools = [WEATHER, CLOCK]
+    for seed in range(5):
+        r = client.chat.completions.create(
+            model=MODEL,
+            messages=WEATHER_QUESTION,
+            tools=tools,
+            tool_choice="required",
+            max_tokens=96,
+            temperature=0.8,
+            seed=seed,
+        )
+        choice = r.choices[0]
+        assert choice.finish_reason == "tool_calls", r
+        assert choice.message.tool_calls and len(choice.message.tool_calls) == 1, r
+        assert not choice.message.content, r
+        check_call(choice.message.tool_calls[0])
+    print("tool_choice required: 5 sampled calls validate")
+
+    named = client.chat.completions.create(
+        model=MODEL,
+        messages=WEATHER_QUESTION,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=96,
+        temperature=0.8,
+        seed=1,
+    )
+    assert named.choices[0].message.tool_calls[0].function.name == "get_time", named
+    check_call(named.choices[0].message.tool_calls[0])
+    print(f"tool_choice named: {named.choices[0].message.tool_calls[0].function.arguments}")
+
+    asked = client.chat.completions.create(
+        model=MODEL, messages=WEATHER_QUESTION, tools=tools, tool_choice="required", max_tokens=96, temperature=0
+    )
+    call = asked.choices[0].message.tool_calls[0]
+    history = WEATHER_QUESTION + [
+        asked.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21, "sky": "clear"}'},
+    ]
+    answer = client.chat.completions.create(
+        model=MODEL, messages=history, tools=tools, tool_choice="none", max_tokens=32, temperature=0
+    )
+    assert answer.choices[0].message.content and not answer.choices[0].message.tool_calls, answer
+    assert answer.usage.prompt_tokens > asked.usage.prompt_tokens, (answer.usage, asked.usage)
+    print(f"round trip: {call.function.name} -> {answer.choices[0].message.content!r}")
+
+    whole = client.chat.completions.create(
+        model=MODEL, messages=WEATHER_QUESTION, tools=tools, tool_choice="required", max_tokens=96, temperature=0.8, seed=3
+    )
+    # Accumulated as OpenAI's clients do: by index, arguments concatenated.
+    calls = {}
+    finish = None
+    for chunk in client.chat.completions.create(
+        model=MODEL,
+        messages=WEATHER_QUESTION,
+        tools=tools,
+        tool_choice="required",
+        max_tokens=96,
+        temperature=0.8,
+        seed=3,
+        stream=True,
+    ):
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                slot = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] += delta.id or ""
+                if delta.function:
+                    slot["name"] += delta.function.name or ""
+                    slot["arguments"] += delta.function.arguments or ""
+            finish = choice.finish_reason or finish
+    expected = [(c.function.name, c.function.arguments) for c in whole.choices[0].message.tool_calls]
+    assert [(c["name"], c["arguments"]) for _, c in sorted(calls.items())] == expected, (calls, expected)
+    assert all(c["id"].startswith("call_") for c in calls.values()), calls
+    assert finish == "tool_calls", finish
+    print(f"tool calls streamed: {len(calls)} call(s) equal the whole response")
 
 
 if __name__ == "__main__":

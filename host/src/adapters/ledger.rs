@@ -29,6 +29,12 @@ pub const MAX_PATH_BYTES: usize = 8 << 10;
 pub const MAX_METHOD_BYTES: usize = 16;
 /// Longest finish reason, in bytes.
 pub const MAX_FINISH_REASON_BYTES: usize = 64;
+/// Most tool calls one completion may carry.
+pub const MAX_TOOL_CALLS: usize = 128;
+/// Longest tool name or call id, in bytes.
+pub const MAX_TOOL_NAME_BYTES: usize = 256;
+/// Longest constraint prefix or suffix, in bytes.
+pub const MAX_CONSTRAINT_AFFIX_BYTES: usize = 1024;
 /// How much of an adapter's error value is kept, in bytes.
 pub const MAX_ERROR_BYTES: usize = 1024;
 /// Longest log record, in bytes (longer ones are cut, saying how long they were).
@@ -61,6 +67,16 @@ pub fn check_request(adapter: &str, request: &wit::Request, output_bytes: usize)
     match request {
         wit::Request::Prompt(p) => {
             at_most(adapter, "bytes of prompt text", p.text.len(), output_bytes)?;
+            if let Some(c) = &p.constraint {
+                at_most(adapter, "bytes of constraint schema", c.schema.len(), output_bytes)?;
+                let affix = c.prefix.len().max(c.suffix.len());
+                at_most(
+                    adapter,
+                    "bytes of constraint prefix or suffix",
+                    affix,
+                    MAX_CONSTRAINT_AFFIX_BYTES,
+                )?;
+            }
             at_most(adapter, "stop strings", p.stop.len(), MAX_STOP_STRINGS)?;
             let longest = p.stop.iter().map(String::len).max().unwrap_or(0);
             at_most(adapter, "bytes in one stop string", longest, MAX_STOP_BYTES)
@@ -78,9 +94,55 @@ pub fn check_request(adapter: &str, request: &wit::Request, output_bytes: usize)
 
 /// Check a completion (`parse-response`, a stream's `finish`).
 pub fn check_completion(adapter: &str, c: &wit::Completion, output_bytes: usize) -> Result<(), AdapterError> {
-    at_most(adapter, "bytes of completion text", c.text.len(), output_bytes)?;
+    let reasoning = c.reasoning.as_deref().map_or(0, str::len);
+    let arguments: usize = c.tool_calls.iter().map(|t| t.arguments.len()).sum();
+    let total = c.text.len().saturating_add(reasoning).saturating_add(arguments);
+    at_most(
+        adapter,
+        "bytes of completion text, reasoning and tool arguments",
+        total,
+        output_bytes,
+    )?;
+    check_calls(adapter, &c.tool_calls, 0)?;
     let reason = c.finish_reason.as_deref().map_or(0, str::len);
     at_most(adapter, "bytes of finish reason", reason, MAX_FINISH_REASON_BYTES)
+}
+
+/// Check one streamed piece, with what was emitted before it.
+pub fn check_delta(
+    adapter: &str,
+    emitted: &wit::Delta,
+    d: &wit::Delta,
+    output_bytes: usize,
+) -> Result<(), AdapterError> {
+    let size = |d: &wit::Delta| {
+        let arguments: usize = d.tool_calls.iter().map(|t| t.arguments.len()).sum();
+        d.text.len().saturating_add(d.reasoning.len()).saturating_add(arguments)
+    };
+    let total = size(emitted).saturating_add(size(d));
+    at_most(
+        adapter,
+        "bytes of streamed text, reasoning and tool arguments",
+        total,
+        output_bytes,
+    )?;
+    check_calls(adapter, &d.tool_calls, emitted.tool_calls.len())
+}
+
+fn check_calls(adapter: &str, calls: &[wit::ToolCall], before: usize) -> Result<(), AdapterError> {
+    at_most(
+        adapter,
+        "tool calls",
+        before.saturating_add(calls.len()),
+        MAX_TOOL_CALLS,
+    )?;
+    let longest = calls.iter().map(|t| t.name.len().max(t.id.len())).max().unwrap_or(0);
+    at_most(
+        adapter,
+        "bytes in one tool name or call id",
+        longest,
+        MAX_TOOL_NAME_BYTES,
+    )
 }
 
 /// An untrusted value for an error message: at most 200 characters, control
@@ -267,6 +329,7 @@ mod tests {
             text: "p".into(),
             stop,
             add_bos: false,
+            constraint: None,
         })
     }
 
@@ -304,12 +367,39 @@ mod tests {
         assert!(ok(&http("/v1", vec![("x".into(), "v".repeat(MAX_HEADER_BYTES))])).is_err());
         assert!(ok(&http(&"/a".repeat(MAX_PATH_BYTES), Vec::new())).is_err());
         let c = |reason: &str| wit::Completion {
-            text: "t".into(),
-            prompt_tokens: None,
-            completion_tokens: None,
             finish_reason: Some(reason.into()),
+            ..wit::Completion::text("t")
         };
         assert!(check_completion("a", &c("stop"), 10).is_ok());
         assert!(check_completion("a", &c(&"r".repeat(65)), 10).is_err());
+        // Reasoning and tool arguments count against the output cap with the text,
+        // calls against their own count, names and ids against their length.
+        let call = |name: &str, arguments: &str| wit::ToolCall {
+            id: String::new(),
+            name: name.into(),
+            arguments: arguments.into(),
+        };
+        let with = |reasoning: &str, calls: Vec<wit::ToolCall>| wit::Completion {
+            reasoning: Some(reasoning.into()),
+            tool_calls: calls,
+            ..wit::Completion::text("t")
+        };
+        assert!(check_completion("a", &with("rrrr", vec![call("f", "{}")]), 10).is_ok());
+        assert!(check_completion("a", &with("rrrr", vec![call("f", "{\"a\":1}")]), 10).is_err());
+        let many = vec![call("f", ""); MAX_TOOL_CALLS + 1];
+        let err = check_completion("a", &with("", many), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("129 tool calls"), "{err}");
+        let long = vec![call(&"n".repeat(MAX_TOOL_NAME_BYTES + 1), "")];
+        assert!(check_completion("a", &with("", long), 1 << 20).is_err());
+        let emitted = wit::Delta {
+            tool_calls: vec![call("f", ""); MAX_TOOL_CALLS],
+            ..wit::Delta::empty()
+        };
+        let one_more = wit::Delta {
+            tool_calls: vec![call("f", "")],
+            ..wit::Delta::empty()
+        };
+        assert!(check_delta("a", &emitted, &one_more, 1 << 20).is_err());
+        assert!(check_delta("a", &wit::Delta::empty(), &one_more, 1 << 20).is_ok());
     }
 }

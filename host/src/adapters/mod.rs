@@ -39,21 +39,127 @@ pub(crate) use session::truncate;
 pub use session::{AdapterSession, AdapterStream};
 pub use template::{check_template, TemplateLimits};
 
+/// The current contract, `lmhost:adapter@0.2.0` (`wit/0.2/`): what the host
+/// speaks. Every other version is converted to and from it (`v01`).
 #[allow(missing_docs)]
 mod bindings {
+    wasmtime::component::bindgen!({
+        world: "adapter",
+        path: "../wit/0.2",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// `lmhost:adapter@0.1.0` (`wit/adapter.wit`), still linked so that adapters
+/// built against it keep working.
+#[allow(missing_docs)]
+mod bindings_v01 {
     wasmtime::component::bindgen!({
         world: "adapter",
         path: "../wit",
     });
 }
 
-/// The WIT types, as the host sees them.
+mod v01;
+
+/// The WIT types of the current contract, as the host sees them.
 pub mod wit {
     pub use super::bindings::exports::lmhost::adapter::model_adapter::{
-        AdapterError, Completion, Message, ModelInfo, Params, Request,
+        AdapterError, Completion, Delta, Message, ModelInfo, Params, Request,
     };
-    pub use super::bindings::lmhost::adapter::types::{HttpRequest, Prompt};
+    pub use super::bindings::lmhost::adapter::types::{
+        Constraint, HttpRequest, JsonSchemaFormat, Prompt, ResponseFormat, Tool, ToolCall, ToolChoice,
+    };
+
+    impl Message {
+        /// A message with only a role and text.
+        pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+            Message {
+                role: role.into(),
+                content: content.into(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+                name: None,
+                reasoning: None,
+            }
+        }
+    }
+
+    impl Params {
+        /// No sampling settings, no tools, free text.
+        pub fn plain() -> Self {
+            Params {
+                max_tokens: None,
+                temperature: None,
+                top_p: None,
+                top_k: None,
+                min_p: None,
+                seed: None,
+                stop: Vec::new(),
+                repetition_penalty: None,
+                frequency_penalty: None,
+                presence_penalty: None,
+                stream: false,
+                tools: Vec::new(),
+                tool_choice: ToolChoice::Auto,
+                parallel_tool_calls: true,
+                response_format: ResponseFormat::Text,
+            }
+        }
+
+        /// Whether anything in it needs contract 0.2 (tools, a tool choice).
+        pub fn uses_tools(&self) -> bool {
+            !self.tools.is_empty() || !matches!(self.tool_choice, ToolChoice::Auto)
+        }
+    }
+
+    impl Completion {
+        /// Answer text alone.
+        pub fn text(text: impl Into<String>) -> Self {
+            Completion {
+                text: text.into(),
+                reasoning: None,
+                tool_calls: Vec::new(),
+                prompt_tokens: None,
+                completion_tokens: None,
+                reasoning_tokens: None,
+                finish_reason: None,
+            }
+        }
+    }
+
+    impl Request {
+        /// An empty prompt: what a raw output is parsed against when no
+        /// `shape-request` made a request (tests, tooling).
+        pub fn empty_prompt() -> Self {
+            Request::Prompt(Prompt {
+                text: String::new(),
+                stop: Vec::new(),
+                add_bos: false,
+                constraint: None,
+            })
+        }
+    }
+
+    impl Delta {
+        /// Nothing to show.
+        pub fn empty() -> Self {
+            Delta {
+                text: String::new(),
+                reasoning: String::new(),
+                tool_calls: Vec::new(),
+            }
+        }
+
+        /// Whether there is nothing in it.
+        pub fn is_empty(&self) -> bool {
+            self.text.is_empty() && self.reasoning.is_empty() && self.tool_calls.is_empty()
+        }
+    }
 }
+
+/// The contract versions the host links, newest first.
+pub const CONTRACT_VERSIONS: [&str; 2] = ["0.2.0", "0.1.0"];
 
 /// How often the epoch ticker advances; deadlines are whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

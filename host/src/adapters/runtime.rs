@@ -16,7 +16,8 @@ use super::builtin::{self, builtin_adapter, is_adapter_name, BUILTIN_ADAPTERS};
 use super::sandbox::{link_wasi, start_ticker, AdapterState};
 use super::session::{AdapterSession, AdapterStream};
 use super::template::TemplateSandbox;
-use super::{bindings, cache, wit, AdapterError, AdapterLimits, TemplateLimits};
+use super::v01::Pre;
+use super::{bindings, bindings_v01, cache, wit, AdapterError, AdapterLimits, TemplateLimits};
 
 /// The largest memory any adapter may be given (the pool's slot size).
 const MAX_MEMORY_BYTES: usize = 1 << 30;
@@ -37,7 +38,7 @@ pub(super) struct RuntimeInner {
     pub(super) linker: Linker<AdapterState>,
     pub(super) cache_dir: Option<PathBuf>,
     pub(super) adapter_dirs: Vec<PathBuf>,
-    pub(super) loaded: Mutex<HashMap<String, bindings::AdapterPre<AdapterState>>>,
+    pub(super) loaded: Mutex<HashMap<String, Pre>>,
     pub(super) templates: Arc<TemplateSandbox>,
 }
 
@@ -107,6 +108,8 @@ impl AdapterRuntime {
         let mut linker = Linker::new(&engine);
         link_wasi(&mut linker).map_err(fail)?;
         bindings::Adapter::add_to_linker::<AdapterState, HasSelf<AdapterState>>(&mut linker, |s| s).map_err(fail)?;
+        bindings_v01::Adapter::add_to_linker::<AdapterState, HasSelf<AdapterState>>(&mut linker, |s| s)
+            .map_err(fail)?;
         let templates = Arc::new(TemplateSandbox::new(&engine, cache_dir.as_deref()).map_err(fail)?);
         start_ticker(&engine);
         Ok(Self {
@@ -209,8 +212,12 @@ impl AdapterRuntime {
                     .linker
                     .instantiate_pre(&component)
                     .map_err(|e| fail(format!("it needs something lmhost does not lend: {e:#}")))?;
-                let pre = bindings::AdapterPre::new(instance_pre)
-                    .map_err(|e| fail(format!("it does not implement the lmhost:adapter world: {e:#}")))?;
+                let pre = Pre::new(instance_pre).map_err(|e| {
+                    fail(format!(
+                        "it implements no version of the lmhost:adapter world (the host links {}): {e}",
+                        super::CONTRACT_VERSIONS.join(", ")
+                    ))
+                })?;
                 loaded.insert(hash.clone(), pre.clone());
                 pre
             }
@@ -285,7 +292,7 @@ impl AdapterRuntime {
 pub struct Adapter {
     pub(super) name: Arc<str>,
     pub(super) hash: Arc<str>,
-    pub(super) pre: bindings::AdapterPre<AdapterState>,
+    pub(super) pre: Pre,
     pub(super) runtime: Arc<RuntimeInner>,
     pub(super) limits: AdapterLimits,
     /// The largest linear memory any instance of this handle (and its clones) reached.
@@ -332,6 +339,11 @@ impl Adapter {
         self.peak_memory.load(Ordering::Relaxed)
     }
 
+    /// The version of the adapter contract it implements (`0.2.0`, `0.1.0`).
+    pub fn contract_version(&self) -> &'static str {
+        self.pre.version()
+    }
+
     /// The compiled component (its type lists imports and exports).
     pub fn component(&self) -> &wasmtime::component::Component {
         self.pre.instance_pre().component()
@@ -361,13 +373,25 @@ impl Adapter {
         self.session().shape_request(model, messages, params)
     }
 
-    /// The engine's whole raw output → the answer (in a fresh instance).
-    pub fn parse_response(&self, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
-        self.session().parse_response(model, raw)
+    /// The engine's whole raw output → the answer (in a fresh instance);
+    /// `request` is what `shape-request` returned for the call.
+    pub fn parse_response(
+        &self,
+        model: &wit::ModelInfo,
+        params: &wit::Params,
+        request: &wit::Request,
+        raw: &str,
+    ) -> Result<wit::Completion, AdapterError> {
+        self.session().parse_response(model, params, request, raw)
     }
 
     /// Start streaming post-processing for one response (in a fresh instance).
-    pub fn stream(&self, model: &wit::ModelInfo) -> Result<AdapterStream, AdapterError> {
-        self.session().stream(model)
+    pub fn stream(
+        &self,
+        model: &wit::ModelInfo,
+        params: &wit::Params,
+        request: &wit::Request,
+    ) -> Result<AdapterStream, AdapterError> {
+        self.session().stream(model, params, request)
     }
 }

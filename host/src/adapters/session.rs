@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceAny;
 use wasmtime::Store;
 
-use super::ledger::{check_completion, check_request, quote, RequestLog};
+use super::ledger::{check_completion, check_delta, check_request, quote, RequestLog};
 use super::sandbox::AdapterState;
-use super::{bindings, wit, Adapter, AdapterError};
+use super::v01::Bindings;
+use super::{wit, Adapter, AdapterError};
 
 /// What one request has spent: time in its calls, and its log budget.
 pub(super) struct Budget {
@@ -45,7 +46,7 @@ impl Budget {
 /// An instance with its store, for one call or one stream.
 pub(super) struct Instance {
     pub(super) store: Store<AdapterState>,
-    pub(super) bindings: bindings::Adapter,
+    pub(super) bindings: Bindings,
 }
 
 /// One request's instance of an adapter. Every call is armed with its own
@@ -112,56 +113,61 @@ impl AdapterSession {
     ) -> Result<wit::Request, AdapterError> {
         let started = Instant::now();
         let inst = self.instance(started)?;
-        let result =
-            inst.bindings
-                .lmhost_adapter_model_adapter()
-                .call_shape_request(&mut inst.store, model, messages, params);
+        let result = inst.bindings.shape_request(&mut inst.store, model, messages, params);
         let request = self.settle(started, result)?;
         check_request(&self.adapter.name, &request, self.adapter.limits.output_bytes)?;
         Ok(request)
     }
 
     /// The engine's whole raw output → the answer.
-    pub fn parse_response(&mut self, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
+    pub fn parse_response(
+        &mut self,
+        model: &wit::ModelInfo,
+        params: &wit::Params,
+        request: &wit::Request,
+        raw: &str,
+    ) -> Result<wit::Completion, AdapterError> {
         let started = Instant::now();
         let inst = self.instance(started)?;
         let result = inst
             .bindings
-            .lmhost_adapter_model_adapter()
-            .call_parse_response(&mut inst.store, model, raw);
+            .parse_response(&mut inst.store, model, params, request, raw);
         let completion = self.settle(started, result)?;
         check_completion(&self.adapter.name, &completion, self.adapter.limits.output_bytes)?;
         Ok(completion)
     }
 
     /// Start streaming post-processing for the response, in this instance.
-    pub fn stream(mut self, model: &wit::ModelInfo) -> Result<AdapterStream, AdapterError> {
+    pub fn stream(
+        mut self,
+        model: &wit::ModelInfo,
+        params: &wit::Params,
+        request: &wit::Request,
+    ) -> Result<AdapterStream, AdapterError> {
         let started = Instant::now();
         let inst = self.instance(started)?;
-        let result = inst
-            .bindings
-            .lmhost_adapter_model_adapter()
-            .response_stream()
-            .call_constructor(&mut inst.store, model);
+        let result = inst.bindings.stream_new(&mut inst.store, model, params, request);
         let resource = self.settle(started, result.map(Ok))?;
         let inst = self.inst.take().expect("a stream has an instance");
         Ok(AdapterStream {
             adapter: self.adapter,
             inst,
             resource,
-            emitted: String::new(),
+            emitted: wit::Delta::empty(),
             budget: self.budget,
         })
     }
 }
 
 /// Streaming post-processing of one response. The host enforces the contract:
-/// what was emitted is always a prefix of the final text.
+/// what was emitted (text, reasoning, tool calls) is always a prefix of the
+/// final completion's.
 pub struct AdapterStream {
     adapter: Adapter,
     inst: Instance,
     resource: ResourceAny,
-    emitted: String,
+    /// Everything emitted so far, concatenated.
+    emitted: wit::Delta,
     budget: Budget,
 }
 
@@ -173,29 +179,26 @@ impl AdapterStream {
         Ok(())
     }
 
-    /// Feed raw engine text; returns answer text that is safe to show now.
-    pub fn push(&mut self, chunk: &str) -> Result<String, AdapterError> {
+    /// Feed raw engine output; returns what is safe to show now.
+    pub fn push(&mut self, chunk: &str) -> Result<wit::Delta, AdapterError> {
         self.arm()?;
         let started = Instant::now();
         let result = self
             .inst
             .bindings
-            .lmhost_adapter_model_adapter()
-            .response_stream()
-            .call_push(&mut self.inst.store, self.resource, chunk);
+            .stream_push(&mut self.inst.store, self.resource, chunk);
         self.budget.spent += started.elapsed();
         let result = result.map_err(|e| self.adapter.trap(&self.inst.store, e, self.budget.by_budget))?;
         let piece = result.map_err(|e| self.adapter.refused(e))?;
-        let size = self.emitted.len().saturating_add(piece.len());
-        if size > self.adapter.limits.output_bytes {
-            return Err(AdapterError::OutputLimit {
-                adapter: self.adapter.name.to_string(),
-                what: "bytes of streamed text",
-                size,
-                limit: self.adapter.limits.output_bytes,
-            });
-        }
-        self.emitted.push_str(&piece);
+        check_delta(
+            &self.adapter.name,
+            &self.emitted,
+            &piece,
+            self.adapter.limits.output_bytes,
+        )?;
+        self.emitted.text.push_str(&piece.text);
+        self.emitted.reasoning.push_str(&piece.reasoning);
+        self.emitted.tool_calls.extend(piece.tool_calls.iter().cloned());
         Ok(piece)
     }
 
@@ -204,33 +207,42 @@ impl AdapterStream {
         self.budget.spent
     }
 
-    /// End of the raw text: the final completion, and what of its text was not yet emitted.
-    pub fn finish(mut self) -> Result<(wit::Completion, String), AdapterError> {
+    /// End of the raw output: the final completion, and what of it was not yet emitted.
+    pub fn finish(mut self) -> Result<(wit::Completion, wit::Delta), AdapterError> {
         self.arm()?;
         let started = Instant::now();
-        let result = self
-            .inst
-            .bindings
-            .lmhost_adapter_model_adapter()
-            .response_stream()
-            .call_finish(&mut self.inst.store, self.resource);
+        let result = self.inst.bindings.stream_finish(&mut self.inst.store, self.resource);
         self.budget.spent += started.elapsed();
         let result = result.map_err(|e| self.adapter.trap(&self.inst.store, e, self.budget.by_budget));
         self.adapter.note_peak(&self.inst.store);
         let result = result?;
         let completion = result.map_err(|e| self.adapter.refused(e))?;
         check_completion(&self.adapter.name, &completion, self.adapter.limits.output_bytes)?;
-        let Some(rest) = completion.text.strip_prefix(self.emitted.as_str()) else {
-            return Err(AdapterError::Contract {
-                adapter: self.adapter.name.to_string(),
-                message: format!(
-                    "it streamed {} but its final text {} does not start with that",
-                    quote(&self.emitted),
-                    quote(&completion.text)
-                ),
-            });
+        let contradicts = |what: &str, emitted: String, last: String| AdapterError::Contract {
+            adapter: self.adapter.name.to_string(),
+            message: format!("it streamed {what} {emitted} but its final {what} {last} does not start with that"),
         };
-        let rest = rest.to_string();
+        let Some(text) = completion.text.strip_prefix(self.emitted.text.as_str()) else {
+            return Err(contradicts("text", quote(&self.emitted.text), quote(&completion.text)));
+        };
+        let reasoning = completion.reasoning.as_deref().unwrap_or_default();
+        let Some(reasoning) = reasoning.strip_prefix(self.emitted.reasoning.as_str()) else {
+            return Err(contradicts(
+                "reasoning",
+                quote(&self.emitted.reasoning),
+                quote(reasoning),
+            ));
+        };
+        let calls = &self.emitted.tool_calls;
+        if !completion.tool_calls.starts_with(calls) {
+            let names = |c: &[wit::ToolCall]| quote(&c.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "));
+            return Err(contradicts("tool calls", names(calls), names(&completion.tool_calls)));
+        }
+        let rest = wit::Delta {
+            text: text.to_string(),
+            reasoning: reasoning.to_string(),
+            tool_calls: completion.tool_calls[calls.len()..].to_vec(),
+        };
         let _ = self.resource.resource_drop(&mut self.inst.store);
         Ok((completion, rest))
     }

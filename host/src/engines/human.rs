@@ -121,6 +121,7 @@ mod tests {
             add_bos: false,
             stop: &[],
             params: &params,
+            constraint: None,
         };
         let out = engine.complete(&input, &mut |_| true).unwrap();
         assert_eq!(out.text, "first reply");

@@ -60,6 +60,13 @@ impl LocalEngine for MockEngine {
         &self.info
     }
 
+    /// One token per word, as the mock generates (so reasoning is counted as
+    /// completion tokens are).
+    fn tokenize(&self, text: &str) -> Option<Result<Vec<u32>, EngineError>> {
+        let words = text.split_inclusive(char::is_whitespace).count();
+        Some(Ok((0..u32::try_from(words).unwrap_or(u32::MAX)).collect()))
+    }
+
     fn complete(&self, input: &PromptInput<'_>, sink: TextSink<'_>) -> Result<EngineOutput, EngineError> {
         let started = Instant::now();
         let n = self.calls.fetch_add(1, Ordering::Relaxed);

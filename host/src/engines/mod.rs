@@ -76,6 +76,38 @@ pub struct PromptInput<'a> {
     pub stop: &'a [String],
     /// Sampling and length parameters.
     pub params: &'a GenerationParams,
+    /// Output the engine must produce, if any.
+    pub constraint: Option<&'a Constraint>,
+}
+
+/// Output a local engine must produce, enforced token by token: `prefix`, JSON
+/// valid against `schema`, `suffix`. With `lazy`, output is free until `prefix`
+/// appears and constrained from there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constraint {
+    /// Literal text before the JSON.
+    pub prefix: String,
+    /// The JSON schema (an object).
+    pub schema: serde_json::Value,
+    /// Literal text after the JSON.
+    pub suffix: String,
+    /// Free until `prefix` appears.
+    pub lazy: bool,
+    /// What asked for it, for messages: `response_format` or `tool_choice`.
+    pub what: &'static str,
+}
+
+impl Constraint {
+    /// The whole output is JSON of `format`.
+    pub fn response_format(format: &crate::generation::ResponseFormat) -> Self {
+        Self {
+            prefix: String::new(),
+            schema: format.schema(),
+            suffix: String::new(),
+            lazy: false,
+            what: "response_format",
+        }
+    }
 }
 
 /// Why generation ended.
@@ -194,9 +226,10 @@ pub trait LocalEngine: Send + Sync {
         None
     }
 
-    /// Whether the engine enforces [`crate::ResponseFormat`] while decoding.
-    /// One that does not gets no call with a format: the call fails first.
-    fn enforces_response_format(&self) -> bool {
+    /// Whether the engine enforces a [`Constraint`] while decoding (a
+    /// `response_format`, a required tool call). One that does not gets no
+    /// call with a constraint that is not lazy: the call fails first.
+    fn enforces_constraints(&self) -> bool {
         false
     }
 }

@@ -2,10 +2,12 @@
 //! [`Message`]s and [`GenerationParams`].
 //!
 //! Unknown fields are ignored (clients send many), but fields whose meaning
-//! lmhost cannot honour (`n` > 1, `logprobs`, `tools`, `logit_bias`, `best_of` >
-//! 1, `echo`, `suffix`) are refused with a 400 rather than silently dropped. A
-//! JSON `response_format` is enforced while decoding by engines that can (a
-//! model whose engine cannot refuses it with a 400).
+//! lmhost cannot honour (`n` > 1, `logprobs`, `functions`, `logit_bias`,
+//! `best_of` > 1, `echo`, `suffix`) are refused with a 400 rather than silently
+//! dropped. A JSON `response_format` and a required or named `tool_choice` are
+//! enforced while decoding by engines that can (a model whose engine cannot
+//! refuses them with a 400). Tool calls and reasoning come back as OpenAI's
+//! `tool_calls` and the `reasoning_content` field its compatible servers use.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -13,7 +15,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use crate::adapters::ledger::{MAX_STOP_BYTES, MAX_STOP_STRINGS};
 use crate::generation::ResponseFormat;
-use crate::{Generation, GenerationParams, Message, Usage};
+use crate::{Generation, GenerationParams, Message, Tool, ToolCall, ToolChoice, Usage};
 
 /// `stop`: one string or a list.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -81,6 +83,18 @@ pub struct ChatMessage {
     /// The text, or a list of `{"type": "text", "text": …}` parts.
     #[serde(default)]
     pub content: Value,
+    /// An assistant turn's tool calls.
+    #[serde(default)]
+    pub tool_calls: Option<Value>,
+    /// A `tool` turn: the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+    /// A `tool` turn: the tool's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An assistant turn's reasoning, as this server returned it.
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -93,9 +107,13 @@ pub struct ChatRequest {
     /// Sampling and streaming fields.
     #[serde(flatten)]
     pub sampling: Sampling,
-    /// Not supported (non-empty is refused).
+    /// Function tools the model may call.
     pub tools: Option<Value>,
-    /// Not supported (non-empty is refused).
+    /// `auto`, `none`, `required` or `{"type": "function", "function": {"name": …}}`.
+    pub tool_choice: Option<Value>,
+    /// Several calls in one turn.
+    pub parallel_tool_calls: Option<bool>,
+    /// The deprecated predecessor of `tools`: refused, with a pointer to `tools`.
     pub functions: Option<Value>,
     /// `text`, `json_object` or `json_schema` (enforced while decoding).
     pub response_format: Option<Value>,
@@ -229,7 +247,7 @@ impl Sampling {
             repetition_penalty: self.repetition_penalty,
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
-            response_format: None,
+            ..GenerationParams::default()
         })
     }
 
@@ -271,14 +289,39 @@ fn response_format(format: &Value) -> Result<Option<ResponseFormat>, ApiError> {
 impl ChatRequest {
     /// Check the request and translate it.
     pub fn to_call(&self) -> Result<(Vec<Message>, GenerationParams), ApiError> {
-        if present(&self.tools) {
-            return Err(ApiError::invalid_request("`tools` are not supported", Some("tools")));
-        }
         if present(&self.functions) {
             return Err(ApiError::invalid_request(
-                "`functions` are not supported",
+                "`functions` is not supported; use `tools`",
                 Some("functions"),
             ));
+        }
+        let tools = match &self.tools {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, t)| tool(t, i))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ApiError::invalid_request("`tools` must be a list", Some("tools"))),
+        };
+        let tool_choice = match &self.tool_choice {
+            None | Some(Value::Null) => None,
+            Some(choice) => Some(tool_choice(choice)?),
+        };
+        match &tool_choice {
+            Some(ToolChoice::Required) if tools.is_empty() => {
+                return Err(ApiError::invalid_request(
+                    "`tool_choice` `required` needs `tools`",
+                    Some("tool_choice"),
+                ))
+            }
+            Some(ToolChoice::Function(name)) if !tools.iter().any(|t: &Tool| t.name == *name) => {
+                return Err(ApiError::invalid_request(
+                    format!("`tool_choice` names `{name}`, which is not among `tools`"),
+                    Some("tool_choice"),
+                ))
+            }
+            _ => {}
         }
         let response_format = match &self.response_format {
             None => None,
@@ -300,15 +343,115 @@ impl ChatRequest {
                 } else {
                     m.role.as_str()
                 };
-                Ok(Message::new(role, content_text(&m.content, i)?))
+                Ok(Message {
+                    tool_calls: match &m.tool_calls {
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(calls) => tool_calls(calls, i)?,
+                    },
+                    tool_call_id: m.tool_call_id.clone(),
+                    name: m.name.clone(),
+                    reasoning: m.reasoning_content.clone(),
+                    ..Message::new(role, content_text(&m.content, i)?)
+                })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         let params = GenerationParams {
             response_format,
+            tools,
+            tool_choice,
+            parallel_tool_calls: self.parallel_tool_calls,
             ..self.sampling.params()?
         };
         Ok((messages, params))
     }
+}
+
+/// One entry of `tools`: `{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}`.
+fn tool(value: &Value, index: usize) -> Result<Tool, ApiError> {
+    let param = format!("tools[{index}]");
+    let bad = |what: &str| ApiError::invalid_request(format!("`{param}` {what}"), Some(param.as_str()));
+    match value.get("type").and_then(Value::as_str) {
+        Some("function") => {}
+        Some(other) => {
+            return Err(bad(&format!(
+                "has type {}; only `function` tools are supported",
+                crate::adapters::ledger::quote(other)
+            )))
+        }
+        None => return Err(bad("has no `type`")),
+    }
+    let function = value.get("function").ok_or_else(|| bad("has no `function`"))?;
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("has no `function.name`"))?;
+    let parameters = match function.get("parameters") {
+        None | Some(Value::Null) => None,
+        Some(p) if p.is_object() => Some(p.clone()),
+        Some(_) => return Err(bad("has `function.parameters` that is not a JSON schema object")),
+    };
+    Ok(Tool {
+        name: name.into(),
+        description: function.get("description").and_then(Value::as_str).map(str::to_string),
+        parameters,
+        strict: function.get("strict").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// `tool_choice`: `"auto"`, `"none"`, `"required"` or a named function.
+fn tool_choice(value: &Value) -> Result<ToolChoice, ApiError> {
+    let bad = |message: String| ApiError::invalid_request(message, Some("tool_choice"));
+    match value {
+        Value::String(s) => match s.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(bad(format!(
+                "`tool_choice` must be `auto`, `none`, `required` or a function, found {}",
+                crate::adapters::ledger::quote(other)
+            ))),
+        },
+        Value::Object(_) => value
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .map(|name| ToolChoice::Function(name.into()))
+            .ok_or_else(|| bad("`tool_choice` must be {\"type\": \"function\", \"function\": {\"name\": …}}".into())),
+        _ => Err(bad("`tool_choice` must be a string or an object".into())),
+    }
+}
+
+/// An assistant message's `tool_calls`: `[{"id", "type": "function", "function": {"name", "arguments"}}]`.
+fn tool_calls(value: &Value, index: usize) -> Result<Vec<ToolCall>, ApiError> {
+    let param = format!("messages[{index}].tool_calls");
+    let bad = |what: &str| ApiError::invalid_request(format!("`{param}` {what}"), Some(param.as_str()));
+    let Value::Array(calls) = value else {
+        return Err(bad("must be a list"));
+    };
+    calls
+        .iter()
+        .map(|call| {
+            let function = call
+                .get("function")
+                .ok_or_else(|| bad("has a call without `function`"))?;
+            let name = function
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("has a call without `function.name`"))?;
+            let arguments = match function.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => "{}".into(),
+                Some(v) if v.is_object() => v.to_string(),
+                Some(_) => return Err(bad("has `function.arguments` that is not a JSON string")),
+            };
+            Ok(ToolCall {
+                id: call.get("id").and_then(Value::as_str).unwrap_or_default().into(),
+                name: name.into(),
+                arguments,
+            })
+        })
+        .collect()
 }
 
 fn content_text(content: &Value, index: usize) -> Result<String, ApiError> {
@@ -372,8 +515,22 @@ impl CompletionRequest {
 pub fn finish_reason(g: &Generation) -> &'static str {
     match g.finish_reason.as_str() {
         "length" => "length",
+        "tool_calls" => "tool_calls",
         _ => "stop",
     }
+}
+
+/// A tool call as OpenAI writes it (`index` only in stream deltas).
+pub fn tool_call_body(call: &ToolCall, index: Option<usize>) -> Value {
+    let mut body = json!({
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    });
+    if let Some(index) = index {
+        body["index"] = index.into();
+    }
+    body
 }
 
 /// The `usage` object.
@@ -385,6 +542,15 @@ pub struct UsageBody {
     pub completion_tokens: u32,
     /// Their sum.
     pub total_tokens: u32,
+    /// `{"reasoning_tokens": …}`: generated tokens spent reasoning.
+    pub completion_tokens_details: CompletionTokensDetails,
+}
+
+/// `usage.completion_tokens_details`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompletionTokensDetails {
+    /// Generated tokens spent reasoning.
+    pub reasoning_tokens: u32,
 }
 
 impl From<Usage> for UsageBody {
@@ -393,6 +559,9 @@ impl From<Usage> for UsageBody {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.total_tokens,
+            completion_tokens_details: CompletionTokensDetails {
+                reasoning_tokens: u.reasoning_tokens,
+            },
         }
     }
 }
@@ -448,7 +617,7 @@ impl Envelope {
                 "model": self.model,
                 "choices": [{
                     "index": 0,
-                    "message": {"role": "assistant", "content": g.response_text},
+                    "message": chat_message(g),
                     "logprobs": null,
                     "finish_reason": finish_reason(g),
                 }],
@@ -472,14 +641,41 @@ impl Envelope {
 
     /// A streamed chunk: the first one (`role`), a piece of text, or the last one (`finish_reason`).
     pub fn chunk(&self, text: Option<&str>, first: bool, finish: Option<&str>, with_usage_field: bool) -> Value {
+        let piece = text.map(|t| ("content", Value::from(t)));
+        self.chunk_with(piece, first, finish, with_usage_field)
+    }
+
+    /// A chat chunk with reasoning text (`reasoning_content`).
+    pub fn reasoning_chunk(&self, reasoning: &str, with_usage_field: bool) -> Value {
+        self.chunk_with(
+            Some(("reasoning_content", reasoning.into())),
+            false,
+            None,
+            with_usage_field,
+        )
+    }
+
+    /// A chat chunk with one whole tool call, the `index`th of the answer.
+    pub fn tool_call_chunk(&self, call: &ToolCall, index: usize, with_usage_field: bool) -> Value {
+        let calls = Value::Array(vec![tool_call_body(call, Some(index))]);
+        self.chunk_with(Some(("tool_calls", calls)), false, None, with_usage_field)
+    }
+
+    fn chunk_with(
+        &self,
+        piece: Option<(&str, Value)>,
+        first: bool,
+        finish: Option<&str>,
+        with_usage_field: bool,
+    ) -> Value {
         let mut chunk = match self.kind {
             Kind::Chat => {
                 let mut delta = serde_json::Map::new();
                 if first {
                     delta.insert("role".into(), "assistant".into());
                 }
-                if let Some(text) = text {
-                    delta.insert("content".into(), text.into());
+                if let Some((key, value)) = piece {
+                    delta.insert(key.into(), value);
                 }
                 json!({
                     "id": self.id,
@@ -494,7 +690,12 @@ impl Envelope {
                 "object": "text_completion",
                 "created": self.created,
                 "model": self.model,
-                "choices": [{"index": 0, "text": text.unwrap_or_default(), "logprobs": null, "finish_reason": finish}],
+                "choices": [{
+                    "index": 0,
+                    "text": piece.as_ref().and_then(|(_, v)| v.as_str()).unwrap_or_default(),
+                    "logprobs": null,
+                    "finish_reason": finish,
+                }],
             }),
         };
         if with_usage_field {
@@ -518,6 +719,23 @@ impl Envelope {
             "usage": UsageBody::from(usage),
         })
     }
+}
+
+/// The assistant message of a whole chat response: `content` (null when the
+/// answer is only tool calls, as OpenAI writes it), `tool_calls` and
+/// `reasoning_content` when there are any.
+fn chat_message(g: &Generation) -> Value {
+    let mut message = json!({"role": "assistant", "content": g.response_text});
+    if !g.tool_calls.is_empty() {
+        if g.response_text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = g.tool_calls.iter().map(|c| tool_call_body(c, None)).collect();
+    }
+    if let Some(reasoning) = &g.reasoning {
+        message["reasoning_content"] = reasoning.as_str().into();
+    }
+    message
 }
 
 fn fresh_id() -> String {

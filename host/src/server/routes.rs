@@ -241,6 +241,7 @@ async fn generate(
     };
     let head = futures::stream::iter(head.into_iter().map(|v| Event::default().data(v.to_string())));
     let mut slot = Some(slot);
+    let mut calls = 0;
     let body = futures::stream::once(futures::future::ready(Ok(first)))
         .chain(events)
         .flat_map(move |event| {
@@ -248,6 +249,17 @@ async fn generate(
             let mut out = Vec::new();
             match event {
                 Ok(StreamEvent::Text(text)) => out.push(data(envelope.chunk(Some(&text), false, None, include_usage))),
+                Ok(StreamEvent::Reasoning(text)) => {
+                    if envelope.kind == Kind::Chat {
+                        out.push(data(envelope.reasoning_chunk(&text, include_usage)));
+                    }
+                }
+                Ok(StreamEvent::ToolCall(call)) => {
+                    if envelope.kind == Kind::Chat {
+                        out.push(data(envelope.tool_call_chunk(&call, calls, include_usage)));
+                    }
+                    calls += 1;
+                }
                 Ok(StreamEvent::Done(g)) => {
                     slot.take();
                     metrics.record_tokens(&envelope.model, g.usage.prompt_tokens, g.usage.completion_tokens);

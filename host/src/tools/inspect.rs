@@ -165,19 +165,17 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
     let messages: Vec<wit::Message> = CONVERSATIONS[0]
         .1
         .iter()
-        .map(|(r, c)| wit::Message {
-            role: r.to_string(),
-            content: c.to_string(),
-        })
+        .map(|(r, c)| wit::Message::new(*r, *c))
         .collect();
     let params = wit::Params::from(&crate::GenerationParams::greedy(64));
     let iterations = iterations.max(1);
-    let raw = match adapter.shape_request(&model, &messages, &params)? {
+    let shaped = adapter.shape_request(&model, &messages, &params)?;
+    let raw = match &shaped {
         wit::Request::Prompt(_) => Some("  The answer is 4.<|im_end|>"),
         wit::Request::Http(_) => sample_reply(&model.backend),
     };
     let mut not_measured = None;
-    let raw = match raw.map(|raw| (raw, adapter.parse_response(&model, raw))) {
+    let raw = match raw.map(|raw| (raw, adapter.parse_response(&model, &params, &shaped, raw))) {
         Some((raw, Ok(_))) => Some(raw),
         Some((_, Err(AdapterError::Refused { message, .. }))) => {
             not_measured = Some(format!(
@@ -196,7 +194,7 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
         let mut session = adapter.session();
         session.shape_request(&model, &messages, &params)?;
         if let Some(raw) = raw {
-            session.parse_response(&model, raw)?;
+            session.parse_response(&model, &params, &shaped, raw)?;
         }
     }
     let mut shape = Vec::with_capacity(iterations);
@@ -206,7 +204,7 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
         if let Some(raw) = raw {
             let t = Instant::now();
             adapter.shape_request(&model, &messages, &params)?;
-            adapter.parse_response(&model, raw)?;
+            adapter.parse_response(&model, &params, &shaped, raw)?;
             per_call.push(t.elapsed());
         }
         let t = Instant::now();
@@ -214,7 +212,7 @@ pub fn overhead(adapter: &Adapter, iterations: usize) -> Result<Overhead, Adapte
         session.shape_request(&model, &messages, &params)?;
         shape.push(t.elapsed());
         if let Some(raw) = raw {
-            session.parse_response(&model, raw)?;
+            session.parse_response(&model, &params, &shaped, raw)?;
             drop(session);
             request.push(t.elapsed());
         }

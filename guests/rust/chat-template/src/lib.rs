@@ -1,31 +1,52 @@
-//! `chat-template`: the adapter for local models, with clembench's semantics.
+//! `chat-template`: the adapter for local models, with clembench's semantics,
+//! and tool calls and reasoning as each model family writes them.
 //!
 //! Request: the chat template is the one shipped in the model file, unless the
 //! registry entry sets `premade_chat_template: false` and a `custom_chat_template`
-//! (or the model file has none). The host renders it; the adapter picks it.
+//! (or the model file has none). The host renders it; the adapter picks it and
+//! gives it what transformers gives it: the messages (assistant `tool_calls` with
+//! their arguments as objects, `tool` turns with `tool_call_id` and `name`,
+//! `reasoning_content`), `tools`, `add_generation_prompt`, the special tokens and
+//! the entry's `chat_template_kwargs`. A template that does not read `tools`
+//! gets them the way lmhost's fallback writes them (see [`context`]).
 //!
-//! Response, in clembench's order: strip whitespace; if `output_split_prefix` is
-//! set and present, keep what follows its last occurrence; if `cot_end_tag` is set
-//! and present, keep what follows its last occurrence (the reasoning is dropped);
-//! then remove every match of the `eos_to_cull` regex.
+//! Tool calls: the entry's `tool_call_format` (`hermes`, `llama3`, `mistral`)
+//! names how the model writes them; without it the format is read from the
+//! template, and is Hermes for templates without tool support. `tool_choice`
+//! `required` or a named tool becomes a constraint the engine enforces; `auto`
+//! becomes a lazy one, enforced from the call's opening marker on.
 //!
-//! Streaming emits only text that no later chunk can change: nothing while a
-//! split prefix or cot tag is configured or the cull regex is unbounded or uses
-//! look-around, otherwise all but the regex's maximum match length.
+//! Response, in clembench's order: the reasoning (`cot_start_tag`/`cot_end_tag`,
+//! or `<think>` tags the template uses) and the tool calls are taken out, then the
+//! text is stripped; if `output_split_prefix` is set and present, what follows its
+//! last occurrence is kept; if only `cot_end_tag` is set and present, what follows
+//! its last occurrence; then every match of the `eos_to_cull` regex is removed.
+//! A call that does not parse stays in the text, and is logged.
+//!
+//! Streaming emits reasoning and calls as soon as they are complete, and only
+//! text that no later chunk can change: nothing while a split prefix or a lone
+//! cot end tag is configured or the cull regex is unbounded or uses look-around,
+//! otherwise all but the regex's maximum match length.
 
 wit_bindgen::generate!({
     world: "adapter",
-    path: "../../../wit",
+    path: "../../../wit/0.2",
 });
+
+mod context;
+mod post;
 
 use std::cell::RefCell;
 
+use chat_formats::{Event, Parser, ReasoningTags, ToolFormat, ToolSpec};
 use exports::lmhost::adapter::model_adapter::{
-    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
+    AdapterError, Completion, Delta, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
 };
-use lmhost::adapter::types::Prompt;
-use regex_syntax::hir::HirKind;
+use lmhost::adapter::host::{log, LogLevel};
+use lmhost::adapter::types::{Constraint, Prompt, ResponseFormat, ToolCall, ToolChoice};
 use serde_json::{Map, Value};
+
+use post::PostProcess;
 
 struct ChatTemplate;
 
@@ -35,7 +56,8 @@ impl Guest for ChatTemplate {
     fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
         let spec = parse_spec(&model)?;
         let template = choose_template(&model, &spec)?;
-        let context = template_context(&model, &spec, &messages)?;
+        let tools = Tools::new(&model, &spec, &template, &params)?;
+        let context = context::template_context(&model, &spec, &messages, &tools, &params.tools)?;
         let rendered = lmhost::adapter::host::render_template(&template, &context.json).map_err(|e| {
             AdapterError::InvalidInput(format!("chat template of `{}` failed to render: {e}", model.name))
         })?;
@@ -50,79 +72,199 @@ impl Guest for ChatTemplate {
             .is_some_and(|bos| !bos.is_empty() && text.starts_with(bos));
         Ok(Request::Prompt(Prompt {
             text,
-            stop: params.stop,
+            stop: params.stop.clone(),
             add_bos: model.add_bos && !starts_with_bos,
+            constraint: tools.constraint(&params)?,
         }))
     }
 
-    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
-        let post = PostProcess::new(&model)?;
-        Ok(completion(post.apply(&raw)))
+    fn parse_response(
+        model: ModelInfo,
+        params: Params,
+        request: Request,
+        raw: String,
+    ) -> Result<Completion, AdapterError> {
+        let mut reader = Reader::new(&model, &params, &request)?;
+        let events = reader.parser_push(&raw);
+        reader.read(events);
+        let rest = reader.parser_finish();
+        reader.read(rest);
+        Ok(reader.completion())
     }
 }
 
-/// The variables transformers passes a chat template, in its order: `messages`,
-/// `tools` and `documents` (none), `add_generation_prompt`, the special tokens,
-/// then the entry's `chat_template_kwargs` (which may override a token, as
-/// there). Written by hand so that keys keep this order: the host's renderer
-/// keeps JSON key order, as Python dicts do.
-struct TemplateContext {
-    json: String,
-    /// The final assistant message, when the chat ends on one: it is continued
-    /// (transformers' `continue_final_message`), not closed.
-    continue_final: Option<String>,
+/// What this call does with tools: the format calls are written in, and the
+/// tools the model may call (empty when it may call none).
+pub(crate) struct Tools {
+    pub(crate) format: ToolFormat,
+    /// The template reads `tools` itself; otherwise lmhost's fallback writes them.
+    pub(crate) native: bool,
+    pub(crate) active: bool,
 }
 
-const RESERVED: [&str; 4] = ["messages", "tools", "documents", "add_generation_prompt"];
+impl Tools {
+    fn new(
+        model: &ModelInfo,
+        spec: &Map<String, Value>,
+        template: &str,
+        params: &Params,
+    ) -> Result<Self, AdapterError> {
+        let named = match string_key(model, spec, "tool_call_format")? {
+            None => None,
+            Some(name) => Some(ToolFormat::from_name(name).ok_or_else(|| {
+                AdapterError::InvalidInput(format!(
+                    "`tool_call_format` of `{}` is `{name}`, not one of: {}",
+                    model.name,
+                    ToolFormat::known_names().join(", ")
+                ))
+            })?),
+        };
+        let detected = ToolFormat::detect(template);
+        Ok(Self {
+            format: named.or(detected).unwrap_or(ToolFormat::Hermes),
+            native: template.contains("tools") && (detected.is_some() || named.is_some()),
+            active: !params.tools.is_empty() && !matches!(params.tool_choice, ToolChoice::None),
+        })
+    }
 
-fn template_context(
-    model: &ModelInfo,
-    spec: &Map<String, Value>,
-    messages: &[Message],
-) -> Result<TemplateContext, AdapterError> {
-    let kwargs = match spec.get("chat_template_kwargs") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map.clone(),
-        Some(other) => {
-            return Err(AdapterError::InvalidInput(format!(
-                "`chat_template_kwargs` of `{}` must be an object, found {other}",
-                model.name
-            )))
+    /// The output the engine must (or, lazily, may) produce for this call.
+    fn constraint(&self, params: &Params) -> Result<Option<Constraint>, AdapterError> {
+        if !self.active {
+            return Ok(None);
         }
-    };
-    if let Some(key) = RESERVED.iter().find(|k| kwargs.contains_key(**k)) {
-        return Err(AdapterError::InvalidInput(format!(
-            "`chat_template_kwargs` of `{}` sets `{key}`, which lmhost passes itself",
-            model.name
-        )));
+        let (specs, lazy) = match &params.tool_choice {
+            ToolChoice::Required => (specs(params, None)?, false),
+            ToolChoice::Named(name) => (specs(params, Some(name))?, false),
+            // The response format is enforced instead; a lazy call grammar would replace it.
+            ToolChoice::Auto if !matches!(params.response_format, ResponseFormat::Text) => return Ok(None),
+            ToolChoice::Auto if self.format.call_marker().is_some() => (specs(params, None)?, true),
+            ToolChoice::Auto | ToolChoice::None => return Ok(None),
+        };
+        let c = self.format.constraint(&specs);
+        Ok(Some(Constraint {
+            prefix: c.prefix,
+            schema: c.schema,
+            suffix: c.suffix,
+            lazy,
+        }))
     }
-    let continue_final = messages
-        .last()
-        .filter(|m| m.role == "assistant")
-        .map(|m| m.content.clone());
-    let string = |s: &str| Value::from(s).to_string();
-    let mut json = String::from("{\"messages\":[");
-    for (n, m) in messages.iter().enumerate() {
-        if n > 0 {
-            json.push(',');
+}
+
+/// The tools of `params` (only `named`, when given) as the constraint needs them.
+fn specs(params: &Params, named: Option<&String>) -> Result<Vec<ToolSpec>, AdapterError> {
+    params
+        .tools
+        .iter()
+        .filter(|t| named.is_none_or(|n| *n == t.name))
+        .map(|tool| {
+            let parameters = match tool.parameters.as_deref() {
+                None => serde_json::json!({"type": "object"}),
+                Some(text) => serde_json::from_str(text).map_err(|e| {
+                    AdapterError::InvalidInput(format!("the parameters of tool `{}` are not JSON: {e}", tool.name))
+                })?,
+            };
+            Ok(ToolSpec {
+                name: tool.name.clone(),
+                parameters,
+            })
+        })
+        .collect()
+}
+
+/// Reads the engine's output into a completion: the parser for calls and
+/// reasoning, then clembench's rules on the text.
+struct Reader {
+    model_name: String,
+    parser: Option<Parser>,
+    post: PostProcess,
+    /// The text so far, before the output rules.
+    text: String,
+    reasoning: String,
+    calls: Vec<ToolCall>,
+}
+
+impl Reader {
+    fn new(model: &ModelInfo, params: &Params, request: &Request) -> Result<Self, AdapterError> {
+        let spec = parse_spec(model)?;
+        let template = choose_template(model, &spec).unwrap_or_default();
+        let tools = Tools::new(model, &spec, &template, params)?;
+        let start = string_key(model, &spec, "cot_start_tag")?.filter(|s| !s.is_empty());
+        let end = string_key(model, &spec, "cot_end_tag")?.filter(|s| !s.is_empty());
+        let tags = match (start, end) {
+            (Some(start), Some(end)) => Some(ReasoningTags {
+                start: start.to_string(),
+                end: end.to_string(),
+            }),
+            // A lone end tag keeps clembench's rule (the text after its last occurrence).
+            (_, Some(_)) => None,
+            _ => ReasoningTags::detect(&template),
+        };
+        let prompt = match request {
+            Request::Prompt(p) => p.text.as_str(),
+            Request::Http(_) => "",
+        };
+        let in_reasoning = tags.as_ref().is_some_and(|t| t.prompt_opens(prompt));
+        let format = tools.active.then_some(tools.format);
+        let reasoning_parsed = tags.is_some();
+        Ok(Self {
+            model_name: model.name.clone(),
+            parser: Some(Parser::new(format, tags, in_reasoning)),
+            post: PostProcess::new(model, reasoning_parsed)?,
+            text: String::new(),
+            reasoning: String::new(),
+            calls: Vec::new(),
+        })
+    }
+
+    fn parser_push(&mut self, chunk: &str) -> Vec<Event> {
+        self.parser.as_mut().map(|p| p.push(chunk)).unwrap_or_default()
+    }
+
+    fn parser_finish(&mut self) -> Vec<Event> {
+        self.parser.take().map(Parser::finish).unwrap_or_default()
+    }
+
+    /// Takes in `events`; returns the reasoning and the calls among them.
+    fn read(&mut self, events: Vec<Event>) -> (String, Vec<ToolCall>) {
+        let mut reasoning = String::new();
+        let mut calls = Vec::new();
+        for event in events {
+            match event {
+                Event::Text(text) => self.text.push_str(&text),
+                Event::Reasoning(text) => reasoning.push_str(&text),
+                Event::Call(call) => calls.push(ToolCall {
+                    id: call.id.unwrap_or_default(),
+                    name: call.name,
+                    arguments: call.arguments,
+                }),
+                Event::Malformed { raw, reason } => {
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "`{}` wrote a tool call that is not one ({reason}); kept as text",
+                            self.model_name
+                        ),
+                    );
+                    self.text.push_str(&raw);
+                }
+            }
         }
-        json.push_str(&format!(
-            "{{\"role\":{},\"content\":{}}}",
-            string(&m.role),
-            string(&m.content)
-        ));
+        self.reasoning.push_str(&reasoning);
+        self.calls.extend(calls.iter().cloned());
+        (reasoning, calls)
     }
-    json.push_str(&format!(
-        "],\"tools\":null,\"documents\":null,\"add_generation_prompt\":{},\"bos_token\":{},\"eos_token\":{}",
-        continue_final.is_none(),
-        string(model.bos_token.as_deref().unwrap_or_default()),
-        string(model.eos_token.as_deref().unwrap_or_default()),
-    ));
-    for (key, value) in &kwargs {
-        json.push_str(&format!(",{}:{value}", string(key)));
+
+    fn completion(&self) -> Completion {
+        Completion {
+            text: self.post.apply(&self.text),
+            reasoning: (!self.reasoning.is_empty()).then(|| self.reasoning.clone()),
+            tool_calls: self.calls.clone(),
+            prompt_tokens: None,
+            completion_tokens: None,
+            reasoning_tokens: None,
+            finish_reason: None,
+        }
     }
-    json.push('}');
-    Ok(TemplateContext { json, continue_final })
 }
 
 /// The prompt cut just after the final message's text, so the model goes on
@@ -144,16 +286,7 @@ fn continue_final(model: &ModelInfo, rendered: String, last: &str) -> Result<Str
     }
 }
 
-fn completion(text: String) -> Completion {
-    Completion {
-        text,
-        prompt_tokens: None,
-        completion_tokens: None,
-        finish_reason: None,
-    }
-}
-
-fn parse_spec(model: &ModelInfo) -> Result<Map<String, Value>, AdapterError> {
+pub(crate) fn parse_spec(model: &ModelInfo) -> Result<Map<String, Value>, AdapterError> {
     match serde_json::from_str::<Value>(&model.spec_json) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(AdapterError::InvalidInput(format!(
@@ -163,7 +296,11 @@ fn parse_spec(model: &ModelInfo) -> Result<Map<String, Value>, AdapterError> {
     }
 }
 
-fn string_key<'a>(model: &ModelInfo, spec: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, AdapterError> {
+pub(crate) fn string_key<'a>(
+    model: &ModelInfo,
+    spec: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, AdapterError> {
     match spec.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -198,174 +335,64 @@ fn choose_template(model: &ModelInfo, spec: &Map<String, Value>) -> Result<Strin
     }
 }
 
-/// The output rules of one registry entry.
-struct PostProcess {
-    split_prefix: Option<String>,
-    cot_end_tag: Option<String>,
-    cull: Option<Cull>,
-    /// How many trailing bytes of raw output a future chunk can still change;
-    /// `None` when that is unbounded and streaming must wait for the end.
-    holdback: Option<usize>,
-}
-
-impl PostProcess {
-    fn new(model: &ModelInfo) -> Result<Self, AdapterError> {
-        let spec = parse_spec(model)?;
-        let split_prefix = string_key(model, &spec, "output_split_prefix")?
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let cot_end_tag = string_key(model, &spec, "cot_end_tag")?
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let pattern = string_key(model, &spec, "eos_to_cull")?.filter(|s| !s.is_empty());
-        let (cull, cull_len) = match pattern {
-            None => (None, Some(0)),
-            Some(p) => {
-                let invalid = |e: &dyn std::fmt::Display| {
-                    AdapterError::InvalidInput(format!(
-                        "`eos_to_cull` of `{}` is not a valid regex `{p}`: {e}",
-                        model.name
-                    ))
-                };
-                let hir = regex_syntax::parse(p).map_err(|e| invalid(&e))?;
-                let props = hir.properties();
-                let bounded = if props.look_set().is_empty() {
-                    props.maximum_len()
-                } else {
-                    None
-                };
-                // Most patterns are an escaped token (`<\|im_end\|>`): match it as
-                // text rather than compile a regex on every call.
-                let cull = match hir.kind() {
-                    HirKind::Literal(lit) => match std::str::from_utf8(&lit.0) {
-                        Ok(text) => Cull::Literal(text.to_string()),
-                        Err(_) => Cull::Regex(regex::Regex::new(p).map_err(|e| invalid(&e))?),
-                    },
-                    _ => Cull::Regex(regex::Regex::new(p).map_err(|e| invalid(&e))?),
-                };
-                (Some(cull), bounded)
-            }
-        };
-        let holdback = if split_prefix.is_some() || cot_end_tag.is_some() {
-            None
-        } else {
-            cull_len
-        };
-        Ok(Self {
-            split_prefix,
-            cot_end_tag,
-            cull,
-            holdback,
-        })
-    }
-
-    fn apply(&self, raw: &str) -> String {
-        let mut text = raw.trim();
-        if let Some(prefix) = &self.split_prefix {
-            if let Some((_, after)) = text.rsplit_once(prefix.as_str()) {
-                text = after;
-            }
-        }
-        if let Some(tag) = &self.cot_end_tag {
-            if let Some((_, after)) = text.rsplit_once(tag.as_str()) {
-                text = after.trim();
-            }
-        }
-        match &self.cull {
-            Some(Cull::Literal(lit)) => text.replace(lit.as_str(), ""),
-            Some(Cull::Regex(re)) => re.replace_all(text, "").into_owned(),
-            None => text.to_string(),
-        }
-    }
-
-    /// The part of the final answer already fixed by `raw`, which may still grow.
-    fn stable_prefix(&self, raw: &str) -> String {
-        let Some(holdback) = self.holdback else {
-            return String::new();
-        };
-        let text = raw.trim_start();
-        // Trailing whitespace may yet be stripped, and the last `holdback` bytes
-        // may yet become part of a match.
-        let mut boundary = text.trim_end().len().min(text.len().saturating_sub(holdback));
-        while !text.is_char_boundary(boundary) {
-            boundary -= 1;
-        }
-        let mut out = String::new();
-        let mut last = 0;
-        let matches: Vec<(usize, usize)> = match &self.cull {
-            Some(Cull::Literal(lit)) => text
-                .match_indices(lit.as_str())
-                .map(|(i, m)| (i, i + m.len()))
-                .collect(),
-            Some(Cull::Regex(re)) => re.find_iter(text).map(|m| (m.start(), m.end())).collect(),
-            None => Vec::new(),
-        };
-        for (start, end) in matches {
-            if start >= boundary {
-                break;
-            }
-            out.push_str(&text[last..start]);
-            last = end;
-        }
-        if last < boundary {
-            out.push_str(&text[last..boundary]);
-        }
-        out
-    }
-}
-
-/// What `eos_to_cull` removes: a plain text, or matches of a regex.
-enum Cull {
-    Literal(String),
-    Regex(regex::Regex),
-}
-
-/// Streaming state: the output rules (parsed once, at the first push), the raw
-/// text so far and how much answer was emitted.
+/// Streaming state, built at the first push (a constructor cannot fail): the
+/// reader, and how much text was emitted.
 struct Stream {
     model: ModelInfo,
-    post: RefCell<Option<PostProcess>>,
-    raw: RefCell<String>,
+    params: Params,
+    request: Request,
+    reader: RefCell<Option<Reader>>,
     emitted: RefCell<usize>,
 }
 
 impl Stream {
-    /// The entry's output rules, parsed on first use (a constructor cannot fail).
-    fn with_post<T>(&self, f: impl FnOnce(&PostProcess) -> T) -> Result<T, AdapterError> {
-        let mut post = self.post.borrow_mut();
-        if post.is_none() {
-            *post = Some(PostProcess::new(&self.model)?);
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Reader) -> T) -> Result<T, AdapterError> {
+        let mut reader = self.reader.borrow_mut();
+        if reader.is_none() {
+            *reader = Some(Reader::new(&self.model, &self.params, &self.request)?);
         }
-        Ok(f(post.as_ref().expect("just set")))
+        Ok(f(reader.as_mut().expect("just set")))
     }
 }
 
 impl GuestResponseStream for Stream {
-    fn new(model: ModelInfo) -> Self {
+    fn new(model: ModelInfo, params: Params, request: Request) -> Self {
         Stream {
             model,
-            post: RefCell::new(None),
-            raw: RefCell::new(String::new()),
+            params,
+            request,
+            reader: RefCell::new(None),
             emitted: RefCell::new(0),
         }
     }
 
-    fn push(&self, chunk: String) -> Result<String, AdapterError> {
-        let mut raw = self.raw.borrow_mut();
-        raw.push_str(&chunk);
-        let stable = self.with_post(|post| post.stable_prefix(&raw))?;
+    fn push(&self, chunk: String) -> Result<Delta, AdapterError> {
+        let (reasoning, tool_calls, stable) = self.with_reader(|reader| {
+            let events = reader.parser_push(&chunk);
+            let (reasoning, calls) = reader.read(events);
+            (reasoning, calls, reader.post.stable_prefix(&reader.text))
+        })?;
         let mut emitted = self.emitted.borrow_mut();
-        if stable.len() <= *emitted {
-            return Ok(String::new());
-        }
-        let piece = stable[*emitted..].to_string();
-        *emitted = stable.len();
-        Ok(piece)
+        let text = if stable.len() > *emitted {
+            let piece = stable[*emitted..].to_string();
+            *emitted = stable.len();
+            piece
+        } else {
+            String::new()
+        };
+        Ok(Delta {
+            text,
+            reasoning,
+            tool_calls,
+        })
     }
 
     fn finish(&self) -> Result<Completion, AdapterError> {
-        let raw = self.raw.borrow();
-        self.with_post(|post| completion(post.apply(&raw)))
+        self.with_reader(|reader| {
+            let rest = reader.parser_finish();
+            reader.read(rest);
+            reader.completion()
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::sampling::{SamplingConfig, PENALTY_WINDOW};
-use super::{check_prompt, EngineError, EngineInfo, EngineOutput, LocalEngine, PromptInput, TextSink};
+use super::{check_prompt, Constraint, EngineError, EngineInfo, EngineOutput, LocalEngine, PromptInput, TextSink};
 use crate::generation::GenerationParams;
 use crate::registry::{ExecuteOn, LlamaSettings, ModelSpec, SettingsError};
 use scheduler::{Event, Job, SchedulerConfig};
@@ -203,20 +203,24 @@ impl LlamaEngine {
         }
     }
 
-    /// The `response_format` grammar, if the call has one (applied by the
-    /// scheduler apart from the sampling chain).
-    fn grammar(&self, p: &GenerationParams) -> Result<Option<LlamaSampler>, EngineError> {
-        let Some(format) = &p.response_format else {
+    /// The grammar of the call's constraint, if it has one (applied by the
+    /// scheduler apart from the sampling chain); lazy: it starts at the prefix.
+    fn grammar(&self, constraint: Option<&Constraint>) -> Result<Option<LlamaSampler>, EngineError> {
+        let Some(c) = constraint else {
             return Ok(None);
         };
-        let grammar = grammar::for_format(format).map_err(|m| self.bad_format(m))?;
-        LlamaSampler::grammar(&self.model, &grammar, "root")
-            .map(Some)
-            .map_err(|e| {
-                self.bad_format(format!(
-                    "`response_format`: llama.cpp refused the grammar made from the schema: {e}"
-                ))
-            })
+        let (grammar, root) = grammar::for_constraint(c).map_err(|m| self.bad_format(m))?;
+        let sampler = if c.lazy {
+            LlamaSampler::grammar_lazy(&self.model, &grammar, &root, [c.prefix.as_bytes()], &[])
+        } else {
+            LlamaSampler::grammar(&self.model, &grammar, &root)
+        };
+        sampler.map(Some).map_err(|e| {
+            self.bad_format(format!(
+                "`{}`: llama.cpp refused the grammar made from the schema: {e}",
+                c.what
+            ))
+        })
     }
 
     fn sampler(&self, p: &GenerationParams) -> Result<LlamaSampler, EngineError> {
@@ -257,7 +261,7 @@ impl LocalEngine for LlamaEngine {
         &self.info
     }
 
-    fn enforces_response_format(&self) -> bool {
+    fn enforces_constraints(&self) -> bool {
         true
     }
 
@@ -276,7 +280,7 @@ impl LocalEngine for LlamaEngine {
         tokens.extend(vocab.tokenize(input.text.as_bytes(), false, true));
         let (_, max_tokens) = check_prompt(&self.name, tokens.len(), input.params, self.n_ctx)?;
         let sampler = self.sampler(input.params)?;
-        let grammar = self.grammar(input.params)?;
+        let grammar = self.grammar(input.constraint)?;
         let (events, receiver) = mpsc::channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let job = Job {

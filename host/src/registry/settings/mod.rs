@@ -155,6 +155,21 @@ pub struct ChatTemplateSettings {
     /// End tag of the reasoning; the answer is what follows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cot_end_tag: Option<String>,
+    /// How the model writes tool calls (default: read from the chat template; hermes for templates without tool support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_format: Option<ToolCallFormat>,
+}
+
+/// The tool-call formats of the chat-template adapter (see `chat-formats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolCallFormat {
+    /// `<tool_call>{"name": …, "arguments": {…}}</tool_call>` (Hermes, Qwen 2.5/3).
+    Hermes,
+    /// A bare `{"name": …, "parameters": {…}}` object (Llama 3.1–3.3).
+    Llama3,
+    /// `[TOOL_CALLS][{…}]` or `[TOOL_CALLS]name[ARGS]{…}`.
+    Mistral,
 }
 
 /// Settings of the llama.cpp engine (`llamacpp`). Two entries that load the same

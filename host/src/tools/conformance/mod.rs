@@ -377,7 +377,9 @@ impl Suite<'_> {
 
     fn parse(&mut self, row: &mut Row, model: &wit::ModelInfo, raw: &str) -> Result<wit::Completion, AdapterError> {
         let t = Instant::now();
-        let result = self.adapter.parse_response(model, raw);
+        let result = self
+            .adapter
+            .parse_response(model, &wit::Params::plain(), &models::unshaped(), raw);
         let elapsed = t.elapsed();
         self.parse.push(elapsed);
         row.calls += 1;
@@ -394,13 +396,13 @@ impl Suite<'_> {
     ) -> Result<(String, String), AdapterError> {
         let t = Instant::now();
         let result = (|| {
-            let mut stream = self.adapter.stream(model)?;
+            let mut stream = self.adapter.stream(model, &wit::Params::plain(), &models::unshaped())?;
             let mut shown = String::new();
             for chunk in chunks {
-                shown.push_str(&stream.push(chunk)?);
+                shown.push_str(&stream.push(chunk)?.text);
             }
             let (completion, rest) = stream.finish()?;
-            shown.push_str(&rest);
+            shown.push_str(&rest.text);
             Ok((shown, completion.text))
         })();
         let elapsed = t.elapsed();

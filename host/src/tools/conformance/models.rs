@@ -155,11 +155,14 @@ pub(super) fn params_with(stop: &[&str], stream: bool) -> wit::Params {
 pub(super) fn messages(turns: &[(&str, &str)]) -> Vec<wit::Message> {
     turns
         .iter()
-        .map(|(role, content)| wit::Message {
-            role: role.to_string(),
-            content: content.to_string(),
-        })
+        .map(|(role, content)| wit::Message::new(*role, *content))
         .collect()
+}
+
+/// The request a raw output is parsed against when no `shape-request` made
+/// one: an empty prompt.
+pub(super) fn unshaped() -> wit::Request {
+    wit::Request::empty_prompt()
 }
 
 pub(super) fn spec_of(model: &wit::ModelInfo) -> Map<String, Value> {
