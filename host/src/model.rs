@@ -15,10 +15,11 @@ use crate::adapters::{wit, Adapter, AdapterSession, AdapterStream};
 use crate::engines::HttpInput;
 use crate::engines::{Constraint, Engine, EngineError, FinishReason, PromptInput};
 use crate::error::{Error, Result};
-use crate::generation::{
-    Generation, GenerationParams, Message, ResponseFormat, StreamDelta, Timings, ToolCall, ToolChoice, Usage,
-};
+use crate::generation::{Generation, GenerationParams, Message, StreamDelta, Timings, Usage};
 use crate::registry::ModelSpec;
+
+mod calls;
+use calls::{check_tools, CallIds};
 
 /// A loaded model: spec, engine and adapter. Cheap to share across threads.
 pub struct Model {
@@ -88,53 +89,6 @@ fn finish(model: String, outcome: Outcome, ids: &mut CallIds, adapter_time: Dura
             total_ms: ms(started.elapsed()),
         },
     }
-}
-
-/// The ids of one answer's tool calls, by position: the adapter's where it
-/// gave one, else a fresh unique one, the same in the stream and in the
-/// final [`Generation`].
-#[derive(Default)]
-struct CallIds(Vec<String>);
-
-impl CallIds {
-    /// `calls`, the first at position `start`, with their ids.
-    fn name(&mut self, start: usize, calls: Vec<wit::ToolCall>) -> Vec<ToolCall> {
-        calls
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let at = start + i;
-                let id = if !c.id.is_empty() {
-                    c.id
-                } else if let Some(id) = self.0.get(at).filter(|id| !id.is_empty()) {
-                    id.clone()
-                } else {
-                    new_call_id()
-                };
-                if at >= self.0.len() {
-                    self.0.resize(at + 1, String::new());
-                }
-                self.0[at] = id.clone();
-                ToolCall {
-                    id,
-                    name: c.name,
-                    arguments: c.arguments,
-                }
-            })
-            .collect()
-    }
-}
-
-/// `call_` and 24 hex digits, unique in the process and unpredictable across
-/// processes (std's randomly keyed hasher: no dependency for an id).
-fn new_call_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(n);
-    format!("call_{:016x}{:08x}", hasher.finish(), n as u32)
 }
 
 impl std::fmt::Debug for Model {
@@ -288,13 +242,16 @@ impl Model {
         }
         let params = params.or(&self.defaults);
         check_tools(&name, &params)?;
-        let enforced = self.engine.as_local().is_some_and(|e| e.enforces_constraints());
-        if params.response_format.is_some() && !enforced {
+        // A remote provider enforces a format itself: its adapter maps it, or
+        // refuses it. A local engine must enforce it while decoding.
+        let unenforced = self.engine.as_local().is_some_and(|e| !e.enforces_constraints());
+        if params.response_format.is_some() && unenforced {
             return Err(EngineError::ResponseFormat {
                 model: name,
                 message: format!(
                     "the {} backend cannot enforce `response_format` (JSON output is enforced while decoding \
-                     by the llamacpp backend only); refusing rather than returning unchecked text",
+                     by the llamacpp backend, and by the providers of the OpenAI-style backends); refusing \
+                     rather than returning unchecked text",
                     self.spec.backend()
                 ),
             }
@@ -343,7 +300,6 @@ impl Model {
                 .into());
             }
         };
-        drop(stream);
         Ok(finish(name, outcome, &mut ids, adapter_time, started))
     }
 
@@ -523,39 +479,6 @@ impl Streamer<'_> {
     }
 }
 
-/// A request's tools and tool choice make sense together: names unique, a
-/// named choice among them, a required one with some.
-fn check_tools(model: &str, params: &GenerationParams) -> Result<()> {
-    let bad = |message: String| Error::InvalidRequest {
-        model: model.into(),
-        message,
-    };
-    let mut names = std::collections::HashSet::new();
-    for tool in &params.tools {
-        if tool.name.is_empty() {
-            return Err(bad("a tool has an empty name".into()));
-        }
-        if !names.insert(tool.name.as_str()) {
-            return Err(bad(format!("two tools are named `{}`", tool.name)));
-        }
-        if let Some(p) = tool.parameters.as_ref().filter(|p| !p.is_object()) {
-            return Err(bad(format!(
-                "the parameters of tool `{}` must be a JSON schema object, found {p}",
-                tool.name
-            )));
-        }
-    }
-    match &params.tool_choice {
-        Some(ToolChoice::Required) if params.tools.is_empty() => {
-            Err(bad("`tool_choice` is `required`, but the request has no tools".into()))
-        }
-        Some(ToolChoice::Function(name)) if !names.contains(name.as_str()) => Err(bad(format!(
-            "`tool_choice` names the tool `{name}`, which is not among the request's tools"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(feature = "remote")]
 impl Model {
     /// The HTTP half of [`call`](Self::call): send what the adapter shaped, hand
@@ -628,7 +551,7 @@ impl Model {
                     .adapter
                     .parse_response(&self.info, wit_params, request, &output.body)?,
             };
-            if let Some(s) = streamer.as_deref_mut() {
+            if let Some(s) = streamer {
                 let whole = wit::Delta {
                     text: completion.text.clone(),
                     reasoning: completion.reasoning.clone().unwrap_or_default(),
@@ -671,72 +594,5 @@ impl Model {
             generation_time,
             time_to_first_token: output.time_to_first_event.filter(|_| output.event_stream),
         })
-    }
-}
-
-/// A message as the adapter contract carries it.
-impl From<&Message> for wit::Message {
-    fn from(m: &Message) -> Self {
-        wit::Message {
-            role: m.role.clone(),
-            content: m.content.clone(),
-            tool_calls: m
-                .tool_calls
-                .iter()
-                .map(|c| wit::ToolCall {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    arguments: c.arguments.clone(),
-                })
-                .collect(),
-            tool_call_id: m.tool_call_id.clone(),
-            name: m.name.clone(),
-            reasoning: m.reasoning.clone(),
-        }
-    }
-}
-
-/// The parameters as the adapter contract carries them.
-impl From<&GenerationParams> for wit::Params {
-    fn from(p: &GenerationParams) -> Self {
-        wit::Params {
-            max_tokens: p.max_tokens,
-            temperature: p.temperature,
-            top_p: p.top_p,
-            top_k: p.top_k,
-            min_p: p.min_p,
-            seed: p.seed,
-            stop: p.stop.clone(),
-            repetition_penalty: p.repetition_penalty,
-            frequency_penalty: p.frequency_penalty,
-            presence_penalty: p.presence_penalty,
-            stream: false,
-            tools: p
-                .tools
-                .iter()
-                .map(|t| wit::Tool {
-                    name: t.name.clone(),
-                    description: t.description.clone(),
-                    parameters: t.parameters.as_ref().map(Value::to_string),
-                    strict: t.strict,
-                })
-                .collect(),
-            tool_choice: match &p.tool_choice {
-                None | Some(ToolChoice::Auto) => wit::ToolChoice::Auto,
-                Some(ToolChoice::None) => wit::ToolChoice::None,
-                Some(ToolChoice::Required) => wit::ToolChoice::Required,
-                Some(ToolChoice::Function(name)) => wit::ToolChoice::Named(name.clone()),
-            },
-            parallel_tool_calls: p.parallel_tool_calls.unwrap_or(true),
-            response_format: match &p.response_format {
-                None => wit::ResponseFormat::Text,
-                Some(ResponseFormat::JsonObject) => wit::ResponseFormat::JsonObject,
-                Some(ResponseFormat::JsonSchema { schema }) => wit::ResponseFormat::JsonSchema(wit::JsonSchemaFormat {
-                    name: "response".into(),
-                    schema: schema.to_string(),
-                    strict: true,
-                }),
-            },
-        }
     }
 }

@@ -488,7 +488,7 @@ fn adapter_info_reports_size_exports_and_cost() {
     assert!(info["exports"][0]
         .as_str()
         .unwrap()
-        .starts_with("lmhost:adapter/model-adapter@0.1.0"));
+        .starts_with("lmhost:adapter/model-adapter@0.2.0"));
     assert_eq!(info["limits"]["deadline_ms"], 2000);
     assert!(info["overhead"]["request"]["p50_us"].as_f64().unwrap() > 0.0);
 }

@@ -428,7 +428,8 @@ fn scaffolds_are_their_reference_adapters() {
                 .sum::<usize>();
             &text[header.min(text.len())..]
         };
-        rest.replace("path: \"../../../wit\",", "path: \"wit\",")
+        rest.replace("path: \"../../../wit/0.2\",", "path: \"wit\",")
+            .replace("path: \"../../../wit\",", "path: \"wit\",")
     }
     fn dependencies(manifest: &str) -> Vec<String> {
         let section = manifest.split("[dependencies]").nth(1).unwrap();

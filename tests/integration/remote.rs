@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use lmhost::{GenerationParams, Host, HostConfig, Message};
+use lmhost::{GenerationParams, Host, HostConfig, Message, ResponseFormat, Tool, ToolChoice};
 use lmhost_tests::fixture_api::{Body, FixtureApi, Reply};
 use lmhost_tests::{guest, TempDir};
 use serde_json::{json, Value};
@@ -495,6 +495,21 @@ fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
         ("Paris it is.", "length")
     );
     assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (30, 4));
+
+    // Not mapped yet: tools and response formats are refused before any request.
+    let with_tools = GenerationParams {
+        tools: vec![Tool::new("f", "A tool.", json!({"type": "object"}))],
+        ..params()
+    };
+    let json_out = GenerationParams {
+        response_format: Some(ResponseFormat::JsonObject),
+        ..params()
+    };
+    for (asked, what) in [(with_tools, "tools"), (json_out, "response_format")] {
+        let err = model.generate(&messages, &asked).unwrap_err().to_string();
+        assert!(err.contains("does not map") && err.contains(what), "{err}");
+    }
+    assert_eq!(api.requests().len(), 2, "nothing was sent");
 }
 
 #[test]
@@ -740,6 +755,73 @@ fn openai_compatible_against_lmhost_serve_gives_the_local_answer() {
         "{}",
         streamed.response
     );
+
+    // Tools through both layers: the remote adapter sends them, the server
+    // enforces a call on SmolLM2, and the call comes back, whole and streamed.
+    let weather = Tool::new(
+        "get_weather",
+        "The weather in a city.",
+        json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}},
+               "required": ["city"], "additionalProperties": false}),
+    );
+    let required = GenerationParams {
+        tools: vec![weather.clone()],
+        tool_choice: Some(ToolChoice::Required),
+        ..GenerationParams::greedy(64)
+    };
+    let asked = remote.generate(&messages, &required).unwrap();
+    assert_eq!(asked.finish_reason, "tool_calls", "{asked:?}");
+    let call = &asked.tool_calls[0];
+    let args: Value = serde_json::from_str(&call.arguments).unwrap();
+    assert!(call.name == "get_weather" && args["city"].is_string(), "{call:?}");
+    assert!(call.id.starts_with("call_"), "the server's id is kept: {call:?}");
+    let mut pieces = Vec::new();
+    let streamed_call = remote
+        .generate_stream_deltas(&messages, &required, |d| {
+            pieces.extend(d.tool_calls.iter().cloned());
+            true
+        })
+        .unwrap();
+    assert_eq!(pieces, streamed_call.tool_calls);
+    assert_eq!(streamed_call.tool_calls[0].name, "get_weather");
+    assert_eq!(streamed_call.finish_reason, "tool_calls");
+    // The round trip: the result goes back as a `tool` message.
+    let mut history = messages.to_vec();
+    history.push(Message::from_generation(&asked));
+    history.push(Message::tool_result(
+        call.id.clone(),
+        "get_weather",
+        r#"{"sky": "clear"}"#,
+    ));
+    let answer = remote
+        .generate(
+            &history,
+            &GenerationParams {
+                tools: vec![weather],
+                tool_choice: Some(ToolChoice::None),
+                ..GenerationParams::greedy(16)
+            },
+        )
+        .unwrap();
+    assert!(
+        answer.tool_calls.is_empty() && !answer.response_text.is_empty(),
+        "{answer:?}"
+    );
+    assert_eq!(
+        answer.prompt["messages"][3]["tool_call_id"],
+        json!(call.id),
+        "{answer:?}"
+    );
+    // A response format goes to the provider, which enforces it.
+    let json_out = GenerationParams {
+        response_format: Some(ResponseFormat::JsonObject),
+        ..GenerationParams::greedy(48)
+    };
+    let g = remote.generate(&messages, &json_out).unwrap();
+    assert!(g.response_text.starts_with('{'), "{g:?}");
+    if g.finish_reason == "stop" {
+        assert!(serde_json::from_str::<Value>(&g.response_text).unwrap().is_object());
+    }
 
     // The server's own errors come back as provider errors naming the model.
     let entry = json!({"model_name": "smol-typo", "backend": "openai_compatible",

@@ -341,3 +341,32 @@ fn tool_requests_are_checked() {
     let err = bad_format.0.load("m").unwrap_err();
     assert!(err.to_string().contains("tool_call_format"), "{err}");
 }
+
+#[test]
+fn an_adapter_on_contract_0_1_serves_plain_requests_and_refuses_tools() {
+    // The Python chat-template adapter is still built against 0.1 (`make adapters`).
+    let (host, _home) = mock(&["Hello there."], json!({"adapter": "chat-template-py"}));
+    let Ok(model) = host.load("m") else {
+        eprintln!("chat-template-py is not built (make adapters): skipped");
+        return;
+    };
+    assert_eq!(model.adapter().contract_version(), "0.1.0");
+    assert_eq!(model.adapter().name(), "chat-template-py");
+    let g = model.generate(&ask(), &GenerationParams::default()).unwrap();
+    assert_eq!(g.response_text, "Hello there.");
+    let err = model.generate(&ask(), &with_tools()).unwrap_err().to_string();
+    assert!(err.contains("lmhost:adapter@0.1.0") && err.contains("0.2.0"), "{err}");
+    let history = [
+        Message::user("Weather?"),
+        Message {
+            tool_calls: vec![ToolCall {
+                id: "call_1".into(),
+                name: "get_weather".into(),
+                arguments: "{}".into(),
+            }],
+            ..Message::assistant("")
+        },
+        Message::tool_result("call_1", "get_weather", "sunny"),
+    ];
+    assert!(model.generate(&history, &GenerationParams::default()).is_err());
+}

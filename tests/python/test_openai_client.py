@@ -248,7 +248,11 @@ def tool_calls(client) -> None:
         model=MODEL, messages=history, tools=tools, tool_choice="none", max_tokens=32, temperature=0
     )
     assert answer.choices[0].message.content and not answer.choices[0].message.tool_calls, answer
-    assert answer.usage.prompt_tokens > asked.usage.prompt_tokens, (answer.usage, asked.usage)
+    # The call and its result reached the prompt: it is longer than the question alone.
+    alone = client.chat.completions.create(
+        model=MODEL, messages=WEATHER_QUESTION, tools=tools, tool_choice="none", max_tokens=1, temperature=0
+    )
+    assert answer.usage.prompt_tokens > alone.usage.prompt_tokens + 20, (answer.usage, alone.usage)
     print(f"round trip: {call.function.name} -> {answer.choices[0].message.content!r}")
 
     whole = client.chat.completions.create(

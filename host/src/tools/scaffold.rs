@@ -6,7 +6,9 @@
 //! line names the project and its build settings become standalone (see
 //! [`Lang::files`]), so a scaffold cannot drift from its reference. Around it come
 //! a `build.sh` and a README (the templates under `scaffold/`) and a copy of
-//! `wit/adapter.wit`. Building a project runs its language's toolchain: cargo
+//! the contract the reference implements (`wit/0.2/adapter.wit` for Rust,
+//! `wit/adapter.wit`, 0.1, for Python and JavaScript). The Rust project carries
+//! the `chat-formats` library the reference uses, as a path dependency. Building a project runs its language's toolchain: cargo
 //! (`wasm32-wasip2`), componentize-py or componentize-js, and writes
 //! `<folder>/<name>.wasm`.
 
@@ -15,7 +17,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-const WIT: &str = include_str!("../../../wit/adapter.wit");
+const WIT_V01: &str = include_str!("../../../wit/adapter.wit");
+const WIT_V02: &str = include_str!("../../../wit/0.2/adapter.wit");
 /// The guests' lock file: a Rust project starts from the versions lmhost's own adapters use.
 const CARGO_LOCK: &str = include_str!("../../../guests/Cargo.lock");
 /// The guests' workspace manifest: the versions and release profile the Rust
@@ -37,11 +40,14 @@ enum Source {
     },
     /// The Rust reference's `Cargo.toml`, standalone.
     RustManifest,
+    /// The `Cargo.toml` of the `chat-formats` library, as a path dependency of it.
+    FormatsManifest,
     /// Copied as it is.
     Verbatim(&'static str),
 }
 
 const RUST_REFERENCE_MANIFEST: &str = include_str!("../../../guests/rust/chat-template/Cargo.toml");
+const FORMATS_MANIFEST: &str = include_str!("../../../guests/rust/chat-formats/Cargo.toml");
 
 const RUST: &[(&str, Source)] = &[
     ("Cargo.toml", Source::RustManifest),
@@ -52,13 +58,48 @@ const RUST: &[(&str, Source)] = &[
             text: include_str!("../../../guests/rust/chat-template/src/lib.rs"),
             edits: &[
                 (
-                    "//! `chat-template`: the adapter for local models, with clembench's semantics.\n",
+                    "//! `chat-template`: the adapter for local models, with clembench's semantics,\n\
+                     //! and tool calls and reasoning as each model family writes them.\n",
                     "//! `{{name}}`: an lmhost adapter, scaffolded by `lmhost adapter new --lang rust` from\n\
-                     //! lmhost's `chat-template`, the adapter for local models, with clembench's semantics.\n\
+                     //! lmhost's `chat-template`, the adapter for local models, with clembench's semantics,\n\
+                     //! and tool calls and reasoning as each model family writes them.\n\
                      //! Change what you need, then `lmhost adapter build` and `lmhost adapter check {{name}}.wasm`.\n",
                 ),
-                ("    path: \"../../../wit\",\n", "    path: \"wit\",\n"),
+                ("    path: \"../../../wit/0.2\",\n", "    path: \"wit\",\n"),
             ],
+        },
+    ),
+    (
+        "src/context.rs",
+        Source::Reference {
+            path: "guests/rust/chat-template/src/context.rs",
+            text: include_str!("../../../guests/rust/chat-template/src/context.rs"),
+            edits: &[],
+        },
+    ),
+    (
+        "src/post.rs",
+        Source::Reference {
+            path: "guests/rust/chat-template/src/post.rs",
+            text: include_str!("../../../guests/rust/chat-template/src/post.rs"),
+            edits: &[],
+        },
+    ),
+    ("chat-formats/Cargo.toml", Source::FormatsManifest),
+    (
+        "chat-formats/src/lib.rs",
+        Source::Reference {
+            path: "guests/rust/chat-formats/src/lib.rs",
+            text: include_str!("../../../guests/rust/chat-formats/src/lib.rs"),
+            edits: &[],
+        },
+    ),
+    (
+        "chat-formats/src/tests.rs",
+        Source::Reference {
+            path: "guests/rust/chat-formats/src/tests.rs",
+            text: include_str!("../../../guests/rust/chat-formats/src/tests.rs"),
+            edits: &[],
         },
     ),
     ("build.sh", Source::Template(include_str!("scaffold/rust/build.sh"))),
@@ -145,27 +186,10 @@ pub fn reference_files(lang: Lang) -> Vec<(&'static str, &'static str)> {
 /// `name`, what it inherits from the guests' workspace written out (its license
 /// left out: the project is the author's), the workspace's release profile.
 fn rust_manifest(name: &str) -> Result<String> {
-    let inherited = |key: &str| {
-        GUESTS_MANIFEST
-            .lines()
-            .find(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
-            .map(str::to_string)
-            .with_context(|| format!("guests/Cargo.toml sets no `{key}` for the Rust scaffold"))
-    };
-    let mut out = String::new();
-    for line in RUST_REFERENCE_MANIFEST.lines() {
-        let line = if line.starts_with("name = ") {
-            format!("name = \"{name}\"")
-        } else if line.starts_with("license") {
-            continue;
-        } else if let Some(key) = line.strip_suffix(".workspace = true") {
-            inherited(key)?
-        } else {
-            line.to_string()
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
+    let mut out = standalone(RUST_REFERENCE_MANIFEST, Some(name))?.replace(
+        "chat-formats = { path = \"../chat-formats\" }",
+        "chat-formats = { path = \"chat-formats\" }",
+    );
     let profile = GUESTS_MANIFEST
         .find("[profile.release]")
         .map(|at| &GUESTS_MANIFEST[at..])
@@ -174,6 +198,40 @@ fn rust_manifest(name: &str) -> Result<String> {
     out.push('\n');
     out.push_str(profile.trim_end());
     out.push_str("\n\n# Standalone: not a member of any enclosing workspace.\n[workspace]\n");
+    Ok(out)
+}
+
+/// A guest manifest without the guests' workspace: what it inherits written
+/// out (`key.workspace = true`, `key = { workspace = true, … }`), the license
+/// left out (the project is the author's), the package renamed to `name`.
+fn standalone(manifest: &str, name: Option<&str>) -> Result<String> {
+    let inherited = |key: &str| {
+        GUESTS_MANIFEST
+            .lines()
+            .find(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+            .map(str::to_string)
+            .with_context(|| format!("guests/Cargo.toml sets no `{key}` for the Rust scaffold"))
+    };
+    let mut out = String::new();
+    for line in manifest.lines() {
+        let line = match name {
+            Some(name) if line.starts_with("name = ") => format!("name = \"{name}\""),
+            _ if line.starts_with("license") => continue,
+            _ => match line.strip_suffix(".workspace = true") {
+                Some(key) => inherited(key)?,
+                None => match line.split_once(" = { workspace = true") {
+                    Some((key, rest)) => {
+                        let value = inherited(key)?;
+                        let version = value.split_once('=').map_or("", |(_, v)| v.trim());
+                        format!("{key} = {{ version = {version}{rest}")
+                    }
+                    None => line.to_string(),
+                },
+            },
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
     Ok(out)
 }
 
@@ -254,6 +312,7 @@ pub fn new_project(lang: Lang, name: &str, dir: &Path) -> Result<PathBuf> {
             Source::Template(text) => fill(text),
             Source::Verbatim(text) => text.to_string(),
             Source::RustManifest => rust_manifest(name)?,
+            Source::FormatsManifest => standalone(FORMATS_MANIFEST, None)?,
             Source::Reference { path, text, edits } => {
                 let mut text = text.to_string();
                 for (from, to) in *edits {
@@ -267,7 +326,8 @@ pub fn new_project(lang: Lang, name: &str, dir: &Path) -> Result<PathBuf> {
         };
         files.push((file, text));
     }
-    files.push(("wit/adapter.wit", WIT.to_string()));
+    let wit = if lang == Lang::Rust { WIT_V02 } else { WIT_V01 };
+    files.push(("wit/adapter.wit", wit.to_string()));
     files.push(("README.md", fill(README)));
     files.push((".gitignore", "/target/\n/node_modules/\n__pycache__/\n*.wasm\n".into()));
     for (path, text) in files {

@@ -103,6 +103,7 @@ impl RemoteAdapter for AnthropicMessages {
             prompt_tokens: u32_at(&v, "/usage/input_tokens"),
             completion_tokens: u32_at(&v, "/usage/output_tokens"),
             finish_reason: str_at(&v, "/stop_reason").map(remote_kit::finish_reason),
+            ..Reply::default()
         })
     }
 

@@ -86,6 +86,7 @@ impl RemoteAdapter for CohereChat {
             prompt_tokens,
             completion_tokens,
             finish_reason: str_at(&v, "/finish_reason").map(remote_kit::finish_reason),
+            ..Reply::default()
         })
     }
 

@@ -93,6 +93,7 @@ impl RemoteAdapter for GoogleGemini {
             prompt_tokens: chunk.prompt_tokens,
             completion_tokens: chunk.completion_tokens,
             finish_reason: chunk.finish_reason,
+            ..Reply::default()
         })
     }
 

@@ -15,16 +15,29 @@
 //! (`stream_options.include_usage`). The entry's `extra_body` is merged into the
 //! body last; its keys win. No credentials: the host adds them.
 //!
+//! Tools (contract 0.2), in OpenAI's shapes both ways: `tools` as
+//! `{"type": "function", "function": {name, description, parameters, strict}}`,
+//! `tool_choice` (`auto`, `none`, `required`, or a named function) and
+//! `parallel_tool_calls`, sent only with tools; an assistant turn's calls as
+//! `tool_calls` (content `null` when it has no text), a tool result as
+//! `{"role": "tool", "tool_call_id", "content"}` (with `name` for `mistral`).
+//! `response_format` goes as `{"type": "json_object"}` or `{"type":
+//! "json_schema", "json_schema": {name, schema, strict}}`.
+//!
 //! Response: `choices[0].message.content` (a `null` content is an empty answer),
-//! `choices[0].finish_reason` and `usage.prompt_tokens` / `completion_tokens`.
-//! Streamed, each event's `choices[0].delta.content` is appended, and the finish
-//! reason and usage are taken from the events that carry them. An `error`
-//! object, whole or in an event, is an `upstream` error with its message. The
-//! answer text is stripped of leading and trailing whitespace.
+//! `message.tool_calls`, the reasoning (`message.reasoning_content`, as
+//! DeepSeek, vLLM and llama.cpp's server write it, or OpenRouter's
+//! `message.reasoning`), `choices[0].finish_reason` and `usage.prompt_tokens` /
+//! `completion_tokens` / `completion_tokens_details.reasoning_tokens`.
+//! Streamed, each event's `choices[0].delta.content` is appended, reasoning
+//! likewise, tool calls are put together from their fragments by `index`, and
+//! the finish reason and usage are taken from the events that carry them. An
+//! `error` object, whole or in an event, is an `upstream` error with its
+//! message. The answer text is stripped of leading and trailing whitespace.
 
 use remote_kit::{
-    describe_error, final_text, parse_reply, str_at, u32_at, unsupported, upstream, Body, HttpRequest, KitResult,
-    Message, ModelInfo, Params, RemoteAdapter, Reply, Spec, StreamState,
+    describe_error, final_text, invalid, parse_reply, str_at, u32_at, unsupported, upstream, Body, Call, HttpRequest,
+    KitResult, Message, ModelInfo, Params, RemoteAdapter, Reply, ResponseFormat, Spec, StreamState, Tool, ToolChoice,
 };
 use serde_json::{json, Value};
 
@@ -66,17 +79,16 @@ impl Flavor {
 struct OpenAiChat;
 
 impl RemoteAdapter for OpenAiChat {
+    const TOOLS: bool = true;
+    const RESPONSE_FORMATS: bool = true;
+
     fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
         let name = model.name.as_str();
         let flavor = Flavor::of(model)?;
         let spec = Spec::parse(name, &model.spec_json)?;
         let model_id = spec.first_str(flavor.model_keys())?;
         let reasoning = spec.flag("reasoning_model")?;
-        let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
-        let messages: Vec<Value> = turns
-            .iter()
-            .map(|(role, content)| json!({ "role": role.as_str(), "content": content }))
-            .collect();
+        let messages = wire_messages(name, flavor, messages)?;
 
         let mut body = Body::new();
         body.set("model", model_id).set("messages", messages);
@@ -102,6 +114,32 @@ impl RemoteAdapter for OpenAiChat {
                 body.set("stream_options", json!({ "include_usage": true }));
             }
         }
+        if !params.tools.is_empty() {
+            let tools = params
+                .tools
+                .iter()
+                .map(|t| wire_tool(name, t))
+                .collect::<KitResult<Vec<_>>>()?;
+            body.set("tools", tools)
+                .set("tool_choice", wire_tool_choice(&params.tool_choice));
+            if !params.parallel_tool_calls {
+                body.set("parallel_tool_calls", false);
+            }
+        }
+        match &params.response_format {
+            ResponseFormat::Text => {}
+            ResponseFormat::JsonObject => {
+                body.set("response_format", json!({"type": "json_object"}));
+            }
+            ResponseFormat::JsonSchema(format) => {
+                let schema: Value = serde_json::from_str(&format.schema)
+                    .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))?;
+                body.set(
+                    "response_format",
+                    json!({"type": "json_schema", "json_schema": {"name": format.name, "schema": schema, "strict": format.strict}}),
+                );
+            }
+        }
         let body = body.finish(&spec)?;
         Ok(HttpRequest {
             method: "POST".to_string(),
@@ -117,11 +155,21 @@ impl RemoteAdapter for OpenAiChat {
         let choice = v
             .pointer("/choices/0")
             .ok_or_else(|| upstream(name, "the provider's reply has no choices"))?;
+        let message = choice.get("message");
+        let reasoning = message.map(reasoning_text).unwrap_or_default();
+        let tool_calls = match message.and_then(|m| m.get("tool_calls")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(calls)) => calls.iter().map(|c| read_call(name, c)).collect::<KitResult<_>>()?,
+            Some(_) => return Err(upstream(name, "the provider's `tool_calls` is not a list")),
+        };
         Ok(Reply {
             text: final_text(&content_text(choice.pointer("/message/content"))),
             prompt_tokens: u32_at(&v, "/usage/prompt_tokens"),
             completion_tokens: u32_at(&v, "/usage/completion_tokens"),
             finish_reason: str_at(choice, "/finish_reason").map(remote_kit::finish_reason),
+            reasoning: Some(final_text(&reasoning)).filter(|r| !r.is_empty()),
+            tool_calls,
+            reasoning_tokens: u32_at(&v, "/usage/completion_tokens_details/reasoning_tokens"),
         })
     }
 
@@ -131,6 +179,21 @@ impl RemoteAdapter for OpenAiChat {
         let mut out = String::new();
         if let Some(choice) = v.pointer("/choices/0") {
             out = state.text.push(&content_text(choice.pointer("/delta/content")));
+            if let Some(delta) = choice.get("delta") {
+                state.push_reasoning(&reasoning_text(delta));
+                if let Some(Value::Array(calls)) = delta.get("tool_calls") {
+                    for (n, call) in calls.iter().enumerate() {
+                        let index = call.get("index").and_then(Value::as_u64).unwrap_or(n as u64);
+                        state.call_fragment(
+                            name,
+                            index,
+                            str_at(call, "/id"),
+                            str_at(call, "/function/name"),
+                            &arguments_text(call.pointer("/function/arguments")),
+                        )?;
+                    }
+                }
+            }
             if let Some(reason) = str_at(choice, "/finish_reason") {
                 state.set_finish_reason(reason);
             }
@@ -139,6 +202,9 @@ impl RemoteAdapter for OpenAiChat {
             u32_at(&v, "/usage/prompt_tokens"),
             u32_at(&v, "/usage/completion_tokens"),
         );
+        if let Some(n) = u32_at(&v, "/usage/completion_tokens_details/reasoning_tokens") {
+            state.reasoning_tokens = Some(n);
+        }
         Ok(out)
     }
 }
@@ -152,6 +218,114 @@ fn check_error(name: &str, v: &Value) -> KitResult<()> {
             format!("the provider answered with an error: {}", describe_error(error)),
         )),
     }
+}
+
+/// The messages as OpenAI's API takes them (see the module).
+fn wire_messages(name: &str, flavor: Flavor, messages: &[Message]) -> KitResult<Vec<Value>> {
+    if messages.is_empty() {
+        return Err(invalid(name, "no messages to send"));
+    }
+    messages
+        .iter()
+        .map(|m| {
+            if m.role == "tool" {
+                let id = m
+                    .tool_call_id
+                    .as_deref()
+                    .ok_or_else(|| invalid(name, "a `tool` message needs the `tool_call_id` it answers"))?;
+                let mut turn = json!({"role": "tool", "tool_call_id": id, "content": m.content});
+                if let (Flavor::Mistral, Some(tool)) = (flavor, &m.name) {
+                    turn["name"] = tool.as_str().into();
+                }
+                return Ok(turn);
+            }
+            let role = remote_kit::Role::parse(name, &m.role)?;
+            if m.tool_calls.is_empty() {
+                return Ok(json!({"role": role.as_str(), "content": m.content}));
+            }
+            let calls: Vec<Value> = m
+                .tool_calls
+                .iter()
+                .map(
+                    |c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}),
+                )
+                .collect();
+            let content = if m.content.is_empty() {
+                Value::Null
+            } else {
+                m.content.as_str().into()
+            };
+            Ok(json!({"role": role.as_str(), "content": content, "tool_calls": calls}))
+        })
+        .collect()
+}
+
+fn wire_tool(name: &str, tool: &Tool) -> KitResult<Value> {
+    let mut function = json!({"name": tool.name});
+    if let Some(description) = &tool.description {
+        function["description"] = description.as_str().into();
+    }
+    if let Some(parameters) = &tool.parameters {
+        function["parameters"] = serde_json::from_str(parameters).map_err(|e| {
+            invalid(
+                name,
+                format!("the parameters of tool `{}` are not JSON: {e}", tool.name),
+            )
+        })?;
+    }
+    if tool.strict {
+        function["strict"] = true.into();
+    }
+    Ok(json!({"type": "function", "function": function}))
+}
+
+fn wire_tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => "auto".into(),
+        ToolChoice::None => "none".into(),
+        ToolChoice::Required => "required".into(),
+        ToolChoice::Named(tool) => json!({"type": "function", "function": {"name": tool}}),
+    }
+}
+
+/// A call in a reply: `{id, type, function: {name, arguments}}`.
+fn read_call(name: &str, call: &Value) -> KitResult<Call> {
+    let tool = str_at(call, "/function/name")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            upstream(
+                name,
+                format!("a tool call in the provider's reply has no function name: {call}"),
+            )
+        })?;
+    let arguments = arguments_text(call.pointer("/function/arguments"));
+    Ok(Call {
+        id: str_at(call, "/id").unwrap_or_default().to_string(),
+        name: tool.to_string(),
+        arguments: if arguments.trim().is_empty() {
+            "{}".into()
+        } else {
+            arguments
+        },
+    })
+}
+
+/// A call's `arguments`: JSON text (OpenAI), or an object some servers send as is.
+fn arguments_text(arguments: Option<&Value>) -> String {
+    match arguments {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A message's or delta's reasoning: `reasoning_content` or `reasoning`.
+fn reasoning_text(message: &Value) -> String {
+    ["reasoning_content", "reasoning"]
+        .iter()
+        .find_map(|k| message.get(*k).and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Message or delta `content`: a string, `null`, or a list of text parts.
@@ -322,5 +496,107 @@ mod tests {
         ];
         assert!(upstream_message(streamed(m(), &events).unwrap_err()).contains("provider overloaded"));
         assert!(streamed(m(), &[]).is_err());
+    }
+
+    #[test]
+    fn tools_tool_calls_and_formats_go_in_openai_shapes() {
+        let mut p = params();
+        p.tools = vec![remote_kit::Tool {
+            name: "get_weather".into(),
+            description: Some("Weather.".into()),
+            parameters: Some(r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into()),
+            strict: true,
+        }];
+        p.tool_choice = ToolChoice::Named("get_weather".into());
+        p.parallel_tool_calls = false;
+        p.response_format = ResponseFormat::JsonObject;
+        let mut history = messages(&[("user", "Weather in Oslo?"), ("assistant", ""), ("tool", "{\"t\": 3}")]);
+        history[1].tool_calls = vec![remote_kit::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Oslo"}"#.into(),
+        }];
+        history[2].tool_call_id = Some("call_1".into());
+        history[2].name = Some("get_weather".into());
+        let (_, _, _, body) = shape(model("openai", json!({"model_id": "m"})), history.clone(), p.clone()).unwrap();
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "Weather in Oslo?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"t\": 3}"}
+            ])
+        );
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": true}}])
+        );
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "function", "function": {"name": "get_weather"}})
+        );
+        assert_eq!(body["parallel_tool_calls"], false);
+        assert_eq!(body["response_format"], json!({"type": "json_object"}));
+        let (_, _, _, body) = shape(model("mistral", json!({"model_id": "m"})), history.clone(), p).unwrap();
+        assert_eq!(body["messages"][2]["name"], "get_weather");
+
+        let mut orphan = history;
+        orphan[2].tool_call_id = None;
+        assert!(matches!(
+            shape(model("openai", json!({"model_id": "m"})), orphan, params()),
+            Err(AdapterError::InvalidInput(m)) if m.contains("tool_call_id")
+        ));
+        let mut schema = params();
+        schema.response_format = ResponseFormat::JsonSchema(remote_kit::JsonSchemaFormat {
+            name: "city".into(),
+            schema: r#"{"type":"object"}"#.into(),
+            strict: true,
+        });
+        let (_, _, _, body) = shape(
+            model("openai", json!({"model_id": "m"})),
+            messages(&[("user", "u")]),
+            schema,
+        )
+        .unwrap();
+        assert_eq!(
+            body["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}, "strict": true}})
+        );
+    }
+
+    #[test]
+    fn tool_calls_and_reasoning_are_read_whole_and_streamed() {
+        let m = || model("openai_compatible", json!({"model_id": "m"}));
+        let raw = r#"{"choices":[{"message":{"role":"assistant","content":null,"reasoning_content":" Need weather. ",
+            "tool_calls":[{"id":"call_9","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Oslo\"}"}}]},
+            "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":20,"completion_tokens":9,
+            "completion_tokens_details":{"reasoning_tokens":4}}}"#;
+        let read = whole_completion(m(), raw).unwrap();
+        let events = [
+            r#"{"choices":[{"delta":{"role":"assistant","reasoning_content":" Need "}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"weather. "}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_9","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": "}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Oslo\"}"}}]}}]}"#,
+            r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":9,"completion_tokens_details":{"reasoning_tokens":4}}}"#,
+        ];
+        let streamed = streamed_completion(m(), &events).unwrap();
+        for c in [read, streamed] {
+            assert_eq!(c.text, "");
+            assert_eq!(c.reasoning.as_deref(), Some("Need weather."));
+            assert_eq!(c.reasoning_tokens, Some(4));
+            assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+            let calls: Vec<(&str, &str, &str)> = c
+                .tool_calls
+                .iter()
+                .map(|t| (t.id.as_str(), t.name.as_str(), t.arguments.as_str()))
+                .collect();
+            assert_eq!(calls, [("call_9", "get_weather", "{\"city\": \"Oslo\"}")]);
+        }
+        let nameless = r#"{"choices":[{"message":{"tool_calls":[{"id":"x","function":{"arguments":"{}"}}]}}]}"#;
+        assert!(upstream_message(whole(m(), nameless).unwrap_err()).contains("no function name"));
     }
 }

@@ -14,6 +14,11 @@
 //! - finish reasons in OpenAI spelling ([`finish_reason`]);
 //! - reading provider JSON ([`parse_reply`], [`u32_at`], [`str_at`]).
 //!
+//! - tool calls and reasoning: a reply's calls ([`Call`]), calls streamed in
+//!   fragments and put together by index ([`StreamState::call_fragment`]),
+//!   reasoning streamed apart from the text; an adapter that does not map tools
+//!   or response formats refuses them ([`RemoteAdapter::TOOLS`]).
+//!
 //! It also owns the bindings of the `adapter` world ([`bindings`]) and the glue
 //! to them: an adapter implements [`RemoteAdapter`] (its wire format: the
 //! request, a whole reply, one stream event) and calls [`export_adapter!`];
@@ -26,13 +31,13 @@ use std::marker::PhantomData;
 
 use serde_json::{Map, Value};
 
-/// The bindings of the `adapter` world (`wit/adapter.wit`), shared by the remote
+/// The bindings of the `adapter` world (`wit/0.2/adapter.wit`), shared by the remote
 /// adapters; [`export_adapter!`] exports an adapter through them.
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "adapter",
-        path: "../../../wit",
+        path: "../../../wit/0.2",
         pub_export_macro: true,
         export_macro_name: "export_adapter_world",
         default_bindings_module: "remote_kit::bindings",
@@ -40,9 +45,9 @@ pub mod bindings {
 }
 
 pub use bindings::exports::lmhost::adapter::model_adapter::{
-    AdapterError, Completion, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
+    AdapterError, Completion, Delta, Guest, GuestResponseStream, Message, ModelInfo, Params, Request,
 };
-pub use bindings::lmhost::adapter::types::HttpRequest;
+pub use bindings::lmhost::adapter::types::{HttpRequest, JsonSchemaFormat, ResponseFormat, Tool, ToolCall, ToolChoice};
 
 /// An adapter error before it becomes the WIT `adapter-error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +366,19 @@ pub struct Reply {
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub finish_reason: Option<String>,
+    /// The provider's reasoning text, when it returns one.
+    pub reasoning: Option<String>,
+    pub tool_calls: Vec<Call>,
+    pub reasoning_tokens: Option<u32>,
+}
+
+/// A tool call in a provider's reply: its id (empty: the host gives one), the
+/// tool's name and the arguments as JSON text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Call {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
 }
 
 /// The answer text as the adapters report it: whitespace stripped at both ends.
@@ -466,10 +484,17 @@ impl StreamText {
 #[derive(Debug, Clone, Default)]
 pub struct StreamState {
     pub text: StreamText,
+    /// Reasoning, streamed apart from the text.
+    pub reasoning: StreamText,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
+    pub reasoning_tokens: Option<u32>,
     /// Already mapped to OpenAI spelling.
     pub finish_reason: Option<String>,
+    /// Reasoning ready to show, not yet taken by the stream.
+    reasoning_piece: String,
+    /// Calls by their index in the reply, put together from fragments.
+    calls: std::collections::BTreeMap<u64, Call>,
     events: usize,
     failed: Option<KitError>,
 }
@@ -487,6 +512,44 @@ impl StreamState {
         }
         self.events += 1;
         handle(self).inspect_err(|err| self.failed = Some(err.clone()))
+    }
+
+    /// Adds streamed reasoning text.
+    pub fn push_reasoning(&mut self, delta: &str) {
+        let piece = self.reasoning.push(delta);
+        self.reasoning_piece.push_str(&piece);
+    }
+
+    /// The reasoning shown since the last call.
+    pub fn take_reasoning(&mut self) -> String {
+        std::mem::take(&mut self.reasoning_piece)
+    }
+
+    /// Adds a fragment of the `index`th call: its id and name when the fragment
+    /// has them, and a piece of its arguments. At most [`MAX_STREAMED_CALLS`].
+    pub fn call_fragment(
+        &mut self,
+        name: &str,
+        index: u64,
+        id: Option<&str>,
+        tool: Option<&str>,
+        arguments: &str,
+    ) -> KitResult<()> {
+        if !self.calls.contains_key(&index) && self.calls.len() >= MAX_STREAMED_CALLS {
+            return Err(upstream(
+                name,
+                format!("the provider streamed more than {MAX_STREAMED_CALLS} tool calls"),
+            ));
+        }
+        let call = self.calls.entry(index).or_default();
+        if let Some(id) = id.filter(|id| !id.is_empty()) {
+            call.id = id.to_string();
+        }
+        if let Some(tool) = tool.filter(|t| !t.is_empty()) {
+            call.name.push_str(tool);
+        }
+        call.arguments.push_str(arguments);
+        Ok(())
     }
 
     /// Records the raw finish reason, mapped.
@@ -508,11 +571,26 @@ impl StreamState {
         if self.events == 0 {
             return Err(upstream(name, "the provider's stream ended without any event"));
         }
+        let reasoning = self.reasoning.text();
         Ok(Reply {
             text: self.text.text(),
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             finish_reason: self.finish_reason.clone(),
+            reasoning: (!reasoning.is_empty()).then_some(reasoning),
+            tool_calls: self
+                .calls
+                .values()
+                .map(|c| Call {
+                    arguments: if c.arguments.trim().is_empty() {
+                        "{}".into()
+                    } else {
+                        c.arguments.clone()
+                    },
+                    ..c.clone()
+                })
+                .collect(),
+            reasoning_tokens: self.reasoning_tokens,
         })
     }
 }
@@ -521,9 +599,19 @@ impl StreamState {
 // The adapter trait and its WIT exports
 // ---------------------------------------------------------------------------
 
+/// Most tool calls one streamed reply may put together.
+pub const MAX_STREAMED_CALLS: usize = 128;
+
 /// A remote-API adapter: its wire format, and nothing else. [`Remote`] makes
 /// the WIT exports of it; [`export_adapter!`] exports those.
 pub trait RemoteAdapter: 'static {
+    /// The adapter maps tools, tool calls and tool results; if not, a request
+    /// with any of them is refused (`unsupported`) before it is shaped.
+    const TOOLS: bool = false;
+    /// The adapter maps `json-object` and `json-schema` response formats; if
+    /// not, a request with one is refused.
+    const RESPONSE_FORMATS: bool = false;
+
     /// The HTTP request (method, path, headers, JSON body; no credentials) that
     /// sends `messages` with `params` to `model`.
     fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest>;
@@ -540,10 +628,49 @@ pub trait RemoteAdapter: 'static {
 pub fn completion(reply: Reply) -> Completion {
     Completion {
         text: reply.text,
+        reasoning: reply.reasoning,
+        tool_calls: reply
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            })
+            .collect(),
         prompt_tokens: reply.prompt_tokens,
         completion_tokens: reply.completion_tokens,
+        reasoning_tokens: reply.reasoning_tokens,
         finish_reason: reply.finish_reason,
     }
+}
+
+/// Refuses what adapter `A` does not map: tools (in the parameters or the
+/// history) and response formats.
+fn refuse_unmapped<A: RemoteAdapter>(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<()> {
+    let tools = !params.tools.is_empty()
+        || messages
+            .iter()
+            .any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some() || m.role == "tool");
+    if tools && !A::TOOLS {
+        return Err(unsupported(
+            &model.name,
+            format!(
+                "the `{}` backend's adapter does not map tools or tool calls yet",
+                model.backend
+            ),
+        ));
+    }
+    if !matches!(params.response_format, ResponseFormat::Text) && !A::RESPONSE_FORMATS {
+        return Err(unsupported(
+            &model.name,
+            format!(
+                "the `{}` backend's adapter does not map `response_format` yet",
+                model.backend
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl From<KitError> for AdapterError {
@@ -563,10 +690,16 @@ impl<A: RemoteAdapter> Guest for Remote<A> {
     type ResponseStream = Stream<A>;
 
     fn shape_request(model: ModelInfo, messages: Vec<Message>, params: Params) -> Result<Request, AdapterError> {
+        refuse_unmapped::<A>(&model, &messages, &params)?;
         Ok(Request::Http(A::shape(&model, &messages, &params)?))
     }
 
-    fn parse_response(model: ModelInfo, raw: String) -> Result<Completion, AdapterError> {
+    fn parse_response(
+        model: ModelInfo,
+        _params: Params,
+        _request: Request,
+        raw: String,
+    ) -> Result<Completion, AdapterError> {
         Ok(completion(A::parse_whole(&model.name, &raw)?))
     }
 }
@@ -580,7 +713,7 @@ pub struct Stream<A> {
 }
 
 impl<A: RemoteAdapter> GuestResponseStream for Stream<A> {
-    fn new(model: ModelInfo) -> Self {
+    fn new(model: ModelInfo, _params: Params, _request: Request) -> Self {
         Stream {
             name: model.name,
             state: RefCell::new(StreamState::new()),
@@ -588,9 +721,16 @@ impl<A: RemoteAdapter> GuestResponseStream for Stream<A> {
         }
     }
 
-    fn push(&self, chunk: String) -> Result<String, AdapterError> {
+    fn push(&self, chunk: String) -> Result<Delta, AdapterError> {
         let mut state = self.state.borrow_mut();
-        Ok(state.push(|st| A::stream_event(&self.name, st, &chunk))?)
+        let text = state.push(|st| A::stream_event(&self.name, st, &chunk))?;
+        Ok(Delta {
+            text,
+            reasoning: state.take_reasoning(),
+            // Calls come in fragments: whole only at the end, where the host
+            // emits them from the final completion.
+            tool_calls: Vec::new(),
+        })
     }
 
     fn finish(&self) -> Result<Completion, AdapterError> {
@@ -651,6 +791,10 @@ macro_rules! adapter_test_kit {
                 frequency_penalty: None,
                 presence_penalty: None,
                 stream: false,
+                tools: Vec::new(),
+                tool_choice: $crate::ToolChoice::Auto,
+                parallel_tool_calls: true,
+                response_format: $crate::ResponseFormat::Text,
             }
         }
 
@@ -660,6 +804,10 @@ macro_rules! adapter_test_kit {
                 .map(|(role, content)| $crate::Message {
                     role: role.to_string(),
                     content: content.to_string(),
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
+                    name: None,
+                    reasoning: None,
                 })
                 .collect()
         }
@@ -691,24 +839,54 @@ macro_rules! adapter_test_kit {
             (c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason)
         }
 
+        /// A request as the host hands it back (the remote adapters ignore it).
+        fn any_request() -> $crate::Request {
+            $crate::Request::Http($crate::HttpRequest {
+                method: "POST".into(),
+                path: "/".into(),
+                headers: Vec::new(),
+                body: String::new(),
+            })
+        }
+
+        fn whole_completion(model: $crate::ModelInfo, raw: &str) -> Result<$crate::Completion, $crate::AdapterError> {
+            <$crate::Remote<$adapter> as $crate::Guest>::parse_response(model, params(), any_request(), raw.to_string())
+        }
+
         fn whole(model: $crate::ModelInfo, raw: &str) -> Result<Summary, $crate::AdapterError> {
-            <$crate::Remote<$adapter> as $crate::Guest>::parse_response(model, raw.to_string()).map(summary)
+            whole_completion(model, raw).map(summary)
+        }
+
+        /// The finished completion of `events`, after checking that the pushed
+        /// text and reasoning are prefixes of the final ones.
+        fn streamed_completion(
+            model: $crate::ModelInfo,
+            events: &[&str],
+        ) -> Result<$crate::Completion, $crate::AdapterError> {
+            use $crate::GuestResponseStream as _;
+            let stream = <$crate::Stream<$adapter> as $crate::GuestResponseStream>::new(model, params(), any_request());
+            let (mut text, mut reasoning) = (String::new(), String::new());
+            for event in events {
+                let delta = stream.push(event.to_string())?;
+                text.push_str(&delta.text);
+                reasoning.push_str(&delta.reasoning);
+            }
+            let done = stream.finish()?;
+            assert!(
+                done.text.starts_with(&text),
+                "pushed {text:?} is not a prefix of {:?}",
+                done.text
+            );
+            let final_reasoning = done.reasoning.clone().unwrap_or_default();
+            assert!(
+                final_reasoning.starts_with(&reasoning),
+                "pushed reasoning {reasoning:?} is not a prefix of {final_reasoning:?}"
+            );
+            Ok(done)
         }
 
         fn streamed(model: $crate::ModelInfo, events: &[&str]) -> Result<Summary, $crate::AdapterError> {
-            use $crate::GuestResponseStream as _;
-            let stream = <$crate::Stream<$adapter> as $crate::GuestResponseStream>::new(model);
-            let mut pushed = String::new();
-            for event in events {
-                pushed.push_str(&stream.push(event.to_string())?);
-            }
-            let done = summary(stream.finish()?);
-            assert!(
-                done.0.starts_with(&pushed),
-                "pushed {pushed:?} is not a prefix of {:?}",
-                done.0
-            );
-            Ok(done)
+            streamed_completion(model, events).map(summary)
         }
     };
 }
@@ -917,11 +1095,52 @@ mod tests {
                 text: "hi".into(),
                 prompt_tokens: Some(3),
                 completion_tokens: Some(4),
-                finish_reason: Some("stop".into())
+                finish_reason: Some("stop".into()),
+                ..Reply::default()
             }
         );
         let err = st.push(|_| Err(upstream("m", "boom"))).unwrap_err();
         assert_eq!(st.push(|s| Ok(s.text.push("more"))).unwrap_err(), err);
         assert_eq!(st.finish("m").unwrap_err(), err);
+    }
+
+    #[test]
+    fn calls_are_put_together_from_fragments_and_reasoning_streams_apart() {
+        let mut st = StreamState::new();
+        st.push(|s| {
+            s.push_reasoning("\n Think");
+            s.call_fragment("m", 1, Some("call_b"), Some("b"), "")?;
+            s.call_fragment("m", 0, Some("call_a"), Some("a"), "{\"x\":")?;
+            Ok(String::new())
+        })
+        .unwrap();
+        assert_eq!(st.take_reasoning(), "Think");
+        assert_eq!(st.take_reasoning(), "");
+        st.push(|s| {
+            s.push_reasoning(" more. ");
+            s.call_fragment("m", 0, None, None, " 1}")?;
+            Ok(String::new())
+        })
+        .unwrap();
+        assert_eq!(st.take_reasoning(), " more.");
+        let reply = st.finish("m").unwrap();
+        assert_eq!(reply.reasoning.as_deref(), Some("Think more."));
+        let calls: Vec<(&str, &str, &str)> = reply
+            .tool_calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(calls, [("call_a", "a", "{\"x\": 1}"), ("call_b", "b", "{}")]);
+
+        let mut many = StreamState::new();
+        let err = many
+            .push(|s| {
+                for i in 0..=MAX_STREAMED_CALLS as u64 {
+                    s.call_fragment("m", i, None, Some("f"), "{}")?;
+                }
+                Ok(String::new())
+            })
+            .unwrap_err();
+        assert!(matches!(err, KitError::Upstream(m) if m.contains("more than 128")));
     }
 }
