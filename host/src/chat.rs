@@ -225,7 +225,7 @@ impl<M: Deref<Target = Model>> Chat<M> {
     /// let host = Host::new()?;
     /// let call = r#"<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>"#;
     /// let entry = serde_json::json!({"model_name": "m", "backend": "mock", "replies": [call, "It is 5."]});
-    /// let model = host.load(&entry.to_string())?;
+    /// let model = host.load(entry.to_string().as_str())?;
     /// let mut chat = model.chat();
     /// *chat.params_mut() = GenerationParams {
     ///     tools: vec![Tool::new("add", "Adds two numbers.", serde_json::json!({"type": "object"}))],

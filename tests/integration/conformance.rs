@@ -90,6 +90,11 @@ fn assert_conforms(adapter: &Adapter) {
 #[test]
 fn rust_chat_template_conforms() {
     assert_conforms(rust());
+    // Contract 0.2: the tool-call checks run (and pass), they are not skipped.
+    let r = report(rust());
+    let tools: Vec<_> = r.checks.iter().filter(|c| c.name.starts_with("tools:")).collect();
+    assert_eq!(tools.len(), 4, "{tools:?}");
+    assert!(tools.iter().all(|c| c.status == Status::Pass), "{tools:?}");
 }
 
 #[test]

@@ -455,7 +455,16 @@ fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
         ),
         ev("message_stop", json!({"type": "message_stop"})),
     ];
-    let api = FixtureApi::start(vec![Reply::json(200, reply.clone()), Reply::named_events(stream)]);
+    let tool_use = json!({
+        "id": "msg_2", "type": "message", "role": "assistant",
+        "content": [{"type": "tool_use", "id": "toolu_7", "name": "f", "input": {"x": 1}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 40, "output_tokens": 9}
+    });
+    let api = FixtureApi::start(vec![
+        Reply::json(200, reply.clone()),
+        Reply::named_events(stream),
+        Reply::json(200, tool_use),
+    ]);
     let entry = json!({"model_name": "claude-test", "backend": "anthropic", "model_id": "claude-x",
                        "base_url": format!("{}/v1", api.url())});
     let (host, _home) = remote_host(json!([entry]), json!({"anthropic": {"api_key": SECRET}}));
@@ -496,20 +505,36 @@ fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
     );
     assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (30, 4));
 
-    // Not mapped yet: tools and response formats are refused before any request.
+    // Tools go as Anthropic's tools; a `tool_use` block comes back as a call.
     let with_tools = GenerationParams {
         tools: vec![Tool::new("f", "A tool.", json!({"type": "object"}))],
+        tool_choice: Some(ToolChoice::Function("f".into())),
         ..params()
     };
+    let g = model.generate(&messages, &with_tools).unwrap();
+    let body = api.requests()[2].json();
+    assert_eq!(
+        body["tools"],
+        json!([{"name": "f", "description": "A tool.", "input_schema": {"type": "object"}}])
+    );
+    assert_eq!(body["tool_choice"], json!({"type": "tool", "name": "f"}));
+    assert_eq!(g.finish_reason, "tool_calls");
+    assert_eq!(
+        (
+            g.tool_calls[0].id.as_str(),
+            g.tool_calls[0].name.as_str(),
+            g.tool_calls[0].arguments.as_str()
+        ),
+        ("toolu_7", "f", r#"{"x":1}"#)
+    );
+    // Not mapped: a response format is refused before any request.
     let json_out = GenerationParams {
         response_format: Some(ResponseFormat::JsonObject),
         ..params()
     };
-    for (asked, what) in [(with_tools, "tools"), (json_out, "response_format")] {
-        let err = model.generate(&messages, &asked).unwrap_err().to_string();
-        assert!(err.contains("does not map") && err.contains(what), "{err}");
-    }
-    assert_eq!(api.requests().len(), 2, "nothing was sent");
+    let err = model.generate(&messages, &json_out).unwrap_err().to_string();
+    assert!(err.contains("does not map") && err.contains("response_format"), "{err}");
+    assert_eq!(api.requests().len(), 3, "nothing was sent");
 }
 
 #[test]
@@ -587,6 +612,21 @@ fn google_gemini_paths_roles_and_stream() {
         (g.response_text.as_str(), g.finish_reason.as_str()),
         ("Paris.", "length")
     );
+
+    // Not mapped yet: tools and response formats are refused before any request.
+    let with_tools = GenerationParams {
+        tools: vec![Tool::new("f", "A tool.", json!({"type": "object"}))],
+        ..params()
+    };
+    let json_out = GenerationParams {
+        response_format: Some(ResponseFormat::JsonObject),
+        ..params()
+    };
+    for (asked, what) in [(with_tools, "tools"), (json_out, "response_format")] {
+        let err = model.generate(&conversation(), &asked).unwrap_err().to_string();
+        assert!(err.contains("does not map") && err.contains(what), "{err}");
+    }
+    assert_eq!(api.requests().len(), 2, "nothing was sent");
 }
 
 #[test]

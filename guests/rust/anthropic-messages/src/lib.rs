@@ -17,19 +17,29 @@
 //! `stream: true`. The entry's `extra_body` is merged into the body last; its
 //! keys win. No credentials: the host adds them.
 //!
-//! Response: the `text` of the content blocks of type `text`, joined (thinking
-//! blocks are skipped), `stop_reason` (`end_turn` and `stop_sequence` become
-//! `stop`, `max_tokens` becomes `length`) and `usage.input_tokens` /
-//! `output_tokens`. Streamed: `message_start` gives the input tokens,
-//! `content_block_delta` events of type `text_delta` the text, `message_delta`
-//! the stop reason and output tokens; thinking and signature deltas, `ping` and
-//! the block start and stop events are ignored. An `error` reply or event is an
-//! `upstream` error with its message. The answer text is stripped of leading and
-//! trailing whitespace.
+//! Tools (contract 0.2): `tools` as `{name, description, input_schema}`,
+//! `tool_choice` as `{type: auto}`, `{type: any}` (required), `{type: tool, name}`
+//! or `{type: none}`, with `disable_parallel_tool_use` when parallel calls are
+//! off. An assistant turn's calls become `tool_use` blocks (`input`: the
+//! arguments as an object) after its text; a tool result becomes a
+//! `tool_result` block (`tool_use_id`, `content`) in a user turn. Response
+//! formats are not mapped (refused).
+//!
+//! Response: the `text` of the content blocks of type `text`, joined; `tool_use`
+//! blocks are the calls (`id`, `name`, `input`); `thinking` blocks the
+//! reasoning; `stop_reason` (`end_turn` and `stop_sequence` become `stop`,
+//! `max_tokens` becomes `length`, `tool_use` becomes `tool_calls`) and
+//! `usage.input_tokens` / `output_tokens`. Streamed: `message_start` gives the
+//! input tokens, `content_block_delta` events of type `text_delta` the text and
+//! `thinking_delta` the reasoning, a `tool_use` block start a call whose
+//! `input_json_delta`s are its arguments, `message_delta` the stop reason and
+//! output tokens; signature deltas, `ping` and the other block events are
+//! ignored. An `error` reply or event is an `upstream` error with its message.
+//! The answer text is stripped of leading and trailing whitespace.
 
 use remote_kit::{
-    describe_error, final_text, parse_reply, str_at, u32_at, upstream, Body, HttpRequest, KitResult, Message,
-    ModelInfo, Params, RemoteAdapter, Reply, Role, Spec, StreamState,
+    describe_error, final_text, invalid, parse_reply, str_at, u32_at, upstream, Body, Call, HttpRequest, KitResult,
+    Message, ModelInfo, Params, RemoteAdapter, Reply, Role, Spec, StreamState, ToolChoice,
 };
 use serde_json::{json, Value};
 
@@ -42,26 +52,47 @@ const DEFAULT_THINKING_BUDGET: u64 = 16000;
 struct AnthropicMessages;
 
 impl RemoteAdapter for AnthropicMessages {
+    const TOOLS: bool = true;
+
     fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
         let name = model.name.as_str();
         let spec = Spec::parse(name, &model.spec_json)?;
         let model_id = spec.first_str(&["model_id"])?;
-        let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
-        let dialogue = remote_kit::dialogue(name, &turns)?;
-        let messages: Vec<Value> = dialogue
-            .turns
-            .iter()
-            .map(|(role, texts)| {
-                let role = if *role == Role::Assistant { "assistant" } else { "user" };
-                let content: Vec<Value> = texts.iter().map(|t| json!({ "type": "text", "text": t })).collect();
-                json!({ "role": role, "content": content })
-            })
-            .collect();
+        let (system, messages) = wire_messages(name, messages)?;
 
         let mut body = Body::new();
         body.set("model", model_id)
             .set("messages", messages)
-            .opt("system", dialogue.system);
+            .opt("system", system);
+        if !params.tools.is_empty() {
+            let tools: Vec<Value> = params
+                .tools
+                .iter()
+                .map(|t| {
+                    let schema = match &t.parameters {
+                        Some(text) => serde_json::from_str(text).map_err(|e| {
+                            invalid(name, format!("the parameters of tool `{}` are not JSON: {e}", t.name))
+                        })?,
+                        None => json!({"type": "object"}),
+                    };
+                    let mut tool = json!({"name": t.name, "input_schema": schema});
+                    if let Some(d) = &t.description {
+                        tool["description"] = d.as_str().into();
+                    }
+                    Ok(tool)
+                })
+                .collect::<KitResult<_>>()?;
+            let mut choice = match &params.tool_choice {
+                ToolChoice::Auto => json!({"type": "auto"}),
+                ToolChoice::None => json!({"type": "none"}),
+                ToolChoice::Required => json!({"type": "any"}),
+                ToolChoice::Named(tool) => json!({"type": "tool", "name": tool}),
+            };
+            if !params.parallel_tool_calls && !matches!(params.tool_choice, ToolChoice::None) {
+                choice["disable_parallel_tool_use"] = true.into();
+            }
+            body.set("tools", tools).set("tool_choice", choice);
+        }
         let answer_limit = params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         if spec.flag("thinking_mode")? {
             let budget = spec.positive_int("thinking_budget")?.unwrap_or(DEFAULT_THINKING_BUDGET);
@@ -93,17 +124,32 @@ impl RemoteAdapter for AnthropicMessages {
             .get("content")
             .and_then(Value::as_array)
             .ok_or_else(|| upstream(name, "the provider's reply has no `content` list"))?;
-        let text: String = blocks
-            .iter()
-            .filter(|b| str_at(b, "/type") == Some("text"))
-            .filter_map(|b| str_at(b, "/text"))
-            .collect();
+        let of_type = |kind: &'static str| blocks.iter().filter(move |b| str_at(b, "/type") == Some(kind));
+        let text: String = of_type("text").filter_map(|b| str_at(b, "/text")).collect();
+        let reasoning: String = of_type("thinking").filter_map(|b| str_at(b, "/thinking")).collect();
+        let tool_calls = of_type("tool_use")
+            .map(|b| {
+                let tool = str_at(b, "/name")
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| upstream(name, format!("a `tool_use` block has no name: {b}")))?;
+                Ok(Call {
+                    id: str_at(b, "/id").unwrap_or_default().to_string(),
+                    name: tool.to_string(),
+                    arguments: b
+                        .get("input")
+                        .filter(|i| i.is_object())
+                        .map_or("{}".into(), Value::to_string),
+                })
+            })
+            .collect::<KitResult<_>>()?;
         Ok(Reply {
             text: final_text(&text),
             prompt_tokens: u32_at(&v, "/usage/input_tokens"),
             completion_tokens: u32_at(&v, "/usage/output_tokens"),
             finish_reason: str_at(&v, "/stop_reason").map(remote_kit::finish_reason),
-            ..Reply::default()
+            reasoning: Some(final_text(&reasoning)).filter(|r| !r.is_empty()),
+            tool_calls,
+            reasoning_tokens: None,
         })
     }
 
@@ -117,8 +163,20 @@ impl RemoteAdapter for AnthropicMessages {
                     u32_at(&v, "/message/usage/output_tokens"),
                 );
             }
-            Some("content_block_delta") if str_at(&v, "/delta/type") == Some("text_delta") => {
-                return Ok(state.text.push(str_at(&v, "/delta/text").unwrap_or_default()));
+            Some("content_block_delta") => match str_at(&v, "/delta/type") {
+                Some("text_delta") => return Ok(state.text.push(str_at(&v, "/delta/text").unwrap_or_default())),
+                Some("thinking_delta") => state.push_reasoning(str_at(&v, "/delta/thinking").unwrap_or_default()),
+                Some("input_json_delta") => {
+                    let index = v.get("index").and_then(Value::as_u64).unwrap_or_default();
+                    let piece = str_at(&v, "/delta/partial_json").unwrap_or_default();
+                    state.call_fragment(name, index, None, None, piece)?;
+                }
+                _ => {}
+            },
+            Some("content_block_start") if str_at(&v, "/content_block/type") == Some("tool_use") => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or_default();
+                let block = &v["content_block"];
+                state.call_fragment(name, index, str_at(block, "/id"), str_at(block, "/name"), "")?;
             }
             Some("message_delta") => {
                 if let Some(reason) = str_at(&v, "/delta/stop_reason") {
@@ -132,6 +190,69 @@ impl RemoteAdapter for AnthropicMessages {
         }
         Ok(String::new())
     }
+}
+
+/// The messages as the API takes them: system messages lifted into `system`,
+/// tool results as `tool_result` blocks of a user turn, calls as `tool_use`
+/// blocks, consecutive turns of one role merged (the roles must alternate).
+fn wire_messages(name: &str, messages: &[Message]) -> KitResult<(Option<String>, Vec<Value>)> {
+    if messages.is_empty() {
+        return Err(invalid(name, "no messages to send"));
+    }
+    let text = |t: &str| json!({"type": "text", "text": t});
+    let mut system = Vec::new();
+    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
+    for m in messages {
+        let (role, blocks) = if m.role == "tool" {
+            let id = m
+                .tool_call_id
+                .as_deref()
+                .ok_or_else(|| invalid(name, "a `tool` message needs the `tool_call_id` it answers"))?;
+            (
+                "user",
+                vec![json!({"type": "tool_result", "tool_use_id": id, "content": m.content})],
+            )
+        } else {
+            match Role::parse(name, &m.role)? {
+                Role::System => {
+                    system.push(m.content.as_str());
+                    continue;
+                }
+                Role::User => ("user", vec![text(&m.content)]),
+                Role::Assistant => {
+                    let mut blocks = Vec::new();
+                    if !m.content.is_empty() || m.tool_calls.is_empty() {
+                        blocks.push(text(&m.content));
+                    }
+                    for call in &m.tool_calls {
+                        let input: Value = serde_json::from_str(&call.arguments)
+                            .ok()
+                            .filter(Value::is_object)
+                            .ok_or_else(|| {
+                                invalid(
+                                    name,
+                                    format!("the arguments of call `{}` are not a JSON object", call.id),
+                                )
+                            })?;
+                        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+                    }
+                    ("assistant", blocks)
+                }
+            }
+        };
+        match turns.last_mut() {
+            Some((last, content)) if *last == role => content.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    if turns.is_empty() {
+        return Err(invalid(name, "no user or assistant message to send"));
+    }
+    let messages = turns
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    Ok(((!system.is_empty()).then(|| system.join("\n\n")), messages))
 }
 
 /// An error reply or event: `{"type": "error", "error": {...}}`.
@@ -257,5 +378,106 @@ mod tests {
         ];
         assert!(upstream_message(streamed(m(), &events).unwrap_err()).contains("Overloaded"));
         assert!(whole(m(), r#"{"type":"message"}"#).is_err());
+    }
+
+    #[test]
+    fn tools_calls_and_results_go_as_blocks() {
+        let mut p = params();
+        p.tools = vec![remote_kit::Tool {
+            name: "get_weather".into(),
+            description: Some("Weather.".into()),
+            parameters: Some(r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into()),
+            strict: false,
+        }];
+        p.tool_choice = ToolChoice::Required;
+        p.parallel_tool_calls = false;
+        let mut history = messages(&[
+            ("system", "s"),
+            ("user", "Weather in Oslo and Rome?"),
+            ("assistant", "Checking."),
+            ("tool", "3 C"),
+            ("tool", "20 C"),
+        ]);
+        history[2].tool_calls = ["Oslo", "Rome"]
+            .iter()
+            .enumerate()
+            .map(|(i, city)| remote_kit::ToolCall {
+                id: format!("toolu_{i}"),
+                name: "get_weather".into(),
+                arguments: format!(r#"{{"city":"{city}"}}"#),
+            })
+            .collect();
+        history[3].tool_call_id = Some("toolu_0".into());
+        history[4].tool_call_id = Some("toolu_1".into());
+        let (_, _, _, body) = shape(model("anthropic", json!({"model_id": "c"})), history.clone(), p).unwrap();
+        assert_eq!(body["system"], "s");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo and Rome?"}]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_0", "name": "get_weather", "input": {"city": "Oslo"}},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Rome"}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_0", "content": "3 C"},
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "20 C"}]}
+            ])
+        );
+        assert_eq!(
+            body["tools"],
+            json!([{"name": "get_weather", "description": "Weather.",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+        );
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+
+        let mut bad = history;
+        bad[2].tool_calls[0].arguments = "[1]".into();
+        assert!(matches!(
+            shape(model("anthropic", json!({"model_id": "c"})), bad, params()),
+            Err(AdapterError::InvalidInput(m)) if m.contains("toolu_0")
+        ));
+    }
+
+    #[test]
+    fn tool_use_and_thinking_are_read_whole_and_streamed() {
+        let m = || model("anthropic", json!({"model_id": "c"}));
+        let raw = r#"{"type":"message","content":[
+            {"type":"thinking","thinking":"Need the weather.","signature":"sig"},
+            {"type":"text","text":"Let me check."},
+            {"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Oslo"}}],
+            "stop_reason":"tool_use","usage":{"input_tokens":40,"output_tokens":25}}"#;
+        let read = whole_completion(m(), raw).unwrap();
+        let events = [
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":40,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Need the "}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"weather."}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Let me check."}}"#,
+            r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"\"Oslo\"}"}}"#,
+            r#"{"type":"content_block_stop","index":2}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":25}}"#,
+            r#"{"type":"message_stop"}"#,
+        ];
+        let streamed = streamed_completion(m(), &events).unwrap();
+        for c in [read, streamed] {
+            assert_eq!(c.text, "Let me check.");
+            assert_eq!(c.reasoning.as_deref(), Some("Need the weather."));
+            assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+            assert_eq!(c.tool_calls.len(), 1);
+            assert_eq!(
+                (c.tool_calls[0].id.as_str(), c.tool_calls[0].name.as_str()),
+                ("toolu_1", "get_weather")
+            );
+            let args: Value = serde_json::from_str(&c.tool_calls[0].arguments).unwrap();
+            assert_eq!(args, json!({"city": "Oslo"}));
+        }
     }
 }

@@ -15,7 +15,10 @@
 //! unicode content, stop strings passed through, BOS not doubled, EOS culled,
 //! streamed pieces concatenating to the final text under several chunkings,
 //! errors coming back as variants (not traps) for a bad spec and a missing
-//! template, and time and memory within the adapter's limits.
+//! template, and time and memory within the adapter's limits. For adapters on
+//! contract 0.2, tool calls too (`calls.rs`): the tools reach the prompt, a
+//! required call is an enforceable constraint, the call it makes the engine
+//! write is read back whole and streamed, a tool result reaches the prompt.
 //!
 //! The HTTP suite: every conversation becomes a POST or GET whose path stays
 //! under a base URL, with no credential or hop-by-hop header and a JSON body
@@ -30,8 +33,10 @@
 //! Files: this one owns the report types, [`run`] and the checks both suites
 //! share (a bad spec, time and memory); `models.rs` the suite's inputs (the
 //! fixed and remote `model-info`s, [`model_for`], the conversations, stop
-//! strings and replies); `prompt.rs` the prompt suite; `http.rs` the HTTP suite.
+//! strings and replies); `prompt.rs` the prompt suite; `calls.rs` its tool-call
+//! checks; `http.rs` the HTTP suite.
 
+mod calls;
 mod http;
 mod models;
 mod prompt;
@@ -242,6 +247,7 @@ pub fn run(adapter: &Adapter, model: &wit::ModelInfo) -> Report {
             suite.stop_strings();
             suite.responses();
             suite.streaming();
+            suite.tool_calls();
             suite.bad_spec();
             suite.missing_template();
         }

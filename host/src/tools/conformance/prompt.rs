@@ -83,7 +83,7 @@ fn raw_output(model: &wit::ModelInfo, template: &str) -> String {
 
 /// The ways a raw output is cut into chunks for streaming: whole, per character,
 /// pairs of characters, thirds, and runs of seven bytes (rounded to characters).
-fn chunkings(raw: &str) -> Vec<(&'static str, Vec<&str>)> {
+pub(super) fn chunkings(raw: &str) -> Vec<(&'static str, Vec<&str>)> {
     let chars: Vec<(usize, char)> = raw.char_indices().collect();
     let by_chars = |n: usize| -> Vec<&str> {
         let mut out = Vec::new();
