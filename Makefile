@@ -87,14 +87,14 @@ $(COMPONENTIZE_JS): $(JS_ADAPTER)/package.json $(JS_ADAPTER)/package-lock.json
 	cd $(JS_ADAPTER) && { npm ci --no-audit --no-fund 2>/dev/null || npm install --no-save --no-audit --no-fund; }
 	@touch $@
 
-$(ADAPTERS_OUT)/chat-template-py.wasm: $(COMPONENTIZE_PY) $(wildcard $(PY_ADAPTER)/*.py) $(PY_ADAPTER)/build.sh wit/adapter.wit
+$(ADAPTERS_OUT)/chat-template-py.wasm: $(COMPONENTIZE_PY) $(wildcard $(PY_ADAPTER)/*.py) $(PY_ADAPTER)/build.sh wit/0.2/adapter.wit
 	$(PY_ADAPTER)/build.sh $@
 
 # Test-only: a Python adapter that misbehaves on purpose (tests/integration/adapters.rs).
-$(ADAPTERS_OUT)/hostile-py.wasm: $(COMPONENTIZE_PY) $(wildcard guests/python/hostile-py/*.py) guests/python/hostile-py/build.sh wit/adapter.wit
+$(ADAPTERS_OUT)/hostile-py.wasm: $(COMPONENTIZE_PY) $(wildcard guests/python/hostile-py/*.py) guests/python/hostile-py/build.sh $(PY_ADAPTER)/build.sh wit/adapter.wit
 	guests/python/hostile-py/build.sh $@
 
-$(ADAPTERS_OUT)/chat-template-js.wasm: $(COMPONENTIZE_JS) $(JS_ADAPTER)/chat-template.js $(JS_ADAPTER)/build.sh wit/adapter.wit
+$(ADAPTERS_OUT)/chat-template-js.wasm: $(COMPONENTIZE_JS) $(JS_ADAPTER)/chat-template.js $(JS_ADAPTER)/build.sh wit/0.2/adapter.wit
 	$(JS_ADAPTER)/build.sh $@
 
 # Coverage-guided fuzzing of the host-side parsers (nightly and cargo-fuzz):

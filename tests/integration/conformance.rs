@@ -85,16 +85,21 @@ fn assert_conforms(adapter: &Adapter) {
     let r = report(adapter);
     eprintln!("{}", r.table());
     assert!(r.passed(), "{} failed: {:#?}", adapter.name(), r.failures());
+    // Every chat-template adapter is on contract 0.2: the tool-call checks run
+    // (and pass), they are not skipped.
+    assert_eq!(adapter.contract_version(), "0.2.0", "{}", adapter.name());
+    let tools: Vec<_> = r.checks.iter().filter(|c| c.name.starts_with("tools:")).collect();
+    assert_eq!(tools.len(), 4, "{tools:?}");
+    assert!(
+        tools.iter().all(|c| c.status == Status::Pass),
+        "{}: {tools:?}",
+        adapter.name()
+    );
 }
 
 #[test]
 fn rust_chat_template_conforms() {
     assert_conforms(rust());
-    // Contract 0.2: the tool-call checks run (and pass), they are not skipped.
-    let r = report(rust());
-    let tools: Vec<_> = r.checks.iter().filter(|c| c.name.starts_with("tools:")).collect();
-    assert_eq!(tools.len(), 4, "{tools:?}");
-    assert!(tools.iter().all(|c| c.status == Status::Pass), "{tools:?}");
 }
 
 #[test]

@@ -344,14 +344,15 @@ fn tool_requests_are_checked() {
 
 #[test]
 fn an_adapter_on_contract_0_1_serves_plain_requests_and_refuses_tools() {
-    // The Python chat-template adapter is still built against 0.1 (`make adapters`).
-    let (host, _home) = mock(&["Hello there."], json!({"adapter": "chat-template-py"}));
+    // The test-only Python adapter is built against 0.1 (`make adapters`); with
+    // no `hostile` key it answers plainly.
+    let (host, _home) = mock(&["Hello there."], json!({"adapter": "hostile-py"}));
     let Ok(model) = host.load("m") else {
-        eprintln!("chat-template-py is not built (make adapters): skipped");
+        eprintln!("hostile-py is not built (make adapters): skipped");
         return;
     };
     assert_eq!(model.adapter().contract_version(), "0.1.0");
-    assert_eq!(model.adapter().name(), "chat-template-py");
+    assert_eq!(model.adapter().name(), "hostile-py");
     let g = model.generate(&ask(), &GenerationParams::default()).unwrap();
     assert_eq!(g.response_text, "Hello there.");
     let err = model.generate(&ask(), &with_tools()).unwrap_err().to_string();

@@ -15,6 +15,6 @@ mkdir -p "$(dirname "$out")"
 out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
 cd "$here"
 # `-d http fetch-event`: the adapter gets no network, so leave out the HTTP feature.
-"$cjs" --wit "$root/wit" --world-name adapter -d http fetch-event -o "$out.part" chat-template.js
+"$cjs" --wit "$root/wit/0.2" --world-name adapter -d http fetch-event -o "$out.part" chat-template.js
 mv "$out.part" "$out"
 echo "built $out"

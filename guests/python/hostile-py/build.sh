@@ -4,4 +4,5 @@
 # Usage: build.sh [OUT.wasm]   (default: guests/out/hostile-py.wasm)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-ADAPTER_DIR="$here" exec "$here/../chat-template-py/build.sh" "${1:-$here/../../out/hostile-py.wasm}"
+# Built against contract 0.1 (wit/adapter.wit): it also proves 0.1 adapters keep working.
+ADAPTER_DIR="$here" WIT_DIR="$here/../../../wit" exec "$here/../chat-template-py/build.sh" "${1:-$here/../../out/hostile-py.wasm}"

@@ -6,9 +6,9 @@
 //! line names the project and its build settings become standalone (see
 //! [`Lang::files`]), so a scaffold cannot drift from its reference. Around it come
 //! a `build.sh` and a README (the templates under `scaffold/`) and a copy of
-//! the contract the reference implements (`wit/0.2/adapter.wit` for Rust,
-//! `wit/adapter.wit`, 0.1, for Python and JavaScript). The Rust project carries
-//! the `chat-formats` library the reference uses, as a path dependency. Building a project runs its language's toolchain: cargo
+//! the contract the references implement, `wit/0.2/adapter.wit`. The Rust
+//! project carries the `chat-formats` library the reference uses, as a path
+//! dependency; the Python one its `calls.py`. Building a project runs its language's toolchain: cargo
 //! (`wasm32-wasip2`), componentize-py or componentize-js, and writes
 //! `<folder>/<name>.wasm`.
 
@@ -17,8 +17,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-const WIT_V01: &str = include_str!("../../../wit/adapter.wit");
-const WIT_V02: &str = include_str!("../../../wit/0.2/adapter.wit");
+const WIT: &str = include_str!("../../../wit/0.2/adapter.wit");
 /// The guests' lock file: a Rust project starts from the versions lmhost's own adapters use.
 const CARGO_LOCK: &str = include_str!("../../../guests/Cargo.lock");
 /// The guests' workspace manifest: the versions and release profile the Rust
@@ -124,6 +123,14 @@ const PYTHON: &[(&str, Source)] = &[
         Source::Reference {
             path: "guests/python/chat-template-py/model_adapter.py",
             text: include_str!("../../../guests/python/chat-template-py/model_adapter.py"),
+            edits: &[],
+        },
+    ),
+    (
+        "calls.py",
+        Source::Reference {
+            path: "guests/python/chat-template-py/calls.py",
+            text: include_str!("../../../guests/python/chat-template-py/calls.py"),
             edits: &[],
         },
     ),
@@ -326,8 +333,7 @@ pub fn new_project(lang: Lang, name: &str, dir: &Path) -> Result<PathBuf> {
         };
         files.push((file, text));
     }
-    let wit = if lang == Lang::Rust { WIT_V02 } else { WIT_V01 };
-    files.push(("wit/adapter.wit", wit.to_string()));
+    files.push(("wit/adapter.wit", WIT.to_string()));
     files.push(("README.md", fill(README)));
     files.push((".gitignore", "/target/\n/node_modules/\n__pycache__/\n*.wasm\n".into()));
     for (path, text) in files {

@@ -106,7 +106,9 @@ impl Suite<'_> {
 
         let mut row = Row::new(rows[0]);
         match self.shape_with(&mut row, model, &question, &with_tools(wit::ToolChoice::Auto)) {
-            Ok(wit::Request::Prompt(p)) if p.text.contains("get_weather") => {}
+            Ok(wit::Request::Prompt(p)) if p.text.contains("get_weather") => {
+                self.output("tools:prompt".into(), p.text);
+            }
             Ok(wit::Request::Prompt(p)) => row.problems.push(format!(
                 "the prompt does not name the tool: {:?}",
                 crate::adapters::truncate(&p.text)
@@ -156,6 +158,7 @@ impl Suite<'_> {
             (Some((c, schema)), Ok(request)) => {
                 let raw = format!("{}{}{}", c.prefix, instance(&schema, 0), c.suffix);
                 row.notes.push(format!("{raw:?}"));
+                self.output("tools:constraint".into(), raw.clone());
                 row.calls += 1;
                 match self.adapter.parse_response(model, &params, &request, &raw) {
                     Ok(done) => row.problems.extend(wrong_call(&done.tool_calls)),
@@ -213,7 +216,9 @@ impl Suite<'_> {
             .adapter
             .shape_request(model, &history, &with_tools(wit::ToolChoice::Auto))
         {
-            Ok(wit::Request::Prompt(p)) if p.text.contains(RESULT) => {}
+            Ok(wit::Request::Prompt(p)) if p.text.contains(RESULT) => {
+                self.output("tools:result-prompt".into(), p.text);
+            }
             Ok(wit::Request::Prompt(p)) => row.problems.push(format!(
                 "the prompt lacks the tool's result: {:?}",
                 crate::adapters::truncate(&p.text)
@@ -222,5 +227,44 @@ impl Suite<'_> {
             Err(e) => row.problems.push(format!("shape-request failed: {e}")),
         }
         self.finish(row);
+        self.family_outputs();
+    }
+
+    /// Recorded outputs of each family (and reasoning, and a malformed call)
+    /// read with `tool_call_format` set: recorded as outputs, so that adapters
+    /// in different languages can be compared reading for reading.
+    fn family_outputs(&mut self) {
+        let recorded: [(&str, &str); 6] = [
+            ("hermes", "Sure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"),
+            ("hermes", "<think>Weather, so a tool.</think>\n<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": </tool_call> oops"),
+            ("llama3", "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}"),
+            ("llama3", "{\"answer\": 42}"),
+            ("mistral", "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}, \"id\": \"a1b2c3d4e\"}]"),
+            ("mistral", "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Oslo\"}"),
+        ];
+        let params = with_tools(wit::ToolChoice::Auto);
+        let request = models::unshaped();
+        for (i, (format, raw)) in recorded.into_iter().enumerate() {
+            let mut spec = models::spec_of(self.model);
+            spec.insert("tool_call_format".into(), format.into());
+            spec.insert("cot_start_tag".into(), "<think>".into());
+            spec.insert("cot_end_tag".into(), "</think>".into());
+            let model = wit::ModelInfo {
+                spec_json: Value::Object(spec).to_string(),
+                ..self.model.clone()
+            };
+            let reading = match self.adapter.parse_response(&model, &params, &request, raw) {
+                Ok(c) => {
+                    let calls: Vec<Value> = c
+                        .tool_calls
+                        .iter()
+                        .map(|t| json!([t.id, t.name, serde_json::from_str::<Value>(&t.arguments).ok()]))
+                        .collect();
+                    json!({"text": c.text, "reasoning": c.reasoning, "calls": calls}).to_string()
+                }
+                Err(e) => format!("error: {e}"),
+            };
+            self.output(format!("tools:family:{i}"), reading);
+        }
     }
 }
