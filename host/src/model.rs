@@ -68,11 +68,13 @@ fn finish(model: String, outcome: Outcome, ids: &mut CallIds, adapter_time: Dura
         response,
         response_text: completion.text,
         reasoning: completion.reasoning.filter(|r| !r.is_empty()),
-        finish_reason: match finish_reason {
-            FinishReason::Stop => completion
-                .finish_reason
-                .unwrap_or_else(|| if tool_calls.is_empty() { "stop" } else { "tool_calls" }.into()),
-            other => other.as_str().into(),
+        // A model that stopped after calling tools finished with `tool_calls`
+        // (OpenAI's meaning), whatever its provider calls it (Gemini: STOP).
+        finish_reason: match (finish_reason, completion.finish_reason) {
+            (FinishReason::Stop, Some(r)) if r != "stop" || tool_calls.is_empty() => r,
+            (FinishReason::Stop, _) if !tool_calls.is_empty() => "tool_calls".into(),
+            (FinishReason::Stop, _) => "stop".into(),
+            (other, _) => other.as_str().into(),
         },
         tool_calls,
         usage: Usage {

@@ -574,9 +574,13 @@ fn google_gemini_paths_roles_and_stream() {
         }
         c
     };
+    let call = json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "f", "args": {"x": 1}}}, {"functionCall": {"name": "f", "args": {"x": 2}}}]},
+        "finishReason": "STOP"}]});
     let api = FixtureApi::start(vec![
         Reply::json(200, chunk("Paris.", Some("STOP"))),
         Reply::events(&[chunk("Par", None), chunk("is.", Some("MAX_TOKENS"))]),
+        Reply::json(200, call),
     ]);
     let entry = json!({"model_name": "gemini-test", "backend": "google", "model_id": "gemini-2.0-flash",
                        "base_url": format!("{}/v1beta", api.url())});
@@ -613,20 +617,27 @@ fn google_gemini_paths_roles_and_stream() {
         ("Paris.", "length")
     );
 
-    // Not mapped yet: tools and response formats are refused before any request.
+    // Tools go as function declarations; Gemini's calls have no ids and its
+    // finish reason is STOP: the host gives each call an id and says `tool_calls`.
     let with_tools = GenerationParams {
         tools: vec![Tool::new("f", "A tool.", json!({"type": "object"}))],
-        ..params()
-    };
-    let json_out = GenerationParams {
+        tool_choice: Some(ToolChoice::Required),
         response_format: Some(ResponseFormat::JsonObject),
         ..params()
     };
-    for (asked, what) in [(with_tools, "tools"), (json_out, "response_format")] {
-        let err = model.generate(&conversation(), &asked).unwrap_err().to_string();
-        assert!(err.contains("does not map") && err.contains(what), "{err}");
-    }
-    assert_eq!(api.requests().len(), 2, "nothing was sent");
+    let g = model.generate(&conversation(), &with_tools).unwrap();
+    let body = api.requests()[2].json();
+    assert_eq!(body["toolConfig"], json!({"functionCallingConfig": {"mode": "ANY"}}));
+    assert_eq!(body["generationConfig"]["responseMimeType"], "application/json");
+    assert_eq!(g.finish_reason, "tool_calls");
+    let calls: Vec<(&str, &str)> = g
+        .tool_calls
+        .iter()
+        .map(|c| (c.name.as_str(), c.arguments.as_str()))
+        .collect();
+    assert_eq!(calls, [("f", r#"{"x":1}"#), ("f", r#"{"x":2}"#)]);
+    assert!(g.tool_calls.iter().all(|c| c.id.starts_with("call_")));
+    assert_ne!(g.tool_calls[0].id, g.tool_calls[1].id);
 }
 
 #[test]

@@ -10,34 +10,43 @@
 //! `extra_body` is merged into the body last; its keys win. No credentials: the
 //! host adds them.
 //!
+//! Tools (contract 0.2): `tools` in OpenAI's shape (which Cohere's v2 API takes),
+//! `tool_choice` `REQUIRED` or `NONE` (auto: left out; a named tool is
+//! `REQUIRED` with only that tool sent); an assistant turn's calls as
+//! `tool_calls`, a tool result as `{"role": "tool", "tool_call_id", "content"}`.
+//! A response format is `{"type": "json_object"}`, with `json_schema` for a schema.
+//!
 //! Response: the `text` of the items of type `text` in `message.content`,
-//! joined; `finish_reason` (`COMPLETE` and `STOP_SEQUENCE` become `stop`,
-//! `MAX_TOKENS` becomes `length`); `usage.tokens.input_tokens` /
-//! `output_tokens`, or `usage.billed_units` when those are missing. Streamed,
-//! `content-delta` events carry the text (`delta.message.content.text`) and
-//! `message-end` the finish reason and usage (`delta.finish_reason`,
-//! `delta.usage`); the other event types are ignored. An error reply, a bare
+//! joined; `message.tool_calls` are the calls and `message.tool_plan` the
+//! reasoning; `finish_reason` (`COMPLETE` and `STOP_SEQUENCE` become `stop`,
+//! `MAX_TOKENS` becomes `length`, `TOOL_CALL` `tool_calls`);
+//! `usage.tokens.input_tokens` / `output_tokens`, or `usage.billed_units` when
+//! those are missing. Streamed, `content-delta` events carry the text
+//! (`delta.message.content.text`), `tool-plan-delta` the reasoning,
+//! `tool-call-start` and `tool-call-delta` a call and its arguments (by
+//! `index`), and `message-end` the finish reason and usage
+//! (`delta.finish_reason`, `delta.usage`); the other event types are ignored.
+//! An error reply, a bare
 //! `{"message": "..."}`, is an `upstream` error with that message, whole or as
 //! an event. The answer text is stripped of leading and trailing whitespace.
 
 use remote_kit::{
-    final_text, parse_reply, str_at, u32_at, upstream, Body, HttpRequest, KitResult, Message, ModelInfo, Params,
-    RemoteAdapter, Reply, Spec, StreamState,
+    final_text, invalid, parse_reply, str_at, u32_at, upstream, Body, Call, HttpRequest, KitResult, Message, ModelInfo,
+    Params, RemoteAdapter, Reply, ResponseFormat, Role, Spec, StreamState, ToolChoice,
 };
 use serde_json::{json, Value};
 
 struct CohereChat;
 
 impl RemoteAdapter for CohereChat {
+    const TOOLS: bool = true;
+    const RESPONSE_FORMATS: bool = true;
+
     fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
         let name = model.name.as_str();
         let spec = Spec::parse(name, &model.spec_json)?;
         let model_id = spec.first_str(&["model_id"])?;
-        let turns = remote_kit::turns(name, messages.iter().map(|m| (m.role.as_str(), m.content.as_str())))?;
-        let messages: Vec<Value> = turns
-            .iter()
-            .map(|(role, content)| json!({ "role": role.as_str(), "content": content }))
-            .collect();
+        let messages = wire_messages(name, messages)?;
 
         let mut body = Body::new();
         body.set("model", model_id)
@@ -52,6 +61,49 @@ impl RemoteAdapter for CohereChat {
             .float(name, "presence_penalty", params.presence_penalty)?;
         if params.stream {
             body.set("stream", true);
+        }
+        let named = match &params.tool_choice {
+            ToolChoice::Named(tool) => Some(tool.as_str()),
+            _ => None,
+        };
+        let tools = params
+            .tools
+            .iter()
+            .filter(|t| named.is_none_or(|n| n == t.name))
+            .map(|t| {
+                let mut function = json!({"name": t.name});
+                if let Some(d) = &t.description {
+                    function["description"] = d.as_str().into();
+                }
+                if let Some(p) = &t.parameters {
+                    function["parameters"] = serde_json::from_str(p)
+                        .map_err(|e| invalid(name, format!("the parameters of tool `{}` are not JSON: {e}", t.name)))?;
+                }
+                Ok(json!({"type": "function", "function": function}))
+            })
+            .collect::<KitResult<Vec<_>>>()?;
+        if !tools.is_empty() {
+            body.set("tools", tools);
+            match &params.tool_choice {
+                ToolChoice::Auto => {}
+                ToolChoice::None => {
+                    body.set("tool_choice", "NONE");
+                }
+                ToolChoice::Required | ToolChoice::Named(_) => {
+                    body.set("tool_choice", "REQUIRED");
+                }
+            }
+        }
+        match &params.response_format {
+            ResponseFormat::Text => {}
+            ResponseFormat::JsonObject => {
+                body.set("response_format", json!({"type": "json_object"}));
+            }
+            ResponseFormat::JsonSchema(format) => {
+                let schema: Value = serde_json::from_str(&format.schema)
+                    .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))?;
+                body.set("response_format", json!({"type": "json_object", "json_schema": schema}));
+            }
         }
         let body = body.finish(&spec)?;
         Ok(HttpRequest {
@@ -81,12 +133,37 @@ impl RemoteAdapter for CohereChat {
             .filter_map(|item| str_at(item, "/text"))
             .collect();
         let (prompt_tokens, completion_tokens) = usage(v.get("usage"));
+        let tool_calls = message
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|call| {
+                let tool = str_at(call, "/function/name")
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| {
+                        upstream(name, format!("a tool call in the provider's reply has no name: {call}"))
+                    })?;
+                let arguments = str_at(call, "/function/arguments").unwrap_or_default();
+                Ok(Call {
+                    id: str_at(call, "/id").unwrap_or_default().to_string(),
+                    name: tool.to_string(),
+                    arguments: if arguments.trim().is_empty() {
+                        "{}".into()
+                    } else {
+                        arguments.to_string()
+                    },
+                })
+            })
+            .collect::<KitResult<Vec<_>>>()?;
         Ok(Reply {
             text: final_text(&text),
             prompt_tokens,
             completion_tokens,
             finish_reason: str_at(&v, "/finish_reason").map(remote_kit::finish_reason),
-            ..Reply::default()
+            reasoning: str_at(message, "/tool_plan").map(final_text).filter(|r| !r.is_empty()),
+            tool_calls,
+            reasoning_tokens: None,
         })
     }
 
@@ -98,6 +175,20 @@ impl RemoteAdapter for CohereChat {
                 return Ok(state
                     .text
                     .push(str_at(&v, "/delta/message/content/text").unwrap_or_default()));
+            }
+            Some("tool-plan-delta") => {
+                state.push_reasoning(str_at(&v, "/delta/message/tool_plan").unwrap_or_default());
+            }
+            Some(kind @ ("tool-call-start" | "tool-call-delta")) => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or_default();
+                let call = v.pointer("/delta/message/tool_calls").unwrap_or(&Value::Null);
+                let (id, tool) = if kind == "tool-call-start" {
+                    (str_at(call, "/id"), str_at(call, "/function/name"))
+                } else {
+                    (None, None)
+                };
+                let arguments = str_at(call, "/function/arguments").unwrap_or_default();
+                state.call_fragment(name, index, id, tool, arguments)?;
             }
             Some("message-end") => {
                 if let Some(reason) = str_at(&v, "/delta/finish_reason") {
@@ -112,6 +203,36 @@ impl RemoteAdapter for CohereChat {
         }
         Ok(String::new())
     }
+}
+
+/// The messages in Cohere's v2 shape: `{role, content}`, an assistant turn's
+/// calls as `tool_calls`, a tool result as a `tool` message with its call's id.
+fn wire_messages(name: &str, messages: &[Message]) -> KitResult<Vec<Value>> {
+    if messages.is_empty() {
+        return Err(invalid(name, "no messages to send"));
+    }
+    messages
+        .iter()
+        .map(|m| {
+            if m.role == "tool" {
+                let id = m
+                    .tool_call_id
+                    .as_deref()
+                    .ok_or_else(|| invalid(name, "a `tool` message needs the `tool_call_id` it answers"))?;
+                return Ok(json!({"role": "tool", "tool_call_id": id, "content": m.content}));
+            }
+            let role = Role::parse(name, &m.role)?;
+            let mut turn = json!({"role": role.as_str(), "content": m.content});
+            if !m.tool_calls.is_empty() {
+                turn["tool_calls"] = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect();
+            }
+            Ok(turn)
+        })
+        .collect()
 }
 
 /// An error reply: a string `message` and nothing of an answer.
@@ -222,5 +343,69 @@ mod tests {
         assert!(upstream_message(whole(m(), raw).unwrap_err()).contains("invalid api token"));
         assert!(upstream_message(streamed(m(), &[raw]).unwrap_err()).contains("invalid api token"));
         assert!(whole(m(), r#"{"finish_reason":"COMPLETE"}"#).is_err());
+    }
+
+    #[test]
+    fn tools_calls_and_results_go_in_cohere_shapes_and_come_back() {
+        let mut p = params();
+        p.tools = ["get_weather", "get_time"]
+            .iter()
+            .map(|n| remote_kit::Tool {
+                name: n.to_string(),
+                description: None,
+                parameters: Some(r#"{"type":"object"}"#.into()),
+                strict: false,
+            })
+            .collect();
+        p.tool_choice = ToolChoice::Named("get_weather".into());
+        let mut history = messages(&[("user", "Weather?"), ("assistant", ""), ("tool", "3 C")]);
+        history[1].tool_calls = vec![remote_kit::ToolCall {
+            id: "c1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Oslo"}"#.into(),
+        }];
+        history[2].tool_call_id = Some("c1".into());
+        let (_, _, _, body) = shape(model("cohere", json!({"model_id": "command-r"})), history, p).unwrap();
+        assert_eq!(
+            body["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            r#"{"city":"Oslo"}"#
+        );
+        assert_eq!(
+            body["messages"][2],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "3 C"})
+        );
+        assert_eq!(
+            body["tools"].as_array().map(Vec::len),
+            Some(1),
+            "only the named tool: {body}"
+        );
+        assert_eq!(body["tool_choice"], "REQUIRED");
+
+        let m = || model("cohere", json!({"model_id": "command-r"}));
+        let raw = r#"{"id":"x","finish_reason":"TOOL_CALL","message":{"role":"assistant","tool_plan":"I will check.",
+            "tool_calls":[{"id":"get_weather_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}}]},
+            "usage":{"tokens":{"input_tokens":20,"output_tokens":9}}}"#;
+        let read = whole_completion(m(), raw).unwrap();
+        let events = [
+            r#"{"type":"message-start","id":"x","delta":{"message":{"role":"assistant"}}}"#,
+            r#"{"type":"tool-plan-delta","delta":{"message":{"tool_plan":"I will "}}}"#,
+            r#"{"type":"tool-plan-delta","delta":{"message":{"tool_plan":"check."}}}"#,
+            r#"{"type":"tool-call-start","index":0,"delta":{"message":{"tool_calls":{"id":"get_weather_1","type":"function","function":{"name":"get_weather","arguments":""}}}}}"#,
+            r#"{"type":"tool-call-delta","index":0,"delta":{"message":{"tool_calls":{"function":{"arguments":"{\"city\":"}}}}}"#,
+            r#"{"type":"tool-call-delta","index":0,"delta":{"message":{"tool_calls":{"function":{"arguments":"\"Oslo\"}"}}}}}"#,
+            r#"{"type":"tool-call-end","index":0}"#,
+            r#"{"type":"message-end","delta":{"finish_reason":"TOOL_CALL","usage":{"tokens":{"input_tokens":20,"output_tokens":9}}}}"#,
+        ];
+        let streamed = streamed_completion(m(), &events).unwrap();
+        for c in [read, streamed] {
+            assert_eq!(c.reasoning.as_deref(), Some("I will check."));
+            assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+            let calls: Vec<(&str, &str, &str)> = c
+                .tool_calls
+                .iter()
+                .map(|t| (t.id.as_str(), t.name.as_str(), t.arguments.as_str()))
+                .collect();
+            assert_eq!(calls, [("get_weather_1", "get_weather", r#"{"city":"Oslo"}"#)]);
+        }
     }
 }

@@ -552,6 +552,12 @@ impl StreamState {
         Ok(())
     }
 
+    /// Adds a call that came whole (Gemini's `functionCall` parts), after the others.
+    pub fn push_call(&mut self, name: &str, id: Option<&str>, tool: &str, arguments: &str) -> KitResult<()> {
+        let index = self.calls.keys().next_back().map_or(0, |last| last + 1);
+        self.call_fragment(name, index, id, Some(tool), arguments)
+    }
+
     /// Records the raw finish reason, mapped.
     pub fn set_finish_reason(&mut self, raw: &str) {
         self.finish_reason = Some(finish_reason(raw));
