@@ -326,6 +326,15 @@ fn openai_sends_the_documented_request_and_reads_reply_and_stream() {
             json!({"choices": [], "usage": {"prompt_tokens": 21, "completion_tokens": 3}}),
             json!("[DONE]"),
         ]),
+        // OpenAI's streamed tool calls: the id and name first, the arguments in pieces.
+        Reply::events(&[
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": [
+                {"index": 0, "id": "call_abc", "type": "function", "function": {"name": "f", "arguments": ""}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"x\""}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+            json!("[DONE]"),
+        ]),
     ]);
     let entry = json!({"model_name": "gpt-test", "backend": "openai", "model_id": "gpt-4o-mini",
                        "base_url": format!("{}/v1", api.url())});
@@ -379,6 +388,38 @@ fn openai_sends_the_documented_request_and_reads_reply_and_stream() {
     assert_eq!((g.usage.prompt_tokens, g.usage.completion_tokens), (21, 3));
     assert_eq!(g.response.as_array().map(Vec::len), Some(5), "{}", g.response);
     assert!(g.timings.time_to_first_token_ms.is_some());
+
+    let with_tools = GenerationParams {
+        tools: vec![Tool::new("f", "A tool.", json!({"type": "object"}))],
+        tool_choice: Some(ToolChoice::Function("f".into())),
+        ..params()
+    };
+    let mut calls = Vec::new();
+    let g = model
+        .generate_stream_deltas(&conversation(), &with_tools, |d| {
+            calls.extend(d.tool_calls.iter().cloned());
+            true
+        })
+        .unwrap();
+    let body = api.requests()[2].json();
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "function", "function": {"name": "f"}})
+    );
+    assert_eq!(
+        body["tools"],
+        json!([{"type": "function", "function": {"name": "f", "description": "A tool.", "parameters": {"type": "object"}}}])
+    );
+    assert_eq!((g.finish_reason.as_str(), g.response_text.as_str()), ("tool_calls", ""));
+    assert_eq!(calls, g.tool_calls);
+    assert_eq!(
+        (
+            g.tool_calls[0].id.as_str(),
+            g.tool_calls[0].name.as_str(),
+            g.tool_calls[0].arguments.as_str()
+        ),
+        ("call_abc", "f", r#"{"x": 1}"#)
+    );
 }
 
 #[test]
@@ -460,10 +501,16 @@ fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
         "content": [{"type": "tool_use", "id": "toolu_7", "name": "f", "input": {"x": 1}}],
         "stop_reason": "tool_use", "usage": {"input_tokens": 40, "output_tokens": 9}
     });
+    let json_answer = json!({
+        "id": "msg_3", "type": "message", "role": "assistant",
+        "content": [{"type": "tool_use", "id": "toolu_8", "name": "lmhost_json_answer", "input": {"city": "Paris"}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 40, "output_tokens": 9}
+    });
     let api = FixtureApi::start(vec![
         Reply::json(200, reply.clone()),
         Reply::named_events(stream),
         Reply::json(200, tool_use),
+        Reply::json(200, json_answer),
     ]);
     let entry = json!({"model_name": "claude-test", "backend": "anthropic", "model_id": "claude-x",
                        "base_url": format!("{}/v1", api.url())});
@@ -527,14 +574,31 @@ fn anthropic_splits_the_system_prompt_merges_turns_and_streams_events() {
         ),
         ("toolu_7", "f", r#"{"x":1}"#)
     );
-    // Not mapped: a response format is refused before any request.
+    // No JSON mode in this API: a response format is a forced tool whose input
+    // is the answer.
     let json_out = GenerationParams {
         response_format: Some(ResponseFormat::JsonObject),
         ..params()
     };
-    let err = model.generate(&messages, &json_out).unwrap_err().to_string();
-    assert!(err.contains("does not map") && err.contains("response_format"), "{err}");
-    assert_eq!(api.requests().len(), 3, "nothing was sent");
+    let g = model.generate(&messages, &json_out).unwrap();
+    let body = api.requests()[3].json();
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "lmhost_json_answer"})
+    );
+    assert_eq!(
+        (g.response_text.as_str(), g.finish_reason.as_str()),
+        (r#"{"city":"Paris"}"#, "stop")
+    );
+    assert!(g.tool_calls.is_empty());
+    // With tools of its own too: refused before any request.
+    let both = GenerationParams {
+        tools: vec![Tool::new("f", "A tool.", json!({"type": "object"}))],
+        ..json_out
+    };
+    let err = model.generate(&messages, &both).unwrap_err().to_string();
+    assert!(err.contains("response_format") && err.contains("tools"), "{err}");
+    assert_eq!(api.requests().len(), 4, "nothing was sent");
 }
 
 #[test]
@@ -656,7 +720,21 @@ fn cohere_v2_chat_request_reply_and_stream() {
         json!({"type": "message-end", "delta": {"finish_reason": "MAX_TOKENS",
                "usage": {"billed_units": {"input_tokens": 9, "output_tokens": 2}, "tokens": {"input_tokens": 70, "output_tokens": 2}}}}),
     ];
-    let api = FixtureApi::start(vec![Reply::json(200, reply), Reply::events(&stream)]);
+    let tool_stream = [
+        json!({"type": "message-start", "id": "c3", "delta": {"message": {"role": "assistant"}}}),
+        json!({"type": "tool-plan-delta", "delta": {"message": {"tool_plan": "I will look it up."}}}),
+        json!({"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls":
+               {"id": "f_1", "type": "function", "function": {"name": "f", "arguments": ""}}}}}),
+        json!({"type": "tool-call-delta", "index": 0, "delta": {"message": {"tool_calls": {"function": {"arguments": "{\"x\": 1}"}}}}}),
+        json!({"type": "tool-call-end", "index": 0}),
+        json!({"type": "message-end", "delta": {"finish_reason": "TOOL_CALL",
+               "usage": {"tokens": {"input_tokens": 80, "output_tokens": 12}}}}),
+    ];
+    let api = FixtureApi::start(vec![
+        Reply::json(200, reply),
+        Reply::events(&stream),
+        Reply::events(&tool_stream),
+    ]);
     let entry = json!({"model_name": "command-test", "backend": "cohere", "model_id": "command-r",
                        "base_url": format!("{}/v2", api.url())});
     let (host, _home) = remote_host(json!([entry]), json!({"cohere": {"api_key": SECRET}}));
@@ -681,6 +759,34 @@ fn cohere_v2_chat_request_reply_and_stream() {
     assert_eq!(
         (g.response_text.as_str(), g.finish_reason.as_str()),
         ("Paris.", "length")
+    );
+
+    // Tools, streamed: the plan is the reasoning, the call comes together by index.
+    let with_tools = GenerationParams {
+        tools: vec![Tool::new("f", "A tool.", json!({"type": "object"}))],
+        tool_choice: Some(ToolChoice::Required),
+        ..params()
+    };
+    let mut calls = Vec::new();
+    let g = model
+        .generate_stream_deltas(&conversation()[..2], &with_tools, |d| {
+            calls.extend(d.tool_calls.iter().cloned());
+            true
+        })
+        .unwrap();
+    let body = api.requests()[2].json();
+    assert_eq!(body["tool_choice"], "REQUIRED");
+    assert_eq!(body["tools"][0]["function"]["name"], "f");
+    assert_eq!(g.finish_reason, "tool_calls");
+    assert_eq!(g.reasoning.as_deref(), Some("I will look it up."));
+    assert_eq!(calls, g.tool_calls);
+    assert_eq!(
+        (
+            g.tool_calls[0].id.as_str(),
+            g.tool_calls[0].name.as_str(),
+            g.tool_calls[0].arguments.as_str()
+        ),
+        ("f_1", "f", r#"{"x": 1}"#)
     );
 }
 

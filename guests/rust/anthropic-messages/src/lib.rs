@@ -22,8 +22,14 @@
 //! or `{type: none}`, with `disable_parallel_tool_use` when parallel calls are
 //! off. An assistant turn's calls become `tool_use` blocks (`input`: the
 //! arguments as an object) after its text; a tool result becomes a
-//! `tool_result` block (`tool_use_id`, `content`) in a user turn. Response
-//! formats are not mapped (refused).
+//! `tool_result` block (`tool_use_id`, `content`) in a user turn.
+//!
+//! Response formats: the API has no JSON mode, so a `json-object` or
+//! `json-schema` format becomes one tool, `lmhost_json_answer`, whose input
+//! schema is the format's (`{"type": "object"}` for `json-object`), and the call
+//! is forced (`tool_choice` `{type: tool}`); its input comes back as the answer
+//! text. Refused with tools of the call's own, with `thinking_mode` (the API
+//! forces no tool while thinking) and for a schema that is not an object.
 //!
 //! Response: the `text` of the content blocks of type `text`, joined; `tool_use`
 //! blocks are the calls (`id`, `name`, `input`); `thinking` blocks the
@@ -38,8 +44,8 @@
 //! The answer text is stripped of leading and trailing whitespace.
 
 use remote_kit::{
-    describe_error, final_text, invalid, parse_reply, str_at, u32_at, upstream, Body, Call, HttpRequest, KitResult,
-    Message, ModelInfo, Params, RemoteAdapter, Reply, Role, Spec, StreamState, ToolChoice,
+    describe_error, final_text, invalid, parse_reply, str_at, u32_at, unsupported, upstream, Body, Call, HttpRequest,
+    KitResult, Message, ModelInfo, Params, RemoteAdapter, Reply, ResponseFormat, Role, Spec, StreamState, ToolChoice,
 };
 use serde_json::{json, Value};
 
@@ -48,11 +54,26 @@ const API_VERSION: &str = "2023-06-01";
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// The thinking budget when `thinking_mode` is on and the entry sets none.
 const DEFAULT_THINKING_BUDGET: u64 = 16000;
+/// The tool a JSON response format becomes (see the module).
+const JSON_TOOL: &str = "lmhost_json_answer";
 
 struct AnthropicMessages;
 
 impl RemoteAdapter for AnthropicMessages {
     const TOOLS: bool = true;
+    const RESPONSE_FORMATS: bool = true;
+
+    fn finish_reply(mut reply: Reply) -> Reply {
+        let (json, calls): (Vec<Call>, Vec<Call>) = reply.tool_calls.into_iter().partition(|c| c.name == JSON_TOOL);
+        if let Some(answer) = json.into_iter().next() {
+            reply.text = answer.arguments;
+            if calls.is_empty() && reply.finish_reason.as_deref() == Some("tool_calls") {
+                reply.finish_reason = Some("stop".into());
+            }
+        }
+        reply.tool_calls = calls;
+        reply
+    }
 
     fn shape(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<HttpRequest> {
         let name = model.name.as_str();
@@ -64,6 +85,11 @@ impl RemoteAdapter for AnthropicMessages {
         body.set("model", model_id)
             .set("messages", messages)
             .opt("system", system);
+        if let Some(schema) = json_answer_schema(name, params, &spec)? {
+            let tool = json!({"name": JSON_TOOL, "description": "Give the answer as this tool's input.", "input_schema": schema});
+            body.set("tools", json!([tool]))
+                .set("tool_choice", json!({"type": "tool", "name": JSON_TOOL}));
+        }
         if !params.tools.is_empty() {
             let tools: Vec<Value> = params
                 .tools
@@ -190,6 +216,32 @@ impl RemoteAdapter for AnthropicMessages {
         }
         Ok(String::new())
     }
+}
+
+/// The input schema of the tool a JSON response format becomes, if it asks for one.
+fn json_answer_schema(name: &str, params: &Params, spec: &Spec) -> KitResult<Option<Value>> {
+    let schema = match &params.response_format {
+        ResponseFormat::Text => return Ok(None),
+        ResponseFormat::JsonObject => json!({"type": "object"}),
+        ResponseFormat::JsonSchema(format) => serde_json::from_str(&format.schema)
+            .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))?,
+    };
+    let refuse = |why: &str| {
+        Err(unsupported(
+            name,
+            format!("`response_format` {why} on the anthropic backend"),
+        ))
+    };
+    if !params.tools.is_empty() {
+        return refuse("together with tools is not supported");
+    }
+    if spec.flag("thinking_mode")? {
+        return refuse("with `thinking_mode` is not supported (the API forces no tool while thinking)");
+    }
+    if schema.get("type").and_then(Value::as_str) != Some("object") {
+        return refuse("needs a schema of an object (it becomes a tool's input)");
+    }
+    Ok(Some(schema))
 }
 
 /// The messages as the API takes them: system messages lifted into `system`,
@@ -479,5 +531,53 @@ mod tests {
             let args: Value = serde_json::from_str(&c.tool_calls[0].arguments).unwrap();
             assert_eq!(args, json!({"city": "Oslo"}));
         }
+    }
+
+    #[test]
+    fn a_json_format_is_a_forced_tool_whose_input_is_the_answer() {
+        let mut p = params();
+        p.response_format = ResponseFormat::JsonSchema(remote_kit::JsonSchemaFormat {
+            name: "city".into(),
+            schema: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
+            strict: true,
+        });
+        let m = || model("anthropic", json!({"model_id": "c"}));
+        let (_, _, _, body) = shape(m(), messages(&[("user", "u")]), p.clone()).unwrap();
+        assert_eq!(body["tools"][0]["name"], JSON_TOOL);
+        assert_eq!(body["tools"][0]["input_schema"]["properties"]["city"]["type"], "string");
+        assert_eq!(body["tool_choice"], json!({"type": "tool", "name": JSON_TOOL}));
+
+        let raw = r#"{"type":"message","content":[{"type":"tool_use","id":"toolu_1","name":"lmhost_json_answer",
+            "input":{"city":"Oslo"}}],"stop_reason":"tool_use","usage":{"input_tokens":5,"output_tokens":7}}"#;
+        let read = whole_completion(m(), raw).unwrap();
+        let events = [
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":5}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"lmhost_json_answer","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Oslo\"}"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}"#,
+        ];
+        let streamed = streamed_completion(m(), &events).unwrap();
+        for c in [read, streamed] {
+            assert!(c.tool_calls.is_empty(), "{:?}", c.tool_calls);
+            assert_eq!(serde_json::from_str::<Value>(&c.text).unwrap(), json!({"city": "Oslo"}));
+            assert_eq!(c.finish_reason.as_deref(), Some("stop"));
+        }
+
+        let mut with_tools = p.clone();
+        with_tools.tools = vec![remote_kit::Tool {
+            name: "f".into(),
+            description: None,
+            parameters: None,
+            strict: false,
+        }];
+        assert!(matches!(
+            shape(m(), messages(&[("user", "u")]), with_tools),
+            Err(AdapterError::Unsupported(_))
+        ));
+        let thinking = model("anthropic", json!({"model_id": "c", "thinking_mode": true}));
+        assert!(matches!(
+            shape(thinking, messages(&[("user", "u")]), p),
+            Err(AdapterError::Unsupported(_))
+        ));
     }
 }

@@ -628,6 +628,12 @@ pub trait RemoteAdapter: 'static {
     /// One streamed event's `data` for model `name`: records what it tells in
     /// `state` and returns the answer text to show now (see [`StreamText`]).
     fn stream_event(name: &str, state: &mut StreamState, data: &str) -> KitResult<String>;
+
+    /// The last word on a reply, whole or streamed, before it becomes the
+    /// completion (Anthropic's JSON answers arrive as a tool call).
+    fn finish_reply(reply: Reply) -> Reply {
+        reply
+    }
 }
 
 /// The WIT `completion` of a [`Reply`].
@@ -706,7 +712,7 @@ impl<A: RemoteAdapter> Guest for Remote<A> {
         _request: Request,
         raw: String,
     ) -> Result<Completion, AdapterError> {
-        Ok(completion(A::parse_whole(&model.name, &raw)?))
+        Ok(completion(A::finish_reply(A::parse_whole(&model.name, &raw)?)))
     }
 }
 
@@ -740,7 +746,7 @@ impl<A: RemoteAdapter> GuestResponseStream for Stream<A> {
     }
 
     fn finish(&self) -> Result<Completion, AdapterError> {
-        Ok(completion(self.state.borrow().finish(&self.name)?))
+        Ok(completion(A::finish_reply(self.state.borrow().finish(&self.name)?)))
     }
 }
 
