@@ -404,3 +404,109 @@ fn template_context_is_transformers_in_every_language() {
         assert!(err.contains("must be an object"), "{name}: {err}");
     }
 }
+
+/// The chat-template adapter gives a template what transformers gives it when a
+/// chat has tools, assistant tool calls and tool results: through the adapter,
+/// every template of the corpus that reads `tools` renders the tool sets as
+/// jinja2 renders them (the known differences aside; templates that read the
+/// clock or that jinja2 cannot render are left out).
+#[test]
+fn the_adapter_passes_tools_calls_and_results_as_transformers_does() {
+    let runtime = AdapterRuntime::new(None).unwrap();
+    let adapter = runtime
+        .load("chat-template", None, lmhost::adapters::AdapterLimits::default())
+        .unwrap();
+    let known = known_differences();
+    let (mut compared, mut diffs) = (0, Vec::new());
+    let sets: Vec<Set> = sets().into_iter().filter(|s| s.name.starts_with("tools")).collect();
+    assert_eq!(sets.len(), 3);
+    for template in templates()
+        .iter()
+        .filter(|t| t.source.contains("tools") && !t.source.contains("strftime_now"))
+    {
+        for set in &sets {
+            let at = format!("{} × {}", template.name, set.name);
+            let Expected::Text(want) = expected(template, set) else {
+                continue;
+            };
+            if known.contains(&at) {
+                continue;
+            }
+            let data: serde_json::Value = serde_json::to_value(&set.data).unwrap();
+            let messages: Vec<wit::Message> = data["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let text = |key: &str| m[key].as_str().map(str::to_string);
+                    let calls = m["tool_calls"].as_array().into_iter().flatten();
+                    wit::Message {
+                        tool_calls: calls
+                            .map(|c| wit::ToolCall {
+                                id: c["id"].as_str().unwrap_or_default().into(),
+                                name: c["function"]["name"].as_str().unwrap().into(),
+                                arguments: c["function"]["arguments"].to_string(),
+                            })
+                            .collect(),
+                        tool_call_id: text("tool_call_id"),
+                        name: text("name"),
+                        ..wit::Message::new(text("role").unwrap(), text("content").unwrap_or_default())
+                    }
+                })
+                .collect();
+            let tools = data["tools"].as_array().into_iter().flatten();
+            let params = wit::Params {
+                tools: tools
+                    .map(|t| wit::Tool {
+                        name: t["function"]["name"].as_str().unwrap().into(),
+                        description: t["function"]["description"].as_str().map(str::to_string),
+                        parameters: Some(t["function"]["parameters"].to_string()),
+                        strict: false,
+                    })
+                    .collect(),
+                ..wit::Params::plain()
+            };
+            let info = wit::ModelInfo {
+                name: template.name.clone(),
+                backend: "llamacpp".into(),
+                spec_json: serde_json::json!({"chat_template_kwargs": data["kwargs"]}).to_string(),
+                builtin_template: Some(template.source.clone()),
+                bos_token: Some(template.bos.clone()),
+                eos_token: Some(template.eos.clone()),
+                add_bos: false,
+                context_length: None,
+            };
+            compared += 1;
+            match adapter.shape_request(&info, &messages, &params) {
+                Ok(wit::Request::Prompt(p)) if p.text == want => {}
+                Ok(wit::Request::Prompt(p)) => {
+                    let first = want
+                        .bytes()
+                        .zip(p.text.bytes())
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(want.len().min(p.text.len()));
+                    let near = |s: &str| {
+                        s.get(first.saturating_sub(30)..)
+                            .unwrap_or(s)
+                            .chars()
+                            .take(90)
+                            .collect::<String>()
+                    };
+                    diffs.push(format!(
+                        "{at}: at byte {first}\n  jinja2: {:?}\n  adapter: {:?}",
+                        near(&want),
+                        near(&p.text)
+                    ));
+                }
+                Ok(wit::Request::Http(_)) => diffs.push(format!("{at}: an HTTP request")),
+                Err(e) => diffs.push(format!("{at}: {e}")),
+            }
+        }
+    }
+    eprintln!(
+        "{} of {compared} tool renderings through the adapter as jinja2's",
+        compared - diffs.len()
+    );
+    assert!(compared >= 60, "{compared}");
+    assert!(diffs.is_empty(), "{} differ:\n{}", diffs.len(), diffs.join("\n"));
+}

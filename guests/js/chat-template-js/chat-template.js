@@ -245,12 +245,19 @@ function mistralId(id) {
   return out;
 }
 
-// A message as transformers passes it: role, content (null for calls only),
-// then only the keys it has.
+// A message as transformers passes it (and as the template corpus renders it):
+// role, then for a tool result tool_call_id and name before content, else
+// content and the calls; only the keys it has.
 function messageJson(m, mistralIds) {
   const ident = mistralIds ? mistralId : (i) => i;
   const calls = m.toolCalls ?? [];
-  const out = { role: m.role, content: m.content === '' && calls.length > 0 ? null : m.content };
+  if (m.toolCallId !== undefined) {
+    const out = { role: m.role, tool_call_id: ident(m.toolCallId) };
+    if (m.name !== undefined) out.name = m.name;
+    out.content = m.content;
+    return out;
+  }
+  const out = { role: m.role, content: m.content };
   if (calls.length > 0) {
     out.tool_calls = calls.map((c) => ({
       id: ident(c.id),
@@ -258,7 +265,6 @@ function messageJson(m, mistralIds) {
       function: { name: c.name, arguments: parseObject(c.arguments) ?? c.arguments },
     }));
   }
-  if (m.toolCallId !== undefined) out.tool_call_id = ident(m.toolCallId);
   if (m.name !== undefined) out.name = m.name;
   if (m.reasoning !== undefined) out.reasoning_content = m.reasoning;
   return out;
@@ -504,7 +510,7 @@ function toolsOf(model, spec, template, params) {
   const detected = detectFormat(template);
   return {
     format: named ?? detected ?? 'hermes',
-    native: template.includes('tools') && (detected !== null || named !== null),
+    native: template.includes('tools'),
     active: params.tools.length > 0 && params.toolChoice.tag !== 'none',
   };
 }

@@ -224,7 +224,7 @@ class Tools:
                 )
         detected = calls.detect_format(template)
         self.format = named or detected or "hermes"
-        self.native = "tools" in template and (detected is not None or named is not None)
+        self.native = "tools" in template
         self.active = bool(params.tools) and not isinstance(params.tool_choice, ToolChoice_None_)
 
     def constraint(self, model: ModelInfo, params):

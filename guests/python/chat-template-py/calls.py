@@ -144,10 +144,17 @@ def mistral_id(call_id: str) -> str:
 
 
 def message_json(m, mistral_ids: bool) -> dict:
-    """A message as transformers passes it: role, content (null for calls
-    only), then only the keys it has."""
+    """A message as transformers passes it (and as the template corpus renders
+    it): role, then for a tool result tool_call_id and name before content,
+    else content and the calls; only the keys it has."""
     ident = mistral_id if mistral_ids else (lambda i: i)
-    out = {"role": m.role, "content": None if (m.content == "" and m.tool_calls) else m.content}
+    if m.tool_call_id is not None:
+        out = {"role": m.role, "tool_call_id": ident(m.tool_call_id)}
+        if m.name is not None:
+            out["name"] = m.name
+        out["content"] = m.content
+        return out
+    out = {"role": m.role, "content": m.content}
     if m.tool_calls:
         out["tool_calls"] = [
             {
@@ -160,8 +167,6 @@ def message_json(m, mistral_ids: bool) -> dict:
             }
             for c in m.tool_calls
         ]
-    if m.tool_call_id is not None:
-        out["tool_call_id"] = ident(m.tool_call_id)
     if m.name is not None:
         out["name"] = m.name
     if m.reasoning is not None:

@@ -100,16 +100,23 @@ fn raw_object(text: &str) -> Option<Box<RawValue>> {
         .filter(|raw| raw.get().starts_with('{'))
 }
 
-/// One message as transformers passes it: `role` and `content` (null for an
-/// assistant turn of calls only), then only the keys it has.
+/// One message as transformers passes it (and as the template corpus renders
+/// it): `role`, then for a tool result `tool_call_id` and `name` before
+/// `content`, else `content` and the calls; only the keys it has.
 fn write_message(json: &mut String, m: &Message, mistral_ids: bool) {
-    let content = if m.content.is_empty() && !m.tool_calls.is_empty() {
-        "null".to_string()
-    } else {
-        string(&m.content)
-    };
-    json.push_str(&format!("{{\"role\":{},\"content\":{content}", string(&m.role)));
     let id = |id: &str| if mistral_ids { mistral_id(id) } else { id.to_string() };
+    json.push_str(&format!("{{\"role\":{}", string(&m.role)));
+    if m.tool_call_id.is_some() {
+        if let Some(call_id) = &m.tool_call_id {
+            json.push_str(&format!(",\"tool_call_id\":{}", string(&id(call_id))));
+        }
+        if let Some(name) = &m.name {
+            json.push_str(&format!(",\"name\":{}", string(name)));
+        }
+        json.push_str(&format!(",\"content\":{}}}", string(&m.content)));
+        return;
+    }
+    json.push_str(&format!(",\"content\":{}", string(&m.content)));
     if !m.tool_calls.is_empty() {
         json.push_str(",\"tool_calls\":[");
         for (n, call) in m.tool_calls.iter().enumerate() {
@@ -128,9 +135,6 @@ fn write_message(json: &mut String, m: &Message, mistral_ids: bool) {
             ));
         }
         json.push(']');
-    }
-    if let Some(call_id) = &m.tool_call_id {
-        json.push_str(&format!(",\"tool_call_id\":{}", string(&id(call_id))));
     }
     if let Some(name) = &m.name {
         json.push_str(&format!(",\"name\":{}", string(name)));

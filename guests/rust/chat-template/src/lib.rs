@@ -97,7 +97,8 @@ impl Guest for ChatTemplate {
 /// tools the model may call (empty when it may call none).
 pub(crate) struct Tools {
     pub(crate) format: ToolFormat,
-    /// The template reads `tools` itself; otherwise lmhost's fallback writes them.
+    /// The template reads `tools` itself (it names them; its call format may be
+    /// one lmhost does not know); otherwise lmhost's fallback writes them.
     pub(crate) native: bool,
     pub(crate) active: bool,
 }
@@ -122,7 +123,7 @@ impl Tools {
         let detected = ToolFormat::detect(template);
         Ok(Self {
             format: named.or(detected).unwrap_or(ToolFormat::Hermes),
-            native: template.contains("tools") && (detected.is_some() || named.is_some()),
+            native: template.contains("tools"),
             active: !params.tools.is_empty() && !matches!(params.tool_choice, ToolChoice::None),
         })
     }
