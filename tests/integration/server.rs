@@ -193,6 +193,47 @@ async fn chat_completion_streamed() {
     server.shutdown().await;
 }
 
+/// `api_key`: a bearer key on every path but `/health`; 401 in OpenAI's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_guards_every_path_but_health() {
+    let server = start(ServerConfig {
+        api_key: Some("sk-server-key".into()),
+        ..ServerConfig::ephemeral()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let chat = json!({"model": "story", "messages": [{"role": "user", "content": "Hi"}]});
+    for auth in [
+        None,
+        Some("Bearer sk-wrong"),
+        Some("Bearer sk-server-keyX"),
+        Some("sk-server-key"),
+    ] {
+        let mut request = client.post(server.url("/v1/chat/completions")).json(&chat);
+        if let Some(value) = auth {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{auth:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_openai_error(&body, "invalid_request_error");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+    let response = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth("sk-server-key")
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let models = client.get(server.url("/v1/models")).send().await.unwrap();
+    assert_eq!(models.status().as_u16(), 401);
+    let health = client.get(server.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    server.shutdown().await;
+}
+
 /// Tools, tool calls, reasoning: whole and streamed, in OpenAI's shapes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tool_calls_and_reasoning_whole_and_streamed() {

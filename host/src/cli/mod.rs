@@ -169,6 +169,9 @@ struct ServeArgs {
     /// Largest request body in bytes (larger gets 413).
     #[arg(long, default_value_t = 8 << 20)]
     max_body_bytes: usize,
+    /// Require `Authorization: Bearer KEY` on every path but /health (401 otherwise).
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -14,6 +14,7 @@ pub(super) fn serve(host: Host, args: ServeArgs) -> Result<()> {
         max_queue: args.max_queue,
         max_body_bytes: args.max_body_bytes,
         preload: args.model,
+        api_key: args.api_key.filter(|k| !k.is_empty()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -111,6 +111,22 @@ impl ApiError {
         }
     }
 
+    /// The 401 for a request without the server's API key, as OpenAI answers it.
+    ///
+    /// ```
+    /// let e = lmhost::server::ApiError::unauthorized();
+    /// assert_eq!((e.status.as_u16(), e.code), (401, Some("invalid_api_key")));
+    /// ```
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "incorrect or missing API key: send the server's key as `Authorization: Bearer <key>`".into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
     /// The 413 for a body over the limit.
     ///
     /// ```

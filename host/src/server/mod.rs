@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Models to load before accepting requests (the rest load on first use).
     pub preload: Vec<String>,
+    /// Clients must send `Authorization: Bearer <api_key>` (compared in constant
+    /// time; anything else is a 401 in OpenAI's shape). `/health` stays open.
+    /// `None` (the default): no key.
+    pub api_key: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             max_queue: 64,
             max_body_bytes: 8 << 20,
             preload: Vec::new(),
+            api_key: None,
         }
     }
 }

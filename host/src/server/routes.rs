@@ -37,6 +37,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state)
 }
@@ -66,6 +67,29 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
         metrics.observe_latency(endpoint, started.elapsed());
     }
     response
+}
+
+/// With an API key set, every path but `/health` needs `Authorization: Bearer
+/// <key>`; the key is compared in constant time.
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    use subtle::ConstantTimeEq;
+    let Some(key) = state.config.api_key.as_deref() else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let sent = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(sent.as_bytes().ct_eq(key.as_bytes())) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
 }
 
 async fn no_route(request: Request) -> ApiError {
