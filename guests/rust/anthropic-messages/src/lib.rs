@@ -95,12 +95,7 @@ impl RemoteAdapter for AnthropicMessages {
                 .tools
                 .iter()
                 .map(|t| {
-                    let schema = match &t.parameters {
-                        Some(text) => serde_json::from_str(text).map_err(|e| {
-                            invalid(name, format!("the parameters of tool `{}` are not JSON: {e}", t.name))
-                        })?,
-                        None => json!({"type": "object"}),
-                    };
+                    let schema = remote_kit::tool_parameters(name, t)?.unwrap_or_else(|| json!({"type": "object"}));
                     let mut tool = json!({"name": t.name, "input_schema": schema});
                     if let Some(d) = &t.description {
                         tool["description"] = d.as_str().into();
@@ -223,8 +218,7 @@ fn json_answer_schema(name: &str, params: &Params, spec: &Spec) -> KitResult<Opt
     let schema = match &params.response_format {
         ResponseFormat::Text => return Ok(None),
         ResponseFormat::JsonObject => json!({"type": "object"}),
-        ResponseFormat::JsonSchema(format) => serde_json::from_str(&format.schema)
-            .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))?,
+        ResponseFormat::JsonSchema(format) => remote_kit::format_schema(name, format)?,
     };
     let refuse = |why: &str| {
         Err(unsupported(
@@ -253,13 +247,10 @@ fn wire_messages(name: &str, messages: &[Message]) -> KitResult<(Option<String>,
     }
     let text = |t: &str| json!({"type": "text", "text": t});
     let mut system = Vec::new();
-    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for m in messages {
         let (role, blocks) = if m.role == "tool" {
-            let id = m
-                .tool_call_id
-                .as_deref()
-                .ok_or_else(|| invalid(name, "a `tool` message needs the `tool_call_id` it answers"))?;
+            let id = remote_kit::answered_call_id(name, m)?;
             (
                 "user",
                 vec![json!({"type": "tool_result", "tool_use_id": id, "content": m.content})],
@@ -277,34 +268,21 @@ fn wire_messages(name: &str, messages: &[Message]) -> KitResult<(Option<String>,
                         blocks.push(text(&m.content));
                     }
                     for call in &m.tool_calls {
-                        let input: Value = serde_json::from_str(&call.arguments)
-                            .ok()
-                            .filter(Value::is_object)
-                            .ok_or_else(|| {
-                                invalid(
-                                    name,
-                                    format!("the arguments of call `{}` are not a JSON object", call.id),
-                                )
-                            })?;
+                        let input = remote_kit::call_arguments(name, call)?;
                         blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
                     }
                     ("assistant", blocks)
                 }
             }
         };
-        match turns.last_mut() {
-            Some((last, content)) if *last == role => content.extend(blocks),
-            _ => turns.push((role, blocks)),
-        }
+        turns.push((role, blocks));
     }
-    if turns.is_empty() {
-        return Err(invalid(name, "no user or assistant message to send"));
-    }
+    let (system, turns) = remote_kit::alternating(name, &system, turns)?;
     let messages = turns
         .into_iter()
         .map(|(role, content)| json!({"role": role, "content": content}))
         .collect();
-    Ok(((!system.is_empty()).then(|| system.join("\n\n")), messages))
+    Ok((system, messages))
 }
 
 /// An error reply or event: `{"type": "error", "error": {...}}`.

@@ -70,17 +70,7 @@ impl RemoteAdapter for CohereChat {
             .tools
             .iter()
             .filter(|t| named.is_none_or(|n| n == t.name))
-            .map(|t| {
-                let mut function = json!({"name": t.name});
-                if let Some(d) = &t.description {
-                    function["description"] = d.as_str().into();
-                }
-                if let Some(p) = &t.parameters {
-                    function["parameters"] = serde_json::from_str(p)
-                        .map_err(|e| invalid(name, format!("the parameters of tool `{}` are not JSON: {e}", t.name)))?;
-                }
-                Ok(json!({"type": "function", "function": function}))
-            })
+            .map(|t| remote_kit::function_tool(name, t, false))
             .collect::<KitResult<Vec<_>>>()?;
         if !tools.is_empty() {
             body.set("tools", tools);
@@ -100,8 +90,7 @@ impl RemoteAdapter for CohereChat {
                 body.set("response_format", json!({"type": "json_object"}));
             }
             ResponseFormat::JsonSchema(format) => {
-                let schema: Value = serde_json::from_str(&format.schema)
-                    .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))?;
+                let schema = remote_kit::format_schema(name, format)?;
                 body.set("response_format", json!({"type": "json_object", "json_schema": schema}));
             }
         }
@@ -215,10 +204,7 @@ fn wire_messages(name: &str, messages: &[Message]) -> KitResult<Vec<Value>> {
         .iter()
         .map(|m| {
             if m.role == "tool" {
-                let id = m
-                    .tool_call_id
-                    .as_deref()
-                    .ok_or_else(|| invalid(name, "a `tool` message needs the `tool_call_id` it answers"))?;
+                let id = remote_kit::answered_call_id(name, m)?;
                 return Ok(json!({"role": "tool", "tool_call_id": id, "content": m.content}));
             }
             let role = Role::parse(name, &m.role)?;

@@ -72,8 +72,7 @@ impl RemoteAdapter for GoogleGemini {
                 config.set("responseMimeType", "application/json");
             }
             ResponseFormat::JsonSchema(format) => {
-                let schema: Value = serde_json::from_str(&format.schema)
-                    .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))?;
+                let schema = remote_kit::format_schema(name, format)?;
                 config
                     .set("responseMimeType", "application/json")
                     .set("responseJsonSchema", schema);
@@ -94,10 +93,8 @@ impl RemoteAdapter for GoogleGemini {
                     if let Some(d) = &t.description {
                         declaration["description"] = d.as_str().into();
                     }
-                    if let Some(p) = &t.parameters {
-                        declaration["parametersJsonSchema"] = serde_json::from_str(p).map_err(|e| {
-                            invalid(name, format!("the parameters of tool `{}` are not JSON: {e}", t.name))
-                        })?;
+                    if let Some(schema) = remote_kit::tool_parameters(name, t)? {
+                        declaration["parametersJsonSchema"] = schema;
                     }
                     Ok(declaration)
                 })
@@ -187,7 +184,7 @@ fn wire_contents(name: &str, messages: &[Message]) -> KitResult<(Option<String>,
         return Err(invalid(name, "no messages to send"));
     }
     let mut system = Vec::new();
-    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for m in messages {
         let (role, parts) = if m.role == "tool" {
             let id = m.tool_call_id.as_deref();
@@ -225,34 +222,21 @@ fn wire_contents(name: &str, messages: &[Message]) -> KitResult<(Option<String>,
                         parts.push(json!({"text": m.content}));
                     }
                     for call in &m.tool_calls {
-                        let args: Value = serde_json::from_str(&call.arguments)
-                            .ok()
-                            .filter(Value::is_object)
-                            .ok_or_else(|| {
-                                invalid(
-                                    name,
-                                    format!("the arguments of call `{}` are not a JSON object", call.id),
-                                )
-                            })?;
+                        let args = remote_kit::call_arguments(name, call)?;
                         parts.push(json!({"functionCall": {"name": call.name, "args": args}}));
                     }
                     ("model", parts)
                 }
             }
         };
-        match turns.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(parts),
-            _ => turns.push((role, parts)),
-        }
+        turns.push((role, parts));
     }
-    if turns.is_empty() {
-        return Err(invalid(name, "no user or assistant message to send"));
-    }
+    let (system, turns) = remote_kit::alternating(name, &system, turns)?;
     let contents = turns
         .into_iter()
         .map(|(role, parts)| json!({"role": role, "parts": parts}))
         .collect();
-    Ok(((!system.is_empty()).then(|| system.join("\n\n")), contents))
+    Ok((system, contents))
 }
 
 fn text_parts(texts: &[&str]) -> Vec<Value> {

@@ -37,7 +37,7 @@
 
 use remote_kit::{
     describe_error, final_text, invalid, parse_reply, str_at, u32_at, unsupported, upstream, Body, Call, HttpRequest,
-    KitResult, Message, ModelInfo, Params, RemoteAdapter, Reply, ResponseFormat, Spec, StreamState, Tool, ToolChoice,
+    KitResult, Message, ModelInfo, Params, RemoteAdapter, Reply, ResponseFormat, Spec, StreamState, ToolChoice,
 };
 use serde_json::{json, Value};
 
@@ -118,7 +118,7 @@ impl RemoteAdapter for OpenAiChat {
             let tools = params
                 .tools
                 .iter()
-                .map(|t| wire_tool(name, t))
+                .map(|t| remote_kit::function_tool(name, t, true))
                 .collect::<KitResult<Vec<_>>>()?;
             body.set("tools", tools)
                 .set("tool_choice", wire_tool_choice(&params.tool_choice));
@@ -132,8 +132,7 @@ impl RemoteAdapter for OpenAiChat {
                 body.set("response_format", json!({"type": "json_object"}));
             }
             ResponseFormat::JsonSchema(format) => {
-                let schema: Value = serde_json::from_str(&format.schema)
-                    .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))?;
+                let schema = remote_kit::format_schema(name, format)?;
                 body.set(
                     "response_format",
                     json!({"type": "json_schema", "json_schema": {"name": format.name, "schema": schema, "strict": format.strict}}),
@@ -229,10 +228,7 @@ fn wire_messages(name: &str, flavor: Flavor, messages: &[Message]) -> KitResult<
         .iter()
         .map(|m| {
             if m.role == "tool" {
-                let id = m
-                    .tool_call_id
-                    .as_deref()
-                    .ok_or_else(|| invalid(name, "a `tool` message needs the `tool_call_id` it answers"))?;
+                let id = remote_kit::answered_call_id(name, m)?;
                 let mut turn = json!({"role": "tool", "tool_call_id": id, "content": m.content});
                 if let (Flavor::Mistral, Some(tool)) = (flavor, &m.name) {
                     turn["name"] = tool.as_str().into();
@@ -258,25 +254,6 @@ fn wire_messages(name: &str, flavor: Flavor, messages: &[Message]) -> KitResult<
             Ok(json!({"role": role.as_str(), "content": content, "tool_calls": calls}))
         })
         .collect()
-}
-
-fn wire_tool(name: &str, tool: &Tool) -> KitResult<Value> {
-    let mut function = json!({"name": tool.name});
-    if let Some(description) = &tool.description {
-        function["description"] = description.as_str().into();
-    }
-    if let Some(parameters) = &tool.parameters {
-        function["parameters"] = serde_json::from_str(parameters).map_err(|e| {
-            invalid(
-                name,
-                format!("the parameters of tool `{}` are not JSON: {e}", tool.name),
-            )
-        })?;
-    }
-    if tool.strict {
-        function["strict"] = true.into();
-    }
-    Ok(json!({"type": "function", "function": function}))
 }
 
 fn wire_tool_choice(choice: &ToolChoice) -> Value {

@@ -657,6 +657,89 @@ pub fn completion(reply: Reply) -> Completion {
     }
 }
 
+/// The JSON schema of a tool's parameters, if it has one.
+pub fn tool_parameters(name: &str, tool: &Tool) -> KitResult<Option<Value>> {
+    tool.parameters
+        .as_deref()
+        .map(|text| {
+            serde_json::from_str(text).map_err(|e| {
+                invalid(
+                    name,
+                    format!("the parameters of tool `{}` are not JSON: {e}", tool.name),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A tool in OpenAI's shape, `{"type": "function", "function": {name,
+/// description, parameters, strict}}` (which Cohere's v2 API takes too; `strict`
+/// only where the API has it).
+pub fn function_tool(name: &str, tool: &Tool, with_strict: bool) -> KitResult<Value> {
+    let mut function = Map::new();
+    function.insert("name".into(), tool.name.as_str().into());
+    if let Some(description) = &tool.description {
+        function.insert("description".into(), description.as_str().into());
+    }
+    if let Some(schema) = tool_parameters(name, tool)? {
+        function.insert("parameters".into(), schema);
+    }
+    if with_strict && tool.strict {
+        function.insert("strict".into(), true.into());
+    }
+    let mut wrapped = Map::new();
+    wrapped.insert("type".into(), "function".into());
+    wrapped.insert("function".into(), Value::Object(function));
+    Ok(Value::Object(wrapped))
+}
+
+/// The schema of a `json-schema` response format.
+pub fn format_schema(name: &str, format: &JsonSchemaFormat) -> KitResult<Value> {
+    serde_json::from_str(&format.schema)
+        .map_err(|e| invalid(name, format!("the response format's schema is not JSON: {e}")))
+}
+
+/// The id of the call a `tool` message answers.
+pub fn answered_call_id<'a>(name: &str, message: &'a Message) -> KitResult<&'a str> {
+    message
+        .tool_call_id
+        .as_deref()
+        .ok_or_else(|| invalid(name, "a `tool` message needs the `tool_call_id` it answers"))
+}
+
+/// A call's arguments as the JSON object APIs that take them as objects want.
+pub fn call_arguments(name: &str, call: &ToolCall) -> KitResult<Value> {
+    serde_json::from_str::<Value>(&call.arguments)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("the arguments of call `{}` are not a JSON object", call.id),
+            )
+        })
+}
+
+/// A role and its content items (text blocks, parts, …).
+pub type Turn = (&'static str, Vec<Value>);
+
+/// Turns for APIs whose roles must alternate: consecutive turns of one role
+/// merged (their content items concatenated), the system texts joined with a
+/// blank line; an error when no turn is left.
+pub fn alternating(name: &str, system: &[&str], turns: Vec<Turn>) -> KitResult<(Option<String>, Vec<Turn>)> {
+    let mut merged: Vec<Turn> = Vec::new();
+    for (role, items) in turns {
+        match merged.last_mut() {
+            Some((last, existing)) if *last == role => existing.extend(items),
+            _ => merged.push((role, items)),
+        }
+    }
+    if merged.is_empty() {
+        return Err(invalid(name, "no user or assistant message to send"));
+    }
+    Ok(((!system.is_empty()).then(|| system.join("\n\n")), merged))
+}
+
 /// Refuses what adapter `A` does not map: tools (in the parameters or the
 /// history) and response formats.
 fn refuse_unmapped<A: RemoteAdapter>(model: &ModelInfo, messages: &[Message], params: &Params) -> KitResult<()> {
