@@ -94,6 +94,14 @@ const RUST: &[(&str, Source)] = &[
         },
     ),
     (
+        "chat-formats/src/parser.rs",
+        Source::Reference {
+            path: "guests/rust/chat-formats/src/parser.rs",
+            text: include_str!("../../../guests/rust/chat-formats/src/parser.rs"),
+            edits: &[],
+        },
+    ),
+    (
         "chat-formats/src/tests.rs",
         Source::Reference {
             path: "guests/rust/chat-formats/src/tests.rs",
