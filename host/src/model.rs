@@ -147,7 +147,29 @@ impl Model {
 
     /// Generate an answer to `messages`.
     pub fn generate(&self, messages: &[Message], params: &GenerationParams) -> Result<Generation> {
-        self.call(messages, params, None)
+        self.call(messages, params, None, &|| false)
+    }
+
+    /// Like [`generate`](Self::generate), but `cancelled` is asked each time
+    /// the engine produces a piece: once it says `true`, generation stops and
+    /// the call returns what was generated, with `finish_reason` `cancelled`.
+    /// How a caller on another thread (the Python binding's Ctrl-C, an
+    /// abandoned async call) stops a call it is not streaming.
+    ///
+    /// ```
+    /// # let host = lmhost::Host::new()?;
+    /// let model = host.load(r#"{"model_name": "x", "backend": "mock", "reply": "one two three"}"#)?;
+    /// let g = model.generate_cancellable(&[lmhost::Message::user("Hi")], &Default::default(), &|| true)?;
+    /// assert_eq!(g.finish_reason, "cancelled");
+    /// # Ok::<(), lmhost::Error>(())
+    /// ```
+    pub fn generate_cancellable(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Generation> {
+        self.call(messages, params, None, cancelled)
     }
 
     /// Generate answers to several conversations at once. They run concurrently
@@ -225,7 +247,7 @@ impl Model {
         params: &GenerationParams,
         mut on_delta: impl FnMut(&StreamDelta) -> bool,
     ) -> Result<Generation> {
-        self.call(messages, params, Some(&mut on_delta))
+        self.call(messages, params, Some(&mut on_delta), &|| false)
     }
 
     fn call(
@@ -233,6 +255,7 @@ impl Model {
         messages: &[Message],
         params: &GenerationParams,
         on_delta: Option<&mut dyn FnMut(&StreamDelta) -> bool>,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Generation> {
         let started = Instant::now();
         let name = self.name().to_string();
@@ -279,6 +302,7 @@ impl Model {
             params: &params,
             wit_params: &wit_params,
             adapter_time: &mut adapter_time,
+            cancelled,
         };
         let outcome = match (&request, &self.engine) {
             (wit::Request::Prompt(prompt), Engine::Local(engine)) => {
@@ -363,6 +387,7 @@ impl Model {
             params,
             wit_params,
             adapter_time,
+            cancelled,
         } = call;
         // The caller's stop strings, then the adapter's (at most
         // `adapters::ledger::MAX_STOP_STRINGS`), each once: linear, whatever
@@ -386,7 +411,7 @@ impl Model {
 
         let (output, completion) = match stream {
             None => {
-                let output = engine.complete(&input, &mut |_| true)?;
+                let output = engine.complete(&input, &mut |_| !cancelled())?;
                 let t = Instant::now();
                 let completion = session.parse_response(&self.info, wit_params, request, &output.text)?;
                 *adapter_time += t.elapsed();
@@ -444,6 +469,8 @@ struct Call<'a> {
     params: &'a GenerationParams,
     wit_params: &'a wit::Params,
     adapter_time: &'a mut Duration,
+    /// Asked at each piece of a call that is not streamed: `true` stops it.
+    cancelled: &'a dyn Fn() -> bool,
 }
 
 /// The reader of a streamed call, and the ids of the calls streamed so far.
@@ -499,6 +526,7 @@ impl Model {
             session,
             wit_params,
             adapter_time,
+            cancelled,
             ..
         } = call;
         let input = HttpInput {
@@ -529,7 +557,7 @@ impl Model {
             *adapter_time += t.elapsed();
             match streamer.as_deref_mut() {
                 Some(streamer) => streamer.deliver(pushed, &mut failure),
-                None => pushed.map_err(|e| failure = Some(e)).is_ok(),
+                None => pushed.map_err(|e| failure = Some(e)).is_ok() && !cancelled(),
             }
         })?;
         if let Some(e) = failure {

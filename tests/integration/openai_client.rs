@@ -32,7 +32,7 @@ fn openai_python_client_against_lmhost_serve() {
     }
     let home = TempDir::new("openai-client");
     let mut server = lmhost_command()
-        .args(["serve", "--port", "0", "-m", "SmolLM2-135M-Instruct"])
+        .args(["serve", "-v", "--port", "0", "-m", "SmolLM2-135M-Instruct"])
         .env("LMHOST_HOME", home.path())
         .env_remove("LMHOST_MODELS_DIR")
         .stdin(Stdio::null())
@@ -72,4 +72,17 @@ fn openai_python_client_against_lmhost_serve() {
     assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
     assert!(status.success(), "SIGTERM stops the server cleanly: {status:?}\n{rest}");
     assert!(rest.contains("lmhost: stopped"), "{rest}");
+    // `-v`: one access-log line per request, streamed ones included.
+    let access: Vec<&str> = rest.lines().filter(|l| l.contains("lmhost::access")).collect();
+    let whole = "method=POST path=/v1/chat/completions status=200 model=SmolLM2-135M-Instruct prompt_tokens=";
+    assert!(access.iter().filter(|l| l.contains(whole)).count() >= 3, "{access:#?}");
+    assert!(
+        access.iter().any(|l| l.contains("path=/v1/models status=200 model=-")),
+        "{access:#?}"
+    );
+    assert!(
+        access.iter().any(|l| l.contains("status=404 model=no-such-model")),
+        "{access:#?}"
+    );
+    assert!(access.iter().all(|l| l.contains(" ms=")), "{access:#?}");
 }

@@ -52,6 +52,20 @@ def main(base_url: str) -> None:
     assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens, usage
     print(f"stream: {len(pieces)} chunks concatenate to the same answer")
 
+    # lmhost's extra fields: timings always, clembench's prompt and raw
+    # response on request; the client keeps them as extras.
+    extra = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=40, temperature=0, extra_body={"return_prompt": True}
+    )
+    timings = extra.model_extra["timings"]
+    assert timings["total_ms"] >= timings["generation_ms"] > 0, timings
+    lm = extra.model_extra["lmhost"]
+    assert lm["prompt"].startswith("<|im_start|>") and lm["prompt"].endswith("<|im_start|>assistant\n"), lm
+    assert QUESTION[0]["content"] in lm["prompt"], lm
+    assert lm["response"].startswith(answer.strip()), (lm, answer)
+    assert "lmhost" not in whole.model_extra and "timings" in whole.model_extra, whole.model_extra
+    print(f"extras: timings {timings['total_ms']:.0f} ms, prompt of {len(lm['prompt'])} characters")
+
     completion = client.completions.create(model=MODEL, prompt="Name a colour.", max_tokens=8, temperature=0)
     assert completion.choices[0].text.strip(), completion
     print(f"completions: {completion.choices[0].text!r}")

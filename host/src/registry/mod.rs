@@ -124,6 +124,10 @@ fn suggest(close: &[String]) -> String {
     }
 }
 
+/// The backend name of clemcore's entries that run an lmhost model (the
+/// Python package's `lmhost.clemcore`): lmhost's own lookups skip them.
+pub const CLEMCORE_LMHOST_BACKEND: &str = "lmhost";
+
 /// A model query: a `model_name`, or a JSON object of features to unify with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
@@ -315,6 +319,11 @@ impl Registry {
         })?;
         let features = Value::Object(features);
         for entry in &self.entries {
+            // clemcore's pointers to lmhost models (its `lmhost` backend) sit in
+            // the same registry files; to lmhost they would be itself.
+            if entry.map.get("backend").and_then(Value::as_str) == Some(CLEMCORE_LMHOST_BACKEND) {
+                continue;
+            }
             if let Some(Value::Object(map)) = unify(&features, &Value::Object(entry.map.clone())) {
                 let query_keys = map.keys().filter(|k| !entry.map.contains_key(*k)).cloned().collect();
                 return Ok(ModelSpec {
@@ -395,6 +404,22 @@ mod tests {
         assert!(err.contains(&format!("… ({} bytes in all)", 8 << 20)), "{err}");
         let err = r.resolve(&Query::Name("mm".into())).unwrap_err().to_string();
         assert!(err.contains("did you mean `m`"), "{err}");
+    }
+
+    #[test]
+    fn clemcore_entries_for_lmhost_are_skipped_by_lmhost() {
+        // clemcore's registry names the lmhost model under the same name; the
+        // entry is clemcore's, lmhost resolves the name to its own entry.
+        let r = registry(json!([
+            {"model_name": "m", "backend": "lmhost", "model_config": {"lmhost_model": "m"}},
+            {"model_name": "m", "backend": "mock"},
+        ]));
+        assert_eq!(r.resolve(&Query::Name("m".into())).unwrap().backend(), "mock");
+        let only = registry(json!([{"model_name": "x", "backend": "lmhost"}]));
+        assert!(matches!(
+            only.resolve(&Query::Name("x".into())),
+            Err(RegistryError::NoMatch { .. })
+        ));
     }
 
     fn registry(v: Value) -> Registry {

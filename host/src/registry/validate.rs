@@ -88,6 +88,11 @@ pub fn validate_spec(spec: &ModelSpec) -> Vec<(Severity, Option<String>, String)
     out.extend(unread_template_kwargs(map));
     let backend = spec.backend();
     match find_backend(backend) {
+        None if backend == super::CLEMCORE_LMHOST_BACKEND => out.push((
+            Severity::Warning,
+            Some("backend".into()),
+            "an entry for clemcore's `lmhost` backend (it names an lmhost model); lmhost's own lookups skip it".into(),
+        )),
         None => out.push((
             Severity::Warning,
             Some("backend".into()),

@@ -75,6 +75,11 @@ pub struct Sampling {
     pub top_logprobs: Option<Value>,
     /// Not supported (non-empty is refused).
     pub logit_bias: Option<Value>,
+    /// lmhost's own: answer with `lmhost.prompt` (exactly what the engine was
+    /// given: the rendered prompt, or the HTTP body) and `lmhost.response`
+    /// (exactly what it returned), clembench's `prompt` and `response`.
+    #[serde(default)]
+    pub return_prompt: bool,
 }
 
 /// One message of a chat request; `content` is a string or a list of text parts.
@@ -464,10 +469,11 @@ impl Envelope {
         }
     }
 
-    /// The whole (non-streamed) response.
-    pub fn response(&self, g: &Generation) -> Value {
+    /// The whole (non-streamed) response, with lmhost's extra fields
+    /// ([`with_extras`](Self::with_extras)).
+    pub fn response(&self, g: &Generation, return_prompt: bool) -> Value {
         let usage = UsageBody::from(g.usage);
-        match self.kind {
+        let body = match self.kind {
             Kind::Chat => json!({
                 "id": self.id,
                 "object": "chat.completion",
@@ -494,7 +500,22 @@ impl Envelope {
                 }],
                 "usage": usage,
             }),
+        };
+        Self::with_extras(body, g, return_prompt)
+    }
+
+    /// lmhost's fields beside OpenAI's (clients ignore fields they do not
+    /// know): `timings` (milliseconds: `prompt_ms`, `generation_ms`,
+    /// `adapter_ms`, `time_to_first_token_ms`, `total_ms`) always, and with
+    /// `return_prompt` an `lmhost` object with clembench's `prompt` (exactly
+    /// what the engine was given) and `response` (exactly what it returned).
+    /// On a whole response and on the last chunk of a stream.
+    pub fn with_extras(mut body: Value, g: &Generation, return_prompt: bool) -> Value {
+        body["timings"] = serde_json::to_value(g.timings).unwrap_or(Value::Null);
+        if return_prompt {
+            body["lmhost"] = json!({"prompt": g.prompt, "response": g.response});
         }
+        body
     }
 
     /// A streamed chunk: the first one (`role`), a piece of text, or the last one (`finish_reason`).

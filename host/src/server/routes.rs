@@ -24,9 +24,37 @@ use super::openai::{finish_reason, ChatRequest, CompletionRequest, Envelope, Kin
 use super::AppState;
 use crate::{GenerationParams, Message, StreamEvent};
 
-/// Marks a streamed response: its latency is observed when the stream ends.
+/// Marks a streamed response: its latency is observed, and its access-log
+/// line written, when the stream ends.
 #[derive(Debug, Clone, Copy)]
 struct Streamed;
+
+/// What the access log says of a generation request: the model asked for and,
+/// once known, the tokens.
+#[derive(Debug, Clone, Default)]
+struct Access {
+    model: String,
+    tokens: Option<(u32, u32)>,
+}
+
+/// One line per request at `-v` (info), target `lmhost::access`: method,
+/// path, status, model, prompt and completion tokens, milliseconds. A
+/// streamed request's line is written when its stream ends.
+fn log_access(method: &str, path: &str, status: u16, access: Option<&Access>, elapsed: std::time::Duration) {
+    let model = access.map_or("-", |a| a.model.as_str());
+    let (prompt_tokens, completion_tokens) = access.and_then(|a| a.tokens).unwrap_or_default();
+    tracing::info!(
+        target: "lmhost::access",
+        method = %method,
+        path = %path,
+        status,
+        model = %model,
+        prompt_tokens,
+        completion_tokens,
+        ms = elapsed.as_millis() as u64,
+        "request"
+    );
+}
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -56,8 +84,18 @@ fn endpoint_label(path: &str) -> &'static str {
 
 async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let endpoint = endpoint_label(request.uri().path());
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
+    if response.extensions().get::<Streamed>().is_none() {
+        log_access(
+            method.as_str(),
+            endpoint,
+            response.status().as_u16(),
+            response.extensions().get::<Access>(),
+            started.elapsed(),
+        );
+    }
     let metrics = &state.metrics;
     metrics.record_request(endpoint, response.status().as_u16());
     if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
@@ -191,29 +229,40 @@ async fn respond(
     let name = model_name.clone();
     let result = async {
         let (messages, params) = call?;
-        generate(
-            state,
-            kind,
-            model_name,
-            messages,
-            params,
-            sampling.stream,
-            sampling.include_usage(),
-        )
-        .await
+        let options = Options {
+            stream: sampling.stream,
+            include_usage: sampling.include_usage(),
+            return_prompt: sampling.return_prompt,
+        };
+        generate(state, kind, model_name, messages, params, options).await
     };
     // A panic on the async side of one request (a bug, perhaps on untrusted
     // input) answers that request with a 500 naming the model; without this the
     // connection would just drop. Nothing shared is left half-updated: the
     // model cache and metrics are behind mutexes that tolerate poisoning.
-    match std::panic::AssertUnwindSafe(result).catch_unwind().await {
+    let mut response = match std::panic::AssertUnwindSafe(result).catch_unwind().await {
         Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
         Err(payload) => ApiError::internal(format!(
             "the request for `{name}` failed: {}",
             crate::error::panic_message(payload)
         ))
         .into_response(),
+    };
+    if response.extensions().get::<Access>().is_none() {
+        response.extensions_mut().insert(Access {
+            model: name,
+            tokens: None,
+        });
     }
+    response
+}
+
+/// How a generation request wants its answer.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    stream: bool,
+    include_usage: bool,
+    return_prompt: bool,
 }
 
 async fn generate(
@@ -222,9 +271,13 @@ async fn generate(
     model_name: String,
     messages: Vec<Message>,
     params: GenerationParams,
-    stream: bool,
-    include_usage: bool,
+    options: Options,
 ) -> Result<Response, ApiError> {
+    let Options {
+        stream,
+        include_usage,
+        return_prompt,
+    } = options;
     let model = state.model(&model_name).await?;
     let slot = state.admission.enter().await?;
     let envelope = Envelope::new(kind, &model_name);
@@ -246,7 +299,12 @@ async fn generate(
             generation.usage.prompt_tokens,
             generation.usage.completion_tokens,
         );
-        return Ok(Json(envelope.response(&generation)).into_response());
+        let mut response = Json(envelope.response(&generation, return_prompt)).into_response();
+        response.extensions_mut().insert(Access {
+            model: model_name,
+            tokens: Some((generation.usage.prompt_tokens, generation.usage.completion_tokens)),
+        });
+        return Ok(response);
     }
 
     let started = Instant::now();
@@ -292,12 +350,24 @@ async fn generate(
                         Kind::Chat => None,
                         Kind::Completion => Some(""),
                     };
-                    out.push(data(envelope.chunk(last_text, false, Some(finish), include_usage)));
+                    let last = envelope.chunk(last_text, false, Some(finish), include_usage);
+                    out.push(data(Envelope::with_extras(last, &g, return_prompt)));
                     if include_usage {
                         out.push(data(envelope.usage_chunk(g.usage)));
                     }
                     out.push(Event::default().data("[DONE]"));
                     metrics.observe_latency(endpoint_path(envelope.kind), started.elapsed());
+                    let access = Access {
+                        model: envelope.model.clone(),
+                        tokens: Some((g.usage.prompt_tokens, g.usage.completion_tokens)),
+                    };
+                    log_access(
+                        "POST",
+                        endpoint_path(envelope.kind),
+                        200,
+                        Some(&access),
+                        started.elapsed(),
+                    );
                 }
                 Err(e) => {
                     slot.take();
@@ -306,6 +376,18 @@ async fn generate(
                     metrics.record_error(endpoint_path(envelope.kind), error.kind);
                     out.push(data(error.body()));
                     metrics.observe_latency(endpoint_path(envelope.kind), started.elapsed());
+                    let access = Access {
+                        model: envelope.model.clone(),
+                        tokens: None,
+                    };
+                    let status = error.status.as_u16();
+                    log_access(
+                        "POST",
+                        endpoint_path(envelope.kind),
+                        status,
+                        Some(&access),
+                        started.elapsed(),
+                    );
                 }
             }
             futures::stream::iter(out)

@@ -38,7 +38,7 @@ use vocab::Vocab;
 
 pub use vocab::KNOWN_PRE as KNOWN_GGUF_PRE_TOKENIZERS;
 
-/// Default context when the entry sets no `n_ctx`.
+/// The trained context when a GGUF file does not say.
 const DEFAULT_N_CTX: u32 = 4096;
 
 enum Runner {
@@ -135,9 +135,11 @@ impl CandleEngine {
             let own = device.is_cpu() && settings.candle_kernels != Some(CandleKernels::Candle);
             load_gguf(path, &device, own).map_err(fail)?
         };
+        // The KV cache grows with each request's tokens (nothing is reserved
+        // up front), so the default is the whole trained context.
         let n_ctx = requested
             .map(|n| n.min(u64::from(u32::MAX)) as u32)
-            .unwrap_or(DEFAULT_N_CTX)
+            .unwrap_or(trained)
             .min(trained)
             .max(1);
         let info = EngineInfo {

@@ -28,8 +28,13 @@ use crate::generation::GenerationParams;
 use crate::registry::{ExecuteOn, LlamaSettings, ModelSpec, SettingsError};
 use scheduler::{Event, Job, SchedulerConfig};
 
-/// Default context when the entry sets no `n_ctx` (the model's own may be larger).
-const DEFAULT_N_CTX: u32 = 4096;
+/// Context when the entry sets no `n_ctx` and free memory cannot be read.
+const FALLBACK_N_CTX: u32 = 4096;
+/// The smallest default context (a model trained for less gets its own).
+const MIN_DEFAULT_N_CTX: u32 = 512;
+/// Of the memory available at load time, the share the KV cache may take by
+/// default (weights, other models and the rest of the machine need the rest).
+const KV_MEMORY_SHARE: u64 = 4;
 /// Default most sequences decoded together (`parallel` in the entry). Each
 /// costs an `n_ctx`-sized KV stream.
 const DEFAULT_PARALLEL: u32 = 4;
@@ -54,6 +59,41 @@ pub fn gpu_offload_supported() -> bool {
     llama_cpp_2::list_llama_ggml_backend_devices()
         .iter()
         .any(|d| matches!(d.device_type, Gpu | IntegratedGpu))
+}
+
+/// The context when the entry sets no `n_ctx`: what the model was trained
+/// for, capped so that the KV cache (`parallel` streams of `n_ctx` cells, f16)
+/// takes at most a quarter of the memory available at load time; a multiple
+/// of 256, at least [`MIN_DEFAULT_N_CTX`] (or the trained length, if less).
+/// The KV size per token is estimated from the header (layers × KV heads ×
+/// head size, head size taken as `n_embd / n_head`).
+fn default_n_ctx(model: &LlamaModel, trained: u32, parallel: u32, available: Option<u64>) -> u32 {
+    let kv_width =
+        u64::from(model.n_head_kv()) * u64::try_from(model.n_embd()).unwrap_or(0) / u64::from(model.n_head().max(1));
+    let per_token = 2 * 2 * u64::from(model.n_layer()) * kv_width.max(1);
+    context_within(trained, parallel, per_token, available)
+}
+
+/// [`default_n_ctx`]'s arithmetic: `trained`, capped so that `parallel` ×
+/// context × `per_token` bytes fit a [`KV_MEMORY_SHARE`] of `available`.
+fn context_within(trained: u32, parallel: u32, per_token: u64, available: Option<u64>) -> u32 {
+    let Some(available) = available else {
+        return FALLBACK_N_CTX.min(trained);
+    };
+    let budget = available / KV_MEMORY_SHARE;
+    let fits = budget / (per_token.max(1) * u64::from(parallel.max(1)));
+    let fits = u32::try_from(fits).unwrap_or(u32::MAX) / 256 * 256;
+    trained.min(fits.max(MIN_DEFAULT_N_CTX))
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes (`None` where there is none).
+/// Read by hand: one line of one file, where a system-information crate would
+/// bring a dependency tree for it.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The compute devices llama.cpp sees: (backend, name, description, kind, total memory in bytes).
@@ -151,7 +191,7 @@ impl LlamaEngine {
         let trained = model.n_ctx_train().max(1);
         let n_ctx = match requested_ctx {
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(trained),
-            None => DEFAULT_N_CTX.min(trained),
+            None => default_n_ctx(&model, trained, parallel, available_memory()),
         };
         let vocab = model.vocab();
         let piece = |t: LlamaToken| {
@@ -319,5 +359,26 @@ impl LocalEngine for LlamaEngine {
             }
         }
         Err(stopped())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::context_within;
+
+    #[test]
+    fn the_default_context_is_the_trained_one_within_a_quarter_of_free_memory() {
+        // SmolLM2-135M: 30 layers x 192-wide K and V, f16: 46 080 bytes a token.
+        let per_token = 2 * 2 * 30 * 192;
+        let gib = 1u64 << 30;
+        assert_eq!(context_within(8192, 4, per_token, Some(16 * gib)), 8192);
+        // 1 GiB free: 256 MiB for 4 streams, 1456 tokens each, down to 1280.
+        assert_eq!(context_within(8192, 4, per_token, Some(gib)), 1280);
+        // Never below 512, unless the model was trained for less.
+        assert_eq!(context_within(8192, 4, per_token, Some(gib / 64)), 512);
+        assert_eq!(context_within(256, 4, per_token, Some(gib / 64)), 256);
+        // Memory unknown: 4096, or less if the model was trained for less.
+        assert_eq!(context_within(131_072, 4, per_token, None), 4096);
+        assert_eq!(context_within(2048, 4, per_token, None), 2048);
     }
 }
