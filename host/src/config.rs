@@ -97,7 +97,7 @@ impl HostConfig {
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("models"));
         Self {
-            model_dirs: vec![models, PathBuf::from("models")],
+            model_dirs: model_dirs(models),
             hub: HubOptions::from_lookup(&home, &env),
             adapter_dirs: adapter_dirs(&home, env("LMHOST_ADAPTERS_DIR").map(PathBuf::from)),
             key_files: KeyStore::default_files(&home, env("HOME").map(PathBuf::from)),
@@ -131,6 +131,23 @@ impl HostConfig {
         self.component_cache.then(|| self.home.join("cache").join("components"))
     }
 }
+
+/// Where weights are looked for: `models` (`$LMHOST_MODELS_DIR`, else
+/// `<home>/models`), `./models`, then the `models/` of the checkout lmhost was
+/// built from (where `make model` puts the default model) when it exists, so
+/// that a build from a checkout finds it from any working directory (the
+/// Python package in a notebook, clemcore in a game folder).
+fn model_dirs(models: PathBuf) -> Vec<PathBuf> {
+    let mut dirs = vec![models, PathBuf::from("models")];
+    let repo = Path::new(REPO_MODEL_DIR);
+    if repo.is_dir() {
+        dirs.push(std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf()));
+    }
+    dirs
+}
+
+/// The `models/` folder of the checkout this build comes from.
+const REPO_MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
 
 /// The folders searched, in order, for `<name>.wasm` when an adapter is named but
 /// not built in: `explicit` (`$LMHOST_ADAPTERS_DIR`) when given, `<home>/adapters`,

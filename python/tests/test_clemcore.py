@@ -22,8 +22,8 @@ GAME = "colour_quiz"
 QUESTIONS = json.loads((GAMES / GAME / "in" / "instances.json").read_text())["experiments"][0]["game_instances"]
 TINY_CONTEXT = 64
 
-# clemcore's model_registry.json for the runs. lmhost reads ./model_registry.json
-# too, so the clemcore names differ from lmhost's.
+# clemcore's model_registry.json for the runs (lmhost reads it too, and skips
+# these entries).
 CLEM_REGISTRY = [
     {"model_name": "smol-lmhost", "backend": "lmhost", "model_config": {"lmhost_model": SMOLLM2}},
     {
@@ -241,20 +241,22 @@ def test_an_unknown_lmhost_model_names_the_clemcore_entry(clem, workdir: Path) -
     assert any("ghost-lmhost" in note for note in getattr(raised.value, "__notes__", []))
 
 
-def test_an_entry_shadowing_its_lmhost_model_is_refused(clem, workdir: Path) -> None:
-    # Without lmhost_model the entry's name is the lmhost name; lmhost reads
-    # ./model_registry.json too, where that name is this very entry.
+def test_an_entry_named_like_its_lmhost_model_runs_it(clem, workdir: Path) -> None:
+    # Without lmhost_model the entry's own name is the lmhost name. lmhost
+    # reads ./model_registry.json too, where that name is this very entry:
+    # lmhost skips clemcore's "lmhost" entries and finds its own model.
     registry = CLEM_REGISTRY + [{"model_name": SMOLLM2, "backend": "lmhost"}]
     (workdir / "model_registry.json").write_text(json.dumps(registry))
     previous = clem.impl.get_host()
     clem.impl.set_host(lmhost.Host())  # reads this folder's registry, as under `clem run`
     try:
-        with pytest.raises(ValueError) as raised:
-            clem.backends.load_model(SMOLLM2, gen_args=dict(temperature=0.0, max_tokens=8))
+        model = clem.backends.load_model(SMOLLM2, gen_args=dict(temperature=0.0, max_tokens=4))
+        assert model.model_spec.backend == "lmhost"
+        assert model.lmhost_model.name == SMOLLM2 and model.lmhost_model.backend == "llamacpp"
+        prompt, response, text = model.generate_response([{"role": "user", "content": "Name a colour."}])
+        assert "<|im_start|>user\nName a colour.<|im_end|>" in prompt["inputs"] and text
     finally:
         clem.impl.set_host(previous)
-    message = str(raised.value)
-    assert SMOLLM2 in message and "'lmhost'" in message and "lmhost_model" in message
 
 
 @pytest.mark.parametrize(
@@ -340,8 +342,8 @@ def test_install_command(tmp_path: Path) -> None:
 def test_registry_command_prints_an_entry(tmp_path: Path) -> None:
     done = run_module("registry", SMOLLM2, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [
-        {"model_name": f"{SMOLLM2}-lmhost", "backend": "lmhost", "model_config": {"lmhost_model": SMOLLM2}}
-    ]
+    assert json.loads(done.stdout) == [{"model_name": SMOLLM2, "backend": "lmhost"}]
     done = run_module("registry", SMOLLM2, "--name", "smol", cwd=tmp_path)
-    assert json.loads(done.stdout)[0]["model_name"] == "smol"
+    assert json.loads(done.stdout) == [
+        {"model_name": "smol", "backend": "lmhost", "model_config": {"lmhost_model": SMOLLM2}}
+    ]

@@ -197,7 +197,7 @@ fn candle_serves_smollm_through_the_chat_template_adapter() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("exceeds the context of 4096 tokens of `smol-candle`"),
+        err.contains("exceeds the context of 8192 tokens of `smol-candle`"),
         "{err}"
     );
     let err = model

@@ -29,14 +29,17 @@ Keys (inside ``model_config``, or at the entry's top level as
 neither
     The entry's own ``model_name`` is the lmhost registry name.
 
-At most one of ``lmhost_model`` and ``lmhost_spec`` may be given. lmhost
-reads ``./model_registry.json`` as well; an lmhost name that resolves to an
-entry with ``"backend": "lmhost"`` (this entry itself, when the clemcore entry
-and the lmhost model share a name) is refused with an error that says so:
-give the clemcore entry its own name and point ``lmhost_model`` at lmhost's.
+At most one of ``lmhost_model`` and ``lmhost_spec`` may be given, and neither
+may name the backend ``lmhost`` (it would point back here). lmhost reads
+``./model_registry.json`` as well but skips its ``"backend": "lmhost"``
+entries, so a clemcore entry may carry the name of the lmhost model it runs::
 
-What the backend returns is clemcore's triple ``(prompt, response,
-response_text)``:
+    [{"model_name": "SmolLM2-135M-Instruct", "backend": "lmhost"}]
+
+Messages are prepared as clemcore's own backends prepare them (an empty
+leading system message dropped, consecutive turns of one role joined); a
+message with an ``image`` is refused, as lmhost takes text. What the backend
+returns is clemcore's triple ``(prompt, response, response_text)``:
 
 * ``prompt``: for local engines (llamacpp, huggingface_local) the dict
   clemcore's own local backends record, ``{"inputs": <the exact prompt text

@@ -5,8 +5,9 @@
     ``lmhost``) into DIR, default the current folder. A different file of that
     name is left alone unless ``--force``.
 ``registry LMHOST_MODEL [--name NAME]``
-    Print a clemcore ``model_registry.json`` entry list that runs LMHOST_MODEL
-    through lmhost under the clemcore name NAME (default ``<LMHOST_MODEL>-lmhost``).
+    Print a clemcore ``model_registry.json`` (a list of one entry) that runs
+    LMHOST_MODEL through lmhost under the clemcore name NAME (default: the
+    same name; lmhost skips clemcore's ``lmhost`` entries when it looks up).
 """
 
 from __future__ import annotations
@@ -45,11 +46,9 @@ def install(directory: Path, force: bool = False) -> int:
 
 
 def registry(lmhost_model: str, name: str | None) -> int:
-    entry = {
-        "model_name": name or f"{lmhost_model}-lmhost",
-        "backend": "lmhost",
-        "model_config": {"lmhost_model": lmhost_model},
-    }
+    entry: dict = {"model_name": name or lmhost_model, "backend": "lmhost"}
+    if entry["model_name"] != lmhost_model:
+        entry["model_config"] = {"lmhost_model": lmhost_model}
     print(json.dumps([entry], indent=2))
     return 0
 
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p_install.add_argument("--force", action="store_true", help=f"overwrite a different {API_FILE}")
     p_registry = commands.add_parser("registry", help="print a model_registry.json entry for an lmhost model")
     p_registry.add_argument("lmhost_model", help="the lmhost registry name")
-    p_registry.add_argument("--name", help="the clemcore model name (default: <lmhost_model>-lmhost)")
+    p_registry.add_argument("--name", help="the clemcore model name (default: LMHOST_MODEL)")
     args = parser.parse_args(argv)
     if args.command == "install":
         return install(args.dir, force=args.force)

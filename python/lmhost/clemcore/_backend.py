@@ -155,14 +155,6 @@ def _load(model_spec: "backends.ModelSpec") -> lmhost.Model:
     if cached is not None:
         return cached
     try:
-        resolved = host.resolve(query)
-        if resolved.get("backend") == BACKEND_NAME:
-            raise ValueError(
-                f"clemcore model entry {name!r}: lmhost resolves {query!r} (from '{source}') to an "
-                f"entry with backend {BACKEND_NAME!r} ({resolved.get('model_name')!r}), not to a model "
-                f"it runs; lmhost reads ./model_registry.json too. Give the clemcore entry its own "
-                f"name and set model_config.{MODEL_KEY} to the lmhost model's name"
-            )
         model = host.load(query)
     except lmhost.Error as error:
         if hasattr(error, "add_note"):  # Python 3.11+

@@ -191,7 +191,7 @@ pub struct LlamaSettings {
     /// Layers to offload to the GPU when execute_on is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_layers_offloaded: Option<u64>,
-    /// Context length to run with (capped at the model's).
+    /// Context length to run with (capped at the model's); default: the model's trained length, on llamacpp capped so that the KV cache (parallel × n_ctx cells) takes at most a quarter of the memory available at load (never below 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_ctx: Option<u64>,
     /// CPU threads (llamacpp, and huggingface_local on the CPU); default: every core.
@@ -215,7 +215,7 @@ pub struct CandleSettings {
     /// Run all layers on the GPU, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execute_on: Option<ExecuteOn>,
-    /// Context length to run with (capped at the model's).
+    /// Context length to run with (capped at the model's); default: the model's trained length (the KV cache grows per request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_ctx: Option<u64>,
     /// huggingface_local, GGUF on the CPU: lmhost's integer kernels (default; Q4_0, Q4_1, Q8_0) or candle's quantized_llama.
