@@ -64,18 +64,24 @@ $(MODEL_FILE):
 # The Python package (python/): its wheel, built by maturin in the same
 # target dir as everything else (after `cargo test --workspace` only the
 # extension module itself is compiled), installed into .venv-python with the
-# pinned test tools, clemcore and swarm-models (python/requirements-test.txt).
+# pinned test tools, clemcore and swarm-models (python/requirements-*.txt).
 PY_VENV := .venv-python
 PY := $(PY_VENV)/bin/python
 WHEELS := $(CARGO_TARGET_DIR)/wheels
 
-$(PY_VENV)/.installed: python/requirements-test.txt
+$(PY_VENV)/.installed: python/requirements-test.txt python/requirements-swarm.txt
 	python3 -m venv $(PY_VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r python/requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -r python/requirements-swarm.txt
 	@touch $@
 
+# maturin bundles libgomp by patching the module's library in place, and that
+# file is a hard link to cargo's own artifact: cargo would then keep the patched
+# copy, and the next wheel would not find the renamed libgomp. Removing it makes
+# cargo link it afresh (seconds; nothing is recompiled).
 python: setup $(PY_VENV)/.installed
+	rm -f $(CARGO_TARGET_DIR)/release/deps/lib_lmhost.so $(CARGO_TARGET_DIR)/maturin/lib_lmhost.so
 	rm -rf $(WHEELS) && PATH=$(CURDIR)/$(PY_VENV)/bin:$$PATH maturin build --release --manifest-path python/Cargo.toml --out $(WHEELS)
 	$(PY) -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/lmhost-*.whl
 

@@ -140,6 +140,23 @@ impl Model {
         &self.info
     }
 
+    /// How many tokens `text` is to the model's engine (no special tokens
+    /// added); `None` for an engine that cannot tell (a remote API).
+    ///
+    /// ```
+    /// # let host = lmhost::Host::new()?;
+    /// let model = host.load(r#"{"model_name": "x", "backend": "mock"}"#)?;
+    /// assert_eq!(model.count_tokens("three mock words")?, Some(3)); // the mock counts words
+    /// # Ok::<(), lmhost::Error>(())
+    /// ```
+    pub fn count_tokens(&self, text: &str) -> Result<Option<u32>> {
+        match self.engine.as_local().and_then(|e| e.tokenize(text)) {
+            None => Ok(None),
+            Some(Ok(tokens)) => Ok(Some(u32::try_from(tokens.len()).unwrap_or(u32::MAX))),
+            Some(Err(e)) => Err(e.into()),
+        }
+    }
+
     /// One user message, the entry's default parameters.
     pub fn run(&self, prompt: &str) -> Result<Generation> {
         self.generate(&[Message::user(prompt)], &GenerationParams::default())

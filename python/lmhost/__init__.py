@@ -31,6 +31,7 @@ from lmhost._lmhost import (
     Usage,
     __version__,
 )
+from lmhost.llm import LLM
 from lmhost.errors import (
     AdapterError,
     AdapterTimeout,
@@ -54,6 +55,7 @@ __all__ = [
     "Stream",
     "Delta",
     "Chat",
+    "LLM",
     "errors",
     "Error",
     "RegistryError",

@@ -86,6 +86,16 @@ class Model:
     def generate_batch(
         self, requests: Iterable[Messages], *, return_exceptions: Literal[True], **params: Any
     ) -> list[Generation | BaseException]: ...
+    @overload
+    def agenerate_batch(
+        self, requests: Iterable[Messages], *, return_exceptions: Literal[False] = False, **params: Any
+    ) -> Awaitable[list[Generation]]: ...
+    @overload
+    def agenerate_batch(
+        self, requests: Iterable[Messages], *, return_exceptions: Literal[True], **params: Any
+    ) -> Awaitable[list[Generation | BaseException]]: ...
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` to the model (no special tokens); None for remote models."""
     def chat(self, system: str | None = None, **params: Any) -> Chat:
         """A conversation that keeps its history."""
 

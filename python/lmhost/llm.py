@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import functools
 import json
 import logging
 import os
@@ -392,11 +391,17 @@ class LLM:
     async def abatch_run(
         self, tasks: Sequence[str | Sequence[Mapping[str, Any]]], *args: Any, **kwargs: Any
     ) -> list[str]:
-        """:meth:`batch_run` for asyncio: the batched call runs on the event
-        loop's default executor, so the loop keeps running meanwhile."""
+        """:meth:`batch_run` for asyncio (``Model.agenerate_batch``: decoded
+        together, the loop keeps running; cancelling the task stops them)."""
         self._no_positional("abatch_run", args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self.batch_run, tasks, **kwargs))
+        requests = [self._messages(task) for task in tasks]
+        if not requests:
+            return []
+        params = self.generation_params(**kwargs)
+        start = time.time()
+        generations = await self.model.agenerate_batch(requests, **params)
+        self._record(generations, start, time.time())
+        return [g.response_text for g in generations]
 
     def chat(
         self,
@@ -549,6 +554,10 @@ class LLM:
             _logger.addHandler(handler)
         if _logger.level == logging.NOTSET or _logger.level > logging.INFO:
             _logger.setLevel(logging.INFO)
+        # A logging configuration loaded later (clemcore's, on import, has
+        # `disable_existing_loggers`) switches existing loggers off; asking for
+        # the log switches this one back on.
+        _logger.disabled = False
         self.log_file = log_file
 
     def log_event(self, message: str) -> None:

@@ -269,6 +269,41 @@ impl Model {
         Ok(future)
     }
 
+    /// `await model.agenerate_batch(requests, **params)`: `generate_batch`
+    /// for asyncio (the calls run concurrently and are decoded together);
+    /// cancelling the task stops them all.
+    #[pyo3(signature = (requests, *, return_exceptions = false, **params))]
+    fn agenerate_batch<'py>(
+        &self,
+        py: Python<'py>,
+        requests: &Bound<'py, PyAny>,
+        return_exceptions: bool,
+        params: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let conversations: Vec<Bound<'py, PyAny>> = requests
+            .try_iter()
+            .map_err(|_| PyTypeError::new_err("requests must be a list of conversations"))?
+            .collect::<PyResult<_>>()?;
+        let mut futures = Vec::with_capacity(conversations.len());
+        for (i, messages) in conversations.iter().enumerate() {
+            let future = self.agenerate(py, messages, params).map_err(|e| {
+                let text = e.value(py).to_string();
+                errors::invalid_request(&format!("requests[{i}]: {text}"))
+            })?;
+            futures.push(future);
+        }
+        let gather = py.import("asyncio")?.getattr("gather")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("return_exceptions", return_exceptions)?;
+        gather.call(PyTuple::new(py, futures)?, Some(&kwargs))
+    }
+
+    /// The number of tokens `text` is to the model (no special tokens
+    /// added); `None` for a remote model, whose tokenizer lmhost does not have.
+    fn count_tokens(&self, text: &str) -> PyResult<Option<u32>> {
+        self.inner.count_tokens(text).map_err(to_py)
+    }
+
     /// A conversation with this model that keeps its history.
     #[pyo3(signature = (system = None, **params))]
     fn chat(

@@ -21,6 +21,26 @@ from conftest import MODELS, SMOLLM2, mock_spec
 QUESTION = "What is the capital of France? Answer in one word."
 
 
+def calls_running() -> int:
+    """Generation threads alive in this process (each call runs on a thread
+    named `lmhost-call`): how a test sees that a cancelled call has stopped."""
+    count = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            count += (task / "comm").read_text().strip() == "lmhost-call"
+        except OSError:
+            pass
+    return count
+
+
+async def settle_calls(deadline_s: float = 3.0) -> int:
+    """Wait until no generation thread is left (or the deadline); the count left."""
+    until = time.monotonic() + deadline_s
+    while calls_running() and time.monotonic() < until:
+        await asyncio.sleep(0.02)
+    return calls_running()
+
+
 def test_generate_returns_clembench_triple_usage_and_timings(smollm2: lmhost.Model) -> None:
     g = smollm2.generate(QUESTION, max_tokens=16)
     # prompt: exactly what llama.cpp was given, rendered by the model's ChatML template.
@@ -65,6 +85,14 @@ def test_parameters_reach_the_engine(smollm2: lmhost.Model) -> None:
     assert "," not in stopped.response_text
 
 
+def test_count_tokens_agrees_with_the_prompt(smollm2: lmhost.Model) -> None:
+    g = smollm2.generate(QUESTION, max_tokens=1)
+    # The rendered prompt, tokenized alone, is exactly what the engine counted.
+    assert smollm2.count_tokens(g.prompt) == g.usage.prompt_tokens
+    assert smollm2.count_tokens("") == 0
+    assert smollm2.count_tokens("Paris Paris Paris") > smollm2.count_tokens("Paris")
+
+
 def test_bad_input_raises_clear_exceptions(host: lmhost.Host, smollm2: lmhost.Model) -> None:
     with pytest.raises(lmhost.ModelNotFound, match="SmolLM2-135M-Instruc"):
         host.load("SmolLM2-135M-Instruc")
@@ -107,6 +135,7 @@ def test_leaving_a_stream_early_stops_the_generation(host: lmhost.Host) -> None:
                 break
     # The rest of the stream ends as cancelled, long before 200 words x 20 ms.
     assert list(stream) == []
+    assert asyncio.run(settle_calls()) == 0
     assert stream.generation is not None and stream.generation.finish_reason == "cancelled"
     assert time.monotonic() - started < 3.0
 
@@ -122,11 +151,28 @@ def test_agenerate_runs_calls_concurrently_and_cancels(host: lmhost.Host, smollm
         slow = host.load(mock_spec(reply=" ".join(["w"] * 100), delay_ms=50))
         task = asyncio.ensure_future(slow.agenerate("go"))
         await asyncio.sleep(0.3)
+        assert calls_running() == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        # Its thread stops at the next word (50 ms), not after 5 s.
+        assert await settle_calls() == 0
         # The loop stays usable: a later call on the same model answers.
         quick = host.load(mock_spec(reply="done"))
+        assert (await quick.agenerate("go")).response_text == "done"
+        # A batch, awaited: decoded together, in input order, failures in place.
+        batch = await smollm2.agenerate_batch([QUESTION, QUESTION], max_tokens=12)
+        assert [g.response for g in batch] == [alone.response] * 2
+        mixed = await smollm2.agenerate_batch([QUESTION], max_tokens=1_000_000, return_exceptions=True)
+        assert isinstance(mixed[0], lmhost.ContextLengthExceeded)
+        # Cancelling the batch stops every call in it.
+        task = asyncio.ensure_future(slow.agenerate_batch(["a", "b", "c"]))
+        await asyncio.sleep(0.3)
+        assert calls_running() == 3
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await settle_calls() == 0
         assert (await quick.agenerate("go")).response_text == "done"
 
     asyncio.run(main())

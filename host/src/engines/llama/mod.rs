@@ -61,6 +61,19 @@ pub fn gpu_offload_supported() -> bool {
         .any(|d| matches!(d.device_type, Gpu | IntegratedGpu))
 }
 
+/// Threads when the entry sets no `threads`: (generation, prompt). Prompt
+/// evaluation gets every core: each step is a large matrix product that
+/// splits well. Generation gets half of them (at least one): a step is one
+/// token per sequence, the threads meet at a spinning barrier many times per
+/// token, and when another process holds a core the spinning threads wait for
+/// the descheduled one. Measured on 2 cores with 6 busy processes: 23 tokens/s
+/// with one generation thread, 11 to 15 with two; unloaded, one and two give
+/// the same speed (BENCHMARKS.md, "Threads under load").
+fn default_threads(cores: usize) -> (i32, i32) {
+    let cores = i32::try_from(cores.max(1)).unwrap_or(i32::MAX);
+    ((cores / 2).max(1), cores)
+}
+
 /// The context when the entry sets no `n_ctx`: what the model was trained
 /// for, capped so that the KV cache (`parallel` streams of `n_ctx` cells, f16)
 /// takes at most a quarter of the memory available at load time; a multiple
@@ -154,7 +167,13 @@ impl LlamaEngine {
             message,
         };
         let settings: LlamaSettings = spec.settings()?;
-        let threads = super::cpu_threads(spec, settings.threads)? as i32;
+        let (threads, threads_batch) = match settings.threads {
+            Some(_) => {
+                let n = super::cpu_threads(spec, settings.threads)? as i32;
+                (n, n)
+            }
+            None => default_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        };
         let parallel = match settings.parallel {
             Some(0) => return Err(SettingsError::key(spec, "parallel", "must be at least 1").into()),
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(256),
@@ -213,13 +232,14 @@ impl LlamaEngine {
             n_ctx,
             parallel,
             threads,
+            threads_batch,
         };
         let jobs = scheduler::start(model.clone(), config).map_err(|message| EngineError::Load {
             model: name.clone(),
             path: path.to_path_buf(),
             message,
         })?;
-        tracing::debug!(model = %name, path = %path.display(), n_ctx, parallel, threads, gpu_layers, "loaded GGUF");
+        tracing::debug!(model = %name, path = %path.display(), n_ctx, parallel, threads, threads_batch, gpu_layers, "loaded GGUF");
         Ok(Self {
             name,
             model,
@@ -364,7 +384,15 @@ impl LocalEngine for LlamaEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::context_within;
+    use super::{context_within, default_threads};
+
+    #[test]
+    fn generation_gets_half_the_cores_and_prompts_all_of_them() {
+        assert_eq!(default_threads(1), (1, 1));
+        assert_eq!(default_threads(2), (1, 2));
+        assert_eq!(default_threads(16), (8, 16));
+        assert_eq!(default_threads(0), (1, 1));
+    }
 
     #[test]
     fn the_default_context_is_the_trained_one_within_a_quarter_of_free_memory() {

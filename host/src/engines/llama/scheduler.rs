@@ -65,7 +65,10 @@ pub(super) struct SchedulerConfig {
     pub name: String,
     pub n_ctx: u32,
     pub parallel: u32,
+    /// Threads decoding one token per sequence (generation).
     pub threads: i32,
+    /// Threads evaluating prompts (many tokens per step).
+    pub threads_batch: i32,
 }
 
 /// Start the decoding thread; its context is created before this returns.
@@ -82,7 +85,7 @@ pub(super) fn start(model: Arc<LlamaModel>, config: SchedulerConfig) -> Result<m
                 .with_n_seq_max(config.parallel)
                 .with_kv_unified(false)
                 .with_n_threads(config.threads)
-                .with_n_threads_batch(config.threads);
+                .with_n_threads_batch(config.threads_batch);
             let ctx = match model.new_context(backend(), params) {
                 Ok(ctx) => {
                     let _ = ready.send(Ok(()));

@@ -194,7 +194,7 @@ pub struct LlamaSettings {
     /// Context length to run with (capped at the model's); default: the model's trained length, on llamacpp capped so that the KV cache (parallel × n_ctx cells) takes at most a quarter of the memory available at load (never below 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_ctx: Option<u64>,
-    /// CPU threads (llamacpp, and huggingface_local on the CPU); default: every core.
+    /// CPU threads (llamacpp, and huggingface_local on the CPU); default: every core, but llamacpp generates with half of them (prompts get every core).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u64>,
     /// llamacpp: most requests decoded together (default 4); each has its own n_ctx of KV cache.
