@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["LLM"]
 
-#: Generation keywords that lmhost's ``Model.generate`` accepts; ``run`` and
-#: the other calls pass these through per call.
-GENERATION_PARAMS = (
+#: Sampling parameters (the clemcore backend passes these through from a
+#: run's generation arguments too).
+SAMPLING_PARAMS = (
     "max_tokens",
     "temperature",
     "top_p",
@@ -59,6 +59,10 @@ GENERATION_PARAMS = (
     "repetition_penalty",
     "frequency_penalty",
     "presence_penalty",
+)
+#: Generation keywords that lmhost's ``Model.generate`` accepts; ``run`` and
+#: the other calls pass these through per call.
+GENERATION_PARAMS = SAMPLING_PARAMS + (
     "response_format",
     "tools",
     "tool_choice",

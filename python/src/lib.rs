@@ -10,25 +10,25 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use lmhost::registry::Query;
-use lmhost::{GenerationParams, HostConfig, Message, StreamDelta};
+use lmhost::{GenerationParams, HostConfig, Message};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyList, PyString, PyTuple};
 use pythonize::{depythonize, pythonize};
 use serde_json::Value;
 
+mod calls;
 mod convert;
 mod errors;
+mod results;
 
+use calls::{generate, run_blocking, settle, spawn_call, wait, Event};
 use errors::{internal, to_py};
-
-/// How often a waiting thread wakes to run Python's signal handlers.
-const SIGNAL_POLL: Duration = Duration::from_millis(50);
+use results::{Delta, Generation, Timings, Usage};
 
 /// Models behind one registry: resolves queries and loads models.
 #[pyclass(module = "lmhost", frozen)]
@@ -334,121 +334,6 @@ impl Model {
     }
 }
 
-/// Hand an async call's result to its future, on the loop's thread; nothing
-/// if the future was cancelled meanwhile.
-fn settle(
-    py: Python<'_>,
-    event_loop: &Py<PyAny>,
-    future: Py<PyAny>,
-    result: lmhost::Result<lmhost::Generation>,
-) -> PyResult<()> {
-    let (method, value) = match result {
-        Ok(g) => ("set_result", Py::new(py, Generation { inner: g })?.into_any()),
-        Err(e) => ("set_exception", to_py(e).into_value(py).into_any()),
-    };
-    let apply = PyCFunction::new_closure(
-        py,
-        None,
-        None,
-        move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-            let py = args.py();
-            let future = future.bind(py);
-            if !future.call_method0("done")?.is_truthy()? {
-                future.call_method1(method, (value.bind(py),))?;
-            }
-            Ok(())
-        },
-    )?;
-    // A closed loop refuses: its caller is gone.
-    event_loop.bind(py).call_method1("call_soon_threadsafe", (apply,))?;
-    Ok(())
-}
-
-/// One call on a worker thread of its own; `done` gets its result. With
-/// `deltas`, each streamed piece is sent there first.
-fn spawn_call(
-    model: &Arc<lmhost::Model>,
-    messages: Vec<Message>,
-    params: GenerationParams,
-    cancel: Arc<AtomicBool>,
-    deltas: Option<Sender<Event>>,
-    done: impl FnOnce(lmhost::Result<lmhost::Generation>) + Send + 'static,
-) -> PyResult<()> {
-    let model = model.clone();
-    std::thread::Builder::new()
-        .name("lmhost-call".into())
-        .spawn(move || {
-            let stop = || cancel.load(Ordering::Relaxed);
-            let result = match deltas {
-                None => model.generate_cancellable(&messages, &params, &stop),
-                Some(tx) => model.generate_stream_deltas(&messages, &params, |d| {
-                    !stop() && tx.send(Event::Delta(d.clone())).is_ok()
-                }),
-            };
-            done(result);
-        })
-        .map(|_| ())
-        .map_err(|e| internal(&format!("cannot start a generation thread: {e}")))
-}
-
-/// Wait for a worker's message with the GIL released, running Python's signal
-/// handlers between waits; a `KeyboardInterrupt` cancels the work.
-fn wait<T: Send>(py: Python<'_>, rx: &Mutex<Receiver<T>>, cancel: &AtomicBool) -> PyResult<T> {
-    loop {
-        let received = py.detach(|| rx.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(SIGNAL_POLL));
-        match received {
-            Ok(v) => return Ok(v),
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = py.check_signals() {
-                    cancel.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(internal("the generation thread ended without a result"))
-            }
-        }
-    }
-}
-
-/// Run `work` on a worker thread and wait for it (Ctrl-C-able).
-fn run_blocking<T: Send + 'static>(
-    py: Python<'_>,
-    cancel: Option<Arc<AtomicBool>>,
-    work: impl FnOnce() -> lmhost::Result<T> + Send + 'static,
-) -> PyResult<T> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("lmhost-call".into())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })
-        .map_err(|e| internal(&format!("cannot start a worker thread: {e}")))?;
-    let cancel = cancel.unwrap_or_default();
-    wait(py, &Mutex::new(rx), &cancel)?.map_err(to_py)
-}
-
-fn generate(
-    py: Python<'_>,
-    model: &Arc<lmhost::Model>,
-    messages: Vec<Message>,
-    params: GenerationParams,
-) -> PyResult<Generation> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    spawn_call(model, messages, params, cancel.clone(), None, move |r| {
-        let _ = tx.send(r);
-    })?;
-    let g = wait(py, &Mutex::new(rx), &cancel)?.map_err(to_py)?;
-    Ok(Generation { inner: g })
-}
-
-/// What a streaming worker sends.
-enum Event {
-    Delta(StreamDelta),
-    Done(Box<lmhost::Result<lmhost::Generation>>),
-}
-
 /// A streamed answer: iterate for its pieces; `generation` once it has ended.
 #[pyclass(module = "lmhost")]
 struct Stream {
@@ -518,217 +403,6 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A piece of a streamed answer (`stream(..., deltas=True)`).
-#[pyclass(module = "lmhost", frozen, get_all)]
-struct Delta {
-    /// Answer text.
-    text: String,
-    /// Reasoning text.
-    reasoning: String,
-    /// Tool calls completed in this piece (dicts: id, name, arguments).
-    tool_calls: Vec<Py<PyAny>>,
-}
-
-impl From<StreamDelta> for Delta {
-    fn from(d: StreamDelta) -> Self {
-        let tool_calls = Python::attach(|py| d.tool_calls.iter().filter_map(|c| call_dict(py, c).ok()).collect());
-        Self {
-            text: d.text,
-            reasoning: d.reasoning,
-            tool_calls,
-        }
-    }
-}
-
-#[pymethods]
-impl Delta {
-    fn __repr__(&self) -> String {
-        format!(
-            "Delta(text={:?}, reasoning={:?}, tool_calls={})",
-            self.text,
-            self.reasoning,
-            self.tool_calls.len()
-        )
-    }
-}
-
-fn call_dict(py: Python<'_>, c: &lmhost::ToolCall) -> PyResult<Py<PyAny>> {
-    let d = PyDict::new(py);
-    d.set_item("id", &c.id)?;
-    d.set_item("name", &c.name)?;
-    d.set_item("arguments", &c.arguments)?;
-    Ok(d.into_any().unbind())
-}
-
-/// The result of one call: `prompt`, `response` and `response_text` as
-/// clembench defines them, plus reasoning, tool calls, usage and timings.
-#[pyclass(module = "lmhost", frozen)]
-struct Generation {
-    inner: lmhost::Generation,
-}
-
-#[pymethods]
-impl Generation {
-    /// The model's registry name.
-    #[getter]
-    fn model(&self) -> &str {
-        &self.inner.model
-    }
-    /// Exactly what the engine was given: the rendered prompt text (local
-    /// engines) or the HTTP request body (remote), as a dict.
-    #[getter]
-    fn prompt<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(pythonize(py, &self.inner.prompt)?)
-    }
-    /// Exactly what the engine returned (text, or the response body as a dict).
-    #[getter]
-    fn response<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(pythonize(py, &self.inner.response)?)
-    }
-    /// The answer alone, post-processed by the adapter.
-    #[getter]
-    fn response_text(&self) -> &str {
-        &self.inner.response_text
-    }
-    /// The model's reasoning, if it wrote any.
-    #[getter]
-    fn reasoning(&self) -> Option<&str> {
-        self.inner.reasoning.as_deref()
-    }
-    /// Tool calls, as dicts with `id`, `name` and `arguments` (JSON text).
-    #[getter]
-    fn tool_calls(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
-        self.inner.tool_calls.iter().map(|c| call_dict(py, c)).collect()
-    }
-    /// `stop`, `length`, `tool_calls` or `cancelled`.
-    #[getter]
-    fn finish_reason(&self) -> &str {
-        &self.inner.finish_reason
-    }
-    /// Token counts.
-    #[getter]
-    fn usage(&self) -> Usage {
-        Usage {
-            inner: self.inner.usage,
-        }
-    }
-    /// Where the time went.
-    #[getter]
-    fn timings(&self) -> Timings {
-        Timings {
-            inner: self.inner.timings,
-        }
-    }
-    /// Generated tokens per second of generation time.
-    #[getter]
-    fn tokens_per_second(&self) -> f64 {
-        self.inner.tokens_per_second()
-    }
-    /// The assistant turn to append to the history for the next call.
-    fn message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(pythonize(py, &Message::from_generation(&self.inner))?)
-    }
-    /// Everything, as plain Python values (JSON-serialisable).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(pythonize(py, &self.inner)?)
-    }
-    fn __str__(&self) -> &str {
-        &self.inner.response_text
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Generation(model={:?}, response_text={:?}, finish_reason={:?}, completion_tokens={})",
-            self.inner.model, self.inner.response_text, self.inner.finish_reason, self.inner.usage.completion_tokens
-        )
-    }
-}
-
-/// Token counts of a call.
-#[pyclass(module = "lmhost", frozen)]
-struct Usage {
-    inner: lmhost::Usage,
-}
-
-#[pymethods]
-impl Usage {
-    /// Tokens in the prompt.
-    #[getter]
-    fn prompt_tokens(&self) -> u32 {
-        self.inner.prompt_tokens
-    }
-    /// Tokens generated.
-    #[getter]
-    fn completion_tokens(&self) -> u32 {
-        self.inner.completion_tokens
-    }
-    /// Their sum.
-    #[getter]
-    fn total_tokens(&self) -> u32 {
-        self.inner.total_tokens
-    }
-    /// Of the completion tokens, those spent reasoning.
-    #[getter]
-    fn reasoning_tokens(&self) -> u32 {
-        self.inner.reasoning_tokens
-    }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(pythonize(py, &self.inner)?)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Usage(prompt_tokens={}, completion_tokens={}, total_tokens={}, reasoning_tokens={})",
-            self.inner.prompt_tokens,
-            self.inner.completion_tokens,
-            self.inner.total_tokens,
-            self.inner.reasoning_tokens
-        )
-    }
-}
-
-/// Where a call's time went, in milliseconds.
-#[pyclass(module = "lmhost", frozen)]
-struct Timings {
-    inner: lmhost::Timings,
-}
-
-#[pymethods]
-impl Timings {
-    /// In the adapter (shaping and parsing).
-    #[getter]
-    fn adapter_ms(&self) -> f64 {
-        self.inner.adapter_ms
-    }
-    /// Evaluating the prompt.
-    #[getter]
-    fn prompt_ms(&self) -> f64 {
-        self.inner.prompt_ms
-    }
-    /// Generating, first token included.
-    #[getter]
-    fn generation_ms(&self) -> f64 {
-        self.inner.generation_ms
-    }
-    /// From the engine call to the first generated token.
-    #[getter]
-    fn time_to_first_token_ms(&self) -> Option<f64> {
-        self.inner.time_to_first_token_ms
-    }
-    /// The whole call.
-    #[getter]
-    fn total_ms(&self) -> f64 {
-        self.inner.total_ms
-    }
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(pythonize(py, &self.inner)?)
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Timings(total_ms={:.1}, prompt_ms={:.1}, generation_ms={:.1}, adapter_ms={:.1})",
-            self.inner.total_ms, self.inner.prompt_ms, self.inner.generation_ms, self.inner.adapter_ms
-        )
     }
 }
 

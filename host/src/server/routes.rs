@@ -37,11 +37,29 @@ struct Access {
     tokens: Option<(u32, u32)>,
 }
 
+/// A model name as the client sent it, fit for one log line: control
+/// characters escaped (no forged lines), at most 200 characters kept.
+fn loggable(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if i == 200 {
+            out.push_str(&format!("…({} bytes)", name.len()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One line per request at `-v` (info), target `lmhost::access`: method,
 /// path, status, model, prompt and completion tokens, milliseconds. A
 /// streamed request's line is written when its stream ends.
 fn log_access(method: &str, path: &str, status: u16, access: Option<&Access>, elapsed: std::time::Duration) {
-    let model = access.map_or("-", |a| a.model.as_str());
+    let model = access.map_or_else(|| "-".to_string(), |a| loggable(&a.model));
     let (prompt_tokens, completion_tokens) = access.and_then(|a| a.tokens).unwrap_or_default();
     tracing::info!(
         target: "lmhost::access",
@@ -402,5 +420,19 @@ fn endpoint_path(kind: Kind) -> &'static str {
     match kind {
         Kind::Chat => "/v1/chat/completions",
         Kind::Completion => "/v1/completions",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn a_client_model_name_stays_one_short_log_line() {
+        assert_eq!(loggable("SmolLM2-135M-Instruct"), "SmolLM2-135M-Instruct");
+        assert_eq!(loggable("a\nINFO forged\r"), "a\\nINFO forged\\r");
+        let huge = "m".repeat(1 << 20);
+        let line = loggable(&huge);
+        assert!(line.len() < 260 && line.ends_with("…(1048576 bytes)"), "{}", line.len());
     }
 }

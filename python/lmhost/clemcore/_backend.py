@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Tuple
 
 import lmhost
 from lmhost.clemcore import BACKEND_NAME, MODEL_KEY, SPEC_KEY
+from lmhost.llm import SAMPLING_PARAMS
 
 try:
     import clemcore.backends as backends
@@ -35,18 +36,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: clemcore gen_args that lmhost's generate takes under the same name.
-_PARAMS = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "seed",
-    "stop",
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-)
+_PARAMS = SAMPLING_PARAMS
 
 _lock = threading.Lock()
 _host: lmhost.Host | None = None
