@@ -5,7 +5,8 @@
 //! straight into minijinja values); transformers' `tojson` and Python's
 //! spelling of printed values (`python.rs`); a lexer pre-pass for what
 //! minijinja has no hook for (`preprocess.rs`: string escapes, newlines,
-//! `{% generation %}`); the globals real templates call (`raise_exception`,
+//! `{% generation %}`; `operators.rs`: a dict's methods read as attributes,
+//! markup's escaping `+`); the globals real templates call (`raise_exception`,
 //! `strftime_now`). The conformance corpus in `tests/fixtures/chat-templates/`
 //! holds it to jinja2's output byte for byte.
 //!
@@ -22,7 +23,9 @@ use std::fmt::Write as _;
 
 #[doc(hidden)]
 pub mod hostile;
+mod operators;
 mod preprocess;
+mod pyops;
 mod python;
 mod shape;
 
@@ -31,7 +34,10 @@ pub use python::float_repr;
 
 pub use shape::{check_shape, measure_shape, Shape, MAX_BLOCK_DEPTH, MAX_TAG_TOKENS};
 
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+use std::borrow::Cow;
+
+use minijinja::value::Rest;
+use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 
 /// Budgets for one render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,15 +198,53 @@ fn environment_at(fuel: u64, now: Option<chrono::NaiveDateTime>) -> Environment<
     env.set_lstrip_blocks(true);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_fuel(Some(fuel));
-    env.set_recursion_limit(64);
+    // minijinja's own maximum: a macro that loops and recurses goes ~70 levels
+    // deep (jinja2 ~190; Kimi K3's JSON sorter needs one per schema level).
+    // At the limit the renderer has used under 1 MiB of stack (test below).
+    env.set_recursion_limit(500);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(python::format_value);
     env.add_filter("tojson", python::tojson);
     env.add_filter("string", python::string_filter);
+    // jinja2's attribute lookup and `+` where minijinja's differ (`operators.rs`).
+    env.add_filter(operators::ATTR_FILTER, |v: &Value, name: &str| pyops::attr(v, name));
+    env.add_function(operators::ADD_FUNCTION, pyops::add);
+    env.add_function(operators::CONCAT_FUNCTION, pyops::concat);
+    // The filters that return generators in jinja2 (`pyops.rs`).
+    env.add_filter("map", |state: &State, v: Value, args: Rest<Value>| {
+        minijinja::filters::map(state, v, args).map(pyops::generator)
+    });
+    env.add_filter(
+        "select",
+        |state: &State, v: Value, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::select(state, v, test, args).map(pyops::generator)
+        },
+    );
+    env.add_filter(
+        "reject",
+        |state: &State, v: Value, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::reject(state, v, test, args).map(pyops::generator)
+        },
+    );
+    env.add_filter(
+        "selectattr",
+        |state: &State, v: Value, attr: Cow<'_, str>, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::selectattr(state, v, attr, test, args).map(pyops::generator)
+        },
+    );
+    env.add_filter(
+        "rejectattr",
+        |state: &State, v: Value, attr: Cow<'_, str>, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::rejectattr(state, v, attr, test, args).map(pyops::generator)
+        },
+    );
     // `none is iterable` is false in jinja2 (minijinja iterates none as empty);
     // a `for` over none fails, see `preprocess.rs`.
-    env.add_test("iterable", |v: &Value| {
-        v.kind() != minijinja::value::ValueKind::None && v.try_iter().is_ok()
+    // (Without iterating an iterable: that would use up a generator.)
+    env.add_test("iterable", |v: &Value| match v.kind() {
+        minijinja::value::ValueKind::None => false,
+        minijinja::value::ValueKind::Iterable => true,
+        _ => v.try_iter().is_ok(),
     });
     env.add_filter(preprocess::ITERABLE_FILTER, |v: Value| -> Result<Value, Error> {
         if v.is_none() {
@@ -480,6 +524,27 @@ mod bounds {
         )
         .unwrap_err();
         assert!(err.contains("recursion"), "{err}");
+    }
+
+    #[test]
+    fn recursion_as_deep_as_real_templates_go_renders_and_the_limit_comes_before_the_stack_ends() {
+        // A macro that loops over a dict and recurses, like a schema printer.
+        let at = |depth: usize| {
+            format!(
+                "{{% macro f(d, n) %}}{{% if n > 0 %}}{{% for k, v in d|items %}}{{{{ f(d, n - 1) }}}}{{% endfor %}}\
+                 {{% else %}}x{{% endif %}}{{% endmacro %}}{{{{ f({{'k': 1}}, {depth}) }}}}"
+            )
+        };
+        assert_eq!(render(&at(60), "{}", &Budget::default()).unwrap(), "x");
+        let deepest = at(1000);
+        let deepest = std::thread::Builder::new()
+            .stack_size(4 << 20)
+            .spawn(move || render(&deepest, "{}", &Budget::default()))
+            .unwrap()
+            .join()
+            .unwrap();
+        let err = deepest.unwrap_err();
+        assert!(err.contains("recursion limit exceeded (line 1)"), "{err}");
     }
 
     #[test]

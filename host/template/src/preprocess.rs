@@ -20,7 +20,9 @@
 //!   minijinja (which iterates none like undefined). The iterable of every `for`
 //!   goes through a filter that fails on none: `for x in (xs)|<filter>`.
 //!
-//! Comments and `{% raw %}` blocks are copied untouched. minijinja has no
+//! Comments and `{% raw %}` blocks are copied untouched. What needs tokens
+//! rather than text (attribute lookup, markup's `+`) is `operators.rs`, run
+//! on this pass's output. minijinja has no
 //! lexer or extension hook for any of these (its syntax is fixed and its string
 //! unescaping is internal), which is why this is a text pass and not a setting.
 
@@ -39,7 +41,12 @@ pub fn preprocess(source: &str) -> Cow<'_, str> {
     if !normalized.contains("{%") && !normalized.contains("{{") {
         return normalized;
     }
-    Cow::Owned(rewrite(&normalized))
+    let text = rewrite(&normalized);
+    // Then the token pass (`operators.rs`), on what minijinja will read.
+    match crate::operators::rewrite(&text) {
+        Cow::Borrowed(_) => Cow::Owned(text),
+        Cow::Owned(rewritten) => Cow::Owned(rewritten),
+    }
 }
 
 fn rewrite(src: &str) -> String {
@@ -378,7 +385,10 @@ mod tests {
     #[test]
     fn braces_and_quotes_inside_tags_do_not_end_them() {
         let t = "{{ {'a': '}}'} ~ 'x\\/' }}{{ \"it's\\/\" }}";
-        assert_eq!(preprocess(t), "{{ {'a': '}}'} ~ 'x\\\\/' }}{{ \"it's\\\\/\" }}");
+        assert_eq!(
+            preprocess(t),
+            "{{ __lmhost_concat({'a': '}}'} , 'x\\\\/') }}{{ \"it's\\\\/\" }}"
+        );
     }
 
     #[test]

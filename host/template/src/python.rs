@@ -118,6 +118,9 @@ impl Dumper {
             return Err(invalid("tojson: value nested too deeply"));
         }
         check_printed(out)?;
+        if crate::pyops::is_generator(value) {
+            return Err(invalid("tojson: Object of type generator is not JSON serializable"));
+        }
         match value.kind() {
             ValueKind::Undefined => return Err(invalid("tojson: Object of type Undefined is not JSON serializable")),
             ValueKind::None => out.push_str("null"),
@@ -285,6 +288,11 @@ fn repr(value: &Value, depth: usize, out: &mut String) -> Result<(), Error> {
 }
 
 fn container(value: &Value, depth: usize, out: &mut String) -> Result<(), Error> {
+    if crate::pyops::is_generator(value) {
+        // Printing a generator does not consume it.
+        out.push_str("<generator object>");
+        return Ok(());
+    }
     if value.kind() == ValueKind::Map {
         let pairs: Vec<(Value, Value)> = value
             .try_iter()?
@@ -398,11 +406,11 @@ fn printable(c: char) -> bool {
 /// prints a list, wherever a template turns it into text (`~`, `|string`,
 /// `|upper`, …), not only in `{{ }}`.
 #[derive(Debug)]
-struct PyList(Vec<Value>);
+pub(crate) struct PyList(Vec<Value>);
 
 /// A dict of the context, in insertion order, printing as Python's `str()`.
 #[derive(Debug)]
-struct PyDict(IndexMap<Value, Value>);
+pub(crate) struct PyDict(IndexMap<Value, Value>);
 
 impl Object for PyList {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
