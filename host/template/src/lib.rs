@@ -210,6 +210,7 @@ fn environment_at(fuel: u64, now: Option<chrono::NaiveDateTime>) -> Environment<
     env.add_filter(operators::ATTR_FILTER, |v: &Value, name: &str| pyops::attr(v, name));
     env.add_function(operators::ADD_FUNCTION, pyops::add);
     env.add_function(operators::CONCAT_FUNCTION, pyops::concat);
+    env.add_filter("indent", pyops::indent);
     // The filters that return generators in jinja2 (`pyops.rs`).
     env.add_filter("map", |state: &State, v: Value, args: Rest<Value>| {
         minijinja::filters::map(state, v, args).map(pyops::generator)
