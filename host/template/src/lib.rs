@@ -5,8 +5,9 @@
 //! straight into minijinja values); transformers' `tojson` and Python's
 //! spelling of printed values (`python.rs`); a lexer pre-pass for what
 //! minijinja has no hook for (`preprocess.rs`: string escapes, newlines,
-//! `{% generation %}`; `operators.rs`: a dict's methods read as attributes,
-//! markup's escaping `+`); the globals real templates call (`raise_exception`,
+//! `{% generation %}`; `operators.rs` + `pyops.rs`: a dict's methods read as
+//! attributes, markup's escaping `+`, `~` as `str()`, generators); jinja2's
+//! versions of the built-in filters that differ (`filters.rs`); the globals real templates call (`raise_exception`,
 //! `strftime_now`). The conformance corpus in `tests/fixtures/chat-templates/`
 //! holds it to jinja2's output byte for byte.
 //!
@@ -21,6 +22,7 @@
 
 use std::fmt::Write as _;
 
+mod filters;
 #[doc(hidden)]
 pub mod hostile;
 mod operators;
@@ -34,10 +36,7 @@ pub use python::float_repr;
 
 pub use shape::{check_shape, measure_shape, Shape, MAX_BLOCK_DEPTH, MAX_TAG_TOKENS};
 
-use std::borrow::Cow;
-
-use minijinja::value::Rest;
-use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
 /// Budgets for one render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,42 +205,12 @@ fn environment_at(fuel: u64, now: Option<chrono::NaiveDateTime>) -> Environment<
     env.set_formatter(python::format_value);
     env.add_filter("tojson", python::tojson);
     env.add_filter("string", python::string_filter);
-    // jinja2's attribute lookup and `+` where minijinja's differ (`operators.rs`).
-    env.add_filter(operators::ATTR_FILTER, |v: &Value, name: &str| pyops::attr(v, name));
-    env.add_function(operators::ADD_FUNCTION, pyops::add);
-    env.add_function(operators::CONCAT_FUNCTION, pyops::concat);
-    env.add_filter("indent", pyops::indent);
-    // The filters that return generators in jinja2 (`pyops.rs`).
-    env.add_filter("map", |state: &State, v: Value, args: Rest<Value>| {
-        minijinja::filters::map(state, v, args).map(pyops::generator)
-    });
-    env.add_filter(
-        "select",
-        |state: &State, v: Value, test: Option<Cow<'_, str>>, args: Rest<Value>| {
-            minijinja::filters::select(state, v, test, args).map(pyops::generator)
-        },
-    );
-    env.add_filter(
-        "reject",
-        |state: &State, v: Value, test: Option<Cow<'_, str>>, args: Rest<Value>| {
-            minijinja::filters::reject(state, v, test, args).map(pyops::generator)
-        },
-    );
-    env.add_filter(
-        "selectattr",
-        |state: &State, v: Value, attr: Cow<'_, str>, test: Option<Cow<'_, str>>, args: Rest<Value>| {
-            minijinja::filters::selectattr(state, v, attr, test, args).map(pyops::generator)
-        },
-    );
-    env.add_filter(
-        "rejectattr",
-        |state: &State, v: Value, attr: Cow<'_, str>, test: Option<Cow<'_, str>>, args: Rest<Value>| {
-            minijinja::filters::rejectattr(state, v, attr, test, args).map(pyops::generator)
-        },
-    );
-    // `none is iterable` is false in jinja2 (minijinja iterates none as empty);
-    // a `for` over none fails, see `preprocess.rs`.
-    // (Without iterating an iterable: that would use up a generator.)
+    // jinja2's operators, attribute reads and generators (`operators.rs`, `pyops.rs`).
+    pyops::register(&mut env);
+    filters::register(&mut env);
+    // `none is iterable` is false in jinja2 (minijinja iterates none as empty;
+    // a `for` over none fails, see `preprocess.rs`), and an iterable is not
+    // iterated to find out (that would use up a generator).
     env.add_test("iterable", |v: &Value| match v.kind() {
         minijinja::value::ValueKind::None => false,
         minijinja::value::ValueKind::Iterable => true,

@@ -12,10 +12,6 @@
 //!   length, printed as `<generator object …>`, refused by `tojson`. minijinja
 //!   returns a list, so a template that iterates the result twice, or dumps it,
 //!   rendered where transformers gives an empty second loop or an error.
-//! - [`indent`]: jinja2's, which keeps a trailing newline, indents an empty
-//!   string when `first`, splits lines as Python's `splitlines` does and takes
-//!   a string as the width; minijinja's drops the trailing newline (Command-R's
-//!   tool template lost the line break after each `{`).
 //! - [`attr`]: `d.items` on a dict is the bound method `items` in jinja2, even
 //!   when the dict has an `items` key (it reads the key only for names a dict
 //!   has no attribute by); the sandbox makes the mutating ones (`pop`,
@@ -26,8 +22,46 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, ValueKind};
-use minijinja::{Error, ErrorKind, State, Value};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Rest, ValueKind};
+use std::borrow::Cow;
+
+use minijinja::{Environment, Error, ErrorKind, State, Value};
+
+/// Registers the functions and filters `operators.rs` rewrites into, and the
+/// generator-returning filters.
+pub fn register(env: &mut Environment<'static>) {
+    env.add_filter(crate::operators::ATTR_FILTER, |v: &Value, name: &str| attr(v, name));
+    env.add_function(crate::operators::ADD_FUNCTION, add);
+    env.add_function(crate::operators::CONCAT_FUNCTION, concat);
+    // The filters that return generators in jinja2.
+    env.add_filter("map", |state: &State, v: Value, args: Rest<Value>| {
+        minijinja::filters::map(state, v, args).map(generator)
+    });
+    env.add_filter(
+        "select",
+        |state: &State, v: Value, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::select(state, v, test, args).map(generator)
+        },
+    );
+    env.add_filter(
+        "reject",
+        |state: &State, v: Value, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::reject(state, v, test, args).map(generator)
+        },
+    );
+    env.add_filter(
+        "selectattr",
+        |state: &State, v: Value, attr: Cow<'_, str>, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::selectattr(state, v, attr, test, args).map(generator)
+        },
+    );
+    env.add_filter(
+        "rejectattr",
+        |state: &State, v: Value, attr: Cow<'_, str>, test: Option<Cow<'_, str>>, args: Rest<Value>| {
+            minijinja::filters::rejectattr(state, v, attr, test, args).map(generator)
+        },
+    );
+}
 
 /// Attributes of a Python dict jinja2's immutable sandbox lets a template read.
 const DICT_SAFE: &[&str] = &["items", "keys", "values", "get", "copy", "fromkeys"];
@@ -211,90 +245,6 @@ fn escape_unless_markup(value: &Value, text: &str, out: &mut String) {
     }
 }
 
-/// jinja2's `indent(s, width=4, first=False, blank=False)`.
-pub fn indent(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
-    let text = value.as_str().ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("indent: expected a string, found {}", value.kind()),
-        )
-    })?;
-    let arg = |i: usize, name: &str| -> Result<Option<Value>, Error> {
-        match (args.get(i), kwargs.get::<Option<Value>>(name)?) {
-            (Some(_), Some(_)) => Err(Error::new(
-                ErrorKind::TooManyArguments,
-                format!("indent: `{name}` given twice"),
-            )),
-            (Some(v), None) => Ok(Some(v.clone())),
-            (None, v) => Ok(v),
-        }
-    };
-    if args.len() > 3 {
-        return Err(Error::new(
-            ErrorKind::TooManyArguments,
-            "indent takes at most 3 arguments",
-        ));
-    }
-    let indention = match arg(0, "width")? {
-        None => "    ".to_string(),
-        Some(w) if w.kind() == ValueKind::String => w.as_str().unwrap_or_default().to_string(),
-        Some(w) => {
-            let n = i64::try_from(w.clone())
-                .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("indent: bad width {w}")))?;
-            " ".repeat(usize::try_from(n).unwrap_or(0).min(1 << 16))
-        }
-    };
-    let first = arg(1, "first")?.is_some_and(|v| v.is_true());
-    let blank = arg(2, "blank")?.is_some_and(|v| v.is_true());
-    kwargs.assert_all_used()?;
-    // `s += "\n"` then `splitlines()`, as jinja2 does.
-    let with_newline = format!("{text}\n");
-    let lines = python_splitlines(&with_newline);
-    let mut out = String::with_capacity(text.len() + lines.len() * indention.len());
-    if first {
-        out.push_str(&indention);
-    }
-    for (i, line) in lines.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-            if blank || !line.is_empty() {
-                out.push_str(&indention);
-            }
-        }
-        out.push_str(line);
-    }
-    Ok(if value.is_safe() {
-        Value::from_safe_string(out)
-    } else {
-        Value::from(out)
-    })
-}
-
-/// Python's `str.splitlines()` (no line ends kept).
-fn python_splitlines(text: &str) -> Vec<&str> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let end = match c {
-            '\r' if matches!(chars.peek(), Some((_, '\n'))) => {
-                chars.next();
-                i + 2
-            }
-            '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
-                i + c.len_utf8()
-            }
-            _ => continue,
-        };
-        lines.push(&text[start..i]);
-        start = end;
-    }
-    if start < text.len() {
-        lines.push(&text[start..]);
-    }
-    lines
-}
-
 /// What a jinja2 filter returns as a generator (see the module doc).
 #[derive(Debug)]
 struct Generator(Mutex<Option<Vec<Value>>>);
@@ -396,23 +346,6 @@ mod tests {
         );
         for bad in ["{{ xs|map('upper')|length }}", "{{ xs|selectattr('k')|tojson }}"] {
             assert!(render(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn indent_is_jinja2s() {
-        let cases = [
-            ("{{ '{\n'|indent(4, first=true) }}", "    {\n"),
-            ("{{ 'a\nb\n'|indent(2) }}", "a\n  b\n"),
-            ("{{ 'a\n\nb'|indent(2) }}", "a\n\n  b"),
-            ("{{ 'a\n\nb'|indent(2, blank=true) }}", "a\n  \n  b"),
-            ("{{ '\n'|indent(2, true) }}", "  \n"),
-            ("{{ ''|indent(2, true) }}", "  "),
-            ("{{ 'a\r\nb'|indent('>>') }}", "a\n>>b"),
-            ("{{ 'x\n'|indent(2, true, true) }}", "  x\n  "),
-        ];
-        for (template, expected) in cases {
-            assert_eq!(render(template).unwrap(), expected, "{template}");
         }
     }
 
