@@ -27,8 +27,16 @@ GUEST_UNIT_TESTS := -p chat-formats -p remote-kit -p openai-chat -p anthropic-me
 # tests pass.
 MINIMAL_FEATURES := --no-default-features --features remote,server
 
+# llama.cpp's own server (bench/llama-bench.sh builds it, ~15 min): when it is
+# there, the third-party-server test runs; otherwise it stays ignored.
+LMHOST_LLAMA_SERVER ?= $(HOME)/.cache/lmhost/llama.cpp/build-avx2/bin/llama-server
+export LMHOST_LLAMA_SERVER
+
 test: setup model adapters
 	cargo test --release --workspace
+	@if [ -x "$(LMHOST_LLAMA_SERVER)" ]; then \
+		cargo test --release -p lmhost-tests --test integration third_party -- --ignored; \
+	else echo "ignored: third_party::openai_compatible_against_llama_server (no $(LMHOST_LLAMA_SERVER); bench/llama-bench.sh builds it)"; fi
 	$(MAKE) python
 	cd python/tests && ../../$(PY) -m pytest -q -p no:cacheprovider
 	@if cargo tree -p lmhost $(MINIMAL_FEATURES) -e normal,build --prefix none | grep -E '^(llama-cpp|candle-|cmake )'; then \

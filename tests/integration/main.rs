@@ -18,6 +18,7 @@ mod remote;
 mod server;
 mod structured;
 mod templates;
+mod third_party;
 mod tools;
 mod untrusted;
 

@@ -105,6 +105,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Internal: run the bare llama-cpp-2 loop on this GGUF for a parent `lmhost bench`.
+        #[arg(long, hide = true)]
+        bare_worker: Option<std::path::PathBuf>,
     },
     /// Talk with a model: one turn per line, answers streamed, history kept.
     Chat(ChatArgs),
@@ -352,7 +355,12 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             candle,
             json,
+            bare_worker,
         } => {
+            if let Some(path) = bare_worker {
+                return crate::tools::bench::bare_worker(path, threads.unwrap_or(1), *max_tokens)
+                    .map_err(anyhow::Error::msg);
+            }
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get() as u32)

@@ -13,9 +13,17 @@
 //!   against the llama.cpp engine, both through lmhost: once on lmhost's CPU
 //!   kernels (the default) and once on candle's own (`candle_kernels: candle`).
 //!
-//! The bare loop is deliberately written out here: it is the baseline.
+//! The bare loop is deliberately written out here: it is the baseline. It runs
+//! in a child process (this binary, `lmhost bench --bare-worker`): two llama.cpp
+//! contexts decoding from two threads of one process share libgomp's thread
+//! accounting, and once a process holds more OpenMP threads than cores libgomp
+//! stops spinning at barriers (its "throttled" spin count): generation fell from
+//! ~110 to ~70 t/s on *both* sides, and lmhost ÷ bare hid a gap to llama.cpp's
+//! own build (BENCHMARKS.md).
 
+use std::io::{BufRead, BufReader, Write};
 use std::num::NonZeroU32;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -23,7 +31,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engines::resolve_model_file;
@@ -163,8 +171,9 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     // Warm up both sides and learn the exact prompt lmhost sends.
     let warm = model.generate(&messages, &params)?;
     let prompt_text = warm.prompt.as_str().unwrap_or_default().to_string();
-    let bare = BareLoop::load(&path, config.threads).map_err(|e| fail(&name, e))?;
-    bare.run(&prompt_text, config.max_tokens).map_err(|e| fail(&name, e))?;
+    let mut bare =
+        BareWorker::spawn(&path, config.threads, config.max_tokens, &prompt_text).map_err(|e| fail(&name, e))?;
+    bare.run().map_err(|e| fail(&name, e))?;
 
     let candle_with = |kernels: &str| -> Result<_> {
         let spec = serde_json::json!({
@@ -201,7 +210,7 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     let (mut grammar_prompt, mut grammar_gen) = (vec![], vec![]);
     let mut completion_tokens = 0;
     for _ in 0..config.runs.max(1) {
-        let b = bare.run(&prompt_text, config.max_tokens).map_err(|e| fail(&name, e))?;
+        let b = bare.run().map_err(|e| fail(&name, e))?;
         bare_prompt.push(rate(b.prompt_tokens, b.prompt_s));
         bare_gen.push(rate(b.generated, b.generation_s));
         let g = model.generate_stream(&messages, &params, |_| {})?;
@@ -292,11 +301,89 @@ pub fn run_bench(host: &Host, config: &BenchConfig) -> Result<BenchReport> {
     })
 }
 
+#[derive(Debug, Serialize, Deserialize)]
 struct BareRun {
     prompt_tokens: u32,
     generated: u32,
     prompt_s: f64,
     generation_s: f64,
+}
+
+/// The bare loop in its own process (see the module doc): one line in (the
+/// prompt as a JSON string), then one `run` line per run, each answered with a
+/// [`BareRun`] as one JSON line.
+struct BareWorker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl BareWorker {
+    fn spawn(path: &std::path::Path, threads: u32, max_tokens: u32, prompt: &str) -> std::result::Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("bare worker: {e}"))?;
+        let mut child = Command::new(exe)
+            .arg("bench")
+            .arg("--bare-worker")
+            .arg(path)
+            .args([
+                "--threads",
+                &threads.to_string(),
+                "--max-tokens",
+                &max_tokens.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("bare worker: {e}"))?;
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("bare worker: no pipes".into());
+        };
+        writeln!(stdin, "{}", serde_json::to_string(prompt).unwrap_or_default()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn run(&mut self) -> std::result::Result<BareRun, String> {
+        writeln!(self.stdin, "run").map_err(|e| format!("bare worker: {e}"))?;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("bare worker: {e}"))?;
+        serde_json::from_str(&line).map_err(|e| format!("bare worker: {e}: {line:?}"))
+    }
+}
+
+impl Drop for BareWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `lmhost bench --bare-worker FILE`: the child side of [`BareWorker`].
+pub fn bare_worker(path: &std::path::Path, threads: u32, max_tokens: u32) -> std::result::Result<(), String> {
+    let bare = BareLoop::load(path, threads)?;
+    let mut lines = std::io::stdin().lock().lines();
+    let prompt: String = match lines.next() {
+        Some(Ok(line)) => serde_json::from_str(&line).map_err(|e| format!("bare worker: prompt: {e}"))?,
+        _ => return Err("bare worker: no prompt on stdin".into()),
+    };
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if line.map_err(|e| e.to_string())? != "run" {
+            break;
+        }
+        let run = bare.run(&prompt, max_tokens)?;
+        let json = serde_json::to_string(&run).map_err(|e| e.to_string())?;
+        writeln!(out, "{json}")
+            .and_then(|_| out.flush())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The baseline: the plainest greedy loop llama-cpp-2 allows.
