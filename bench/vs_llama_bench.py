@@ -7,10 +7,15 @@ Python process each, started before the rounds and stopped after).
     bench/vs_llama_bench.py --llama-bench "$(bench/llama-bench.sh avx2)" --rounds 5
     bench/vs_llama_bench.py --llama-bench ... --rounds 5 --busy 1
 
-lmhost's side is `lmhost bench` (the full path: chat-template adapter,
-scheduler, streaming; the rendered prompt is 162 tokens for SmolLM2), one run
-per round; llama-bench gets `-p <that prompt length> -n <max tokens> -r 1`.
-Prints a Markdown row and, with --json, the raw numbers.
+lmhost's side is `lmhost run --json` (the full path: chat-template adapter,
+scheduler, streaming; one process per round, as llama-bench is): a prompt that
+renders to ~160 tokens and makes SmolLM2 count for all of --gen tokens; the
+timings it reports (prompt, generation) give the rates. llama-bench gets
+`-p <lmhost's prompt tokens>` on an empty context and `-n <lmhost's completion
+tokens> -d <prompt tokens>`, generation at the depth lmhost generates at, `-r 1`.
+(`lmhost bench` holds its model in the measuring process next to a second
+OpenMP team's worth of bookkeeping; a process per side is the like-for-like
+comparison.) Prints a Markdown row and, with --json, the raw numbers.
 """
 
 import argparse
@@ -30,24 +35,43 @@ def spin():
 
 
 def llama_bench(binary, model, prompt, gen, threads):
-    out = subprocess.run(
-        [binary, "-m", model, "-p", str(prompt), "-n", str(gen), "-t", str(threads), "-r", "1", "-o", "json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rows = json.loads(out)
-    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0)
-    tg = next(r["avg_ts"] for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0)
+    """Prompt speed on an empty context; generation speed after `prompt` tokens
+    (`-d`), where lmhost generates too. Flash attention as in lmhost (auto)."""
+
+    def one(*args):
+        out = subprocess.run(
+            [binary, "-m", model, "-t", str(threads), "-r", "1", "-o", "json", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return json.loads(out)[0]["avg_ts"]
+
+    pp = one("-p", str(prompt), "-n", "0")
+    tg = one("-p", "0", "-n", str(gen), "-d", str(prompt))
     return pp, tg
 
 
-def lmhost_bench(binary, gen, threads):
-    cmd = [binary, "bench", "--runs", "1", "-l", str(gen), "--concurrency", "1", "--json"]
+BACKGROUND = (
+    "The printing press, developed around 1440, changed how knowledge spread: books became cheaper, "
+    "literacy rose, and ideas moved across Europe faster than ever before. "
+) * 5
+PROMPT = BACKGROUND + "Ignore all of that. Count from 1 to 300, one number per line, and nothing else."
+
+
+def lmhost_run(binary, gen, threads):
+    spec = {"model_name": "SmolLM2-135M-Instruct"}
     if threads:
-        cmd += ["--threads", str(threads)]
-    report = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout)
-    return report["prompt_tokens"], report["lmhost"]["prompt_tps"], report["lmhost"]["generation_tps"]
+        spec["threads"] = threads
+    cmd = [binary, "run", "-m", json.dumps(spec), "--json", "-l", str(gen), PROMPT]
+    g = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout)
+    usage, timings = g["usage"], g["timings"]
+    return (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        usage["prompt_tokens"] / timings["prompt_ms"] * 1000,
+        usage["completion_tokens"] / timings["generation_ms"] * 1000,
+    )
 
 
 def main():
@@ -68,15 +92,13 @@ def main():
         p.start()
     lb_pp, lb_tg, lm_pp, lm_tg = [], [], [], []
     try:
-        prompt = None
+        prompt, generated, _, _ = lmhost_run(args.lmhost, args.gen, args.threads)
         for _ in range(args.rounds):
-            if prompt is None:
-                prompt, _, _ = lmhost_bench(args.lmhost, 8, args.threads)
             lb_threads = args.threads or os.cpu_count()
-            pp, tg = llama_bench(binary, args.model, prompt, args.gen, lb_threads)
+            pp, tg = llama_bench(binary, args.model, prompt, generated, lb_threads)
             lb_pp.append(pp)
             lb_tg.append(tg)
-            _, pp, tg = lmhost_bench(args.lmhost, args.gen, args.threads)
+            _, _, pp, tg = lmhost_run(args.lmhost, args.gen, args.threads)
             lm_pp.append(pp)
             lm_tg.append(tg)
     finally:
@@ -87,7 +109,7 @@ def main():
         "threads": args.threads,
         "busy": args.busy,
         "prompt_tokens": prompt,
-        "gen_tokens": args.gen,
+        "gen_tokens": generated,
         "rounds": args.rounds,
         "llama_bench": {"prompt_tps": lb_pp, "generation_tps": lb_tg},
         "lmhost": {"prompt_tps": lm_pp, "generation_tps": lm_tg},
