@@ -75,6 +75,9 @@ pub struct HostConfig {
     /// section's `trusted_origins`. Trusting a file does not load it: it must
     /// also be a layer (`registry_files` or a default location).
     pub trusted_registries: Vec<PathBuf>,
+    /// CPU threads for every local model (`llamacpp`, `huggingface_local`) this
+    /// host loads, over the entry's own `threads` (`run/chat/serve --threads`).
+    pub threads: Option<u32>,
 }
 
 impl HostConfig {
@@ -113,6 +116,7 @@ impl HostConfig {
             registry_files: Vec::new(),
             component_cache: true,
             adapter_limits: AdapterLimits::default(),
+            threads: None,
         }
     }
 

@@ -86,8 +86,13 @@ impl Host {
     }
 
     /// Load a model from a resolved spec.
-    pub fn load_spec(&self, spec: ModelSpec) -> Result<Model> {
+    pub fn load_spec(&self, mut spec: ModelSpec) -> Result<Model> {
         let name = spec.model_name().to_string();
+        if let Some(threads) = self.config.threads {
+            if spec.backend_kind() == Some(crate::backends::BackendKind::Local) {
+                spec.set_from_query("threads", threads.into());
+            }
+        }
         let problems: Vec<String> = validate_spec(&spec)
             .into_iter()
             .filter(|(severity, _, _)| *severity == Severity::Error)

@@ -505,3 +505,39 @@ fn missing_named_adapter_says_how_to_build_it() {
         "{err}"
     );
 }
+
+#[test]
+fn threads_on_the_command_line_win_over_the_registry() {
+    let Some(model) = smollm() else { return };
+    let tmp = TempDir::new("cli-threads");
+    let registry = tmp.path().join("threads.json");
+    let entry = serde_json::json!([{"model_name": "smol-threads", "backend": "llamacpp",
+        "model_path": model, "threads": 2, "n_ctx": 512}]);
+    std::fs::write(&registry, entry.to_string()).unwrap();
+    let registry = registry.to_string_lossy().into_owned();
+    let loaded = |extra: &[&str]| {
+        let mut args = vec![
+            "--registry",
+            registry.as_str(),
+            "-vv",
+            "run",
+            "-m",
+            "smol-threads",
+            "-l",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        args.push("Hi");
+        let out = lmhost(tmp.path(), &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let log = text(&out.stderr);
+        log.lines()
+            .find(|l| l.contains("loaded GGUF"))
+            .unwrap_or_else(|| panic!("no load line in {log}"))
+            .to_string()
+    };
+    let line = loaded(&[]);
+    assert!(line.contains("threads=2 threads_batch=2"), "{line}");
+    let line = loaded(&["--threads", "1"]);
+    assert!(line.contains("threads=1 threads_batch=1"), "{line}");
+}

@@ -133,6 +133,9 @@ struct GenArgs {
     /// Sampling seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// CPU threads for local models, over the registry's `threads`.
+    #[arg(long)]
+    threads: Option<u32>,
 }
 
 impl GenArgs {
@@ -175,6 +178,9 @@ struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on every path but /health (401 otherwise).
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
+    /// CPU threads for every local model served, over the registry's `threads`.
+    #[arg(long)]
+    threads: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -319,9 +325,15 @@ fn init_logging(verbose: u8) {
 }
 
 fn host(cli: &Cli) -> Result<Host> {
+    host_with_threads(cli, None)
+}
+
+/// The host, with `--threads` over every local entry's `threads`.
+fn host_with_threads(cli: &Cli, threads: Option<u32>) -> Result<Host> {
     let mut config = HostConfig::from_env();
     config.registry_files = cli.registry.iter().chain(&cli.trusted_registry).cloned().collect();
     config.trusted_registries.extend(cli.trusted_registry.iter().cloned());
+    config.threads = threads;
     Ok(Host::with_config(config)?)
 }
 
@@ -345,7 +357,7 @@ fn run(cli: Cli) -> Result<()> {
             ListWhat::Devices => devices(*json),
         },
         Command::Models { json } => models(&host(&cli)?, *json),
-        Command::Run(args) => run_prompt(&host(&cli)?, args),
+        Command::Run(args) => run_prompt(&host_with_threads(&cli, args.gen.threads)?, args),
         Command::Adapter(command) => adapter_command(&cli, command),
         Command::Bench {
             model,
@@ -382,7 +394,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Chat(args) => chat(&host(&cli)?, args.clone()),
-        Command::Serve(args) => serve(host(&cli)?, args.clone()),
+        Command::Chat(args) => chat(&host_with_threads(&cli, args.gen.threads)?, args.clone()),
+        Command::Serve(args) => serve(host_with_threads(&cli, args.threads)?, args.clone()),
     }
 }

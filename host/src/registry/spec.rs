@@ -179,6 +179,15 @@ impl ModelSpec {
         T::from_spec(self)
     }
 
+    /// Set `key` over whatever the entry holds, as a query would (its layer is
+    /// then the query's): the CLI's `--threads`.
+    pub fn set_from_query(&mut self, key: &str, value: Value) {
+        self.map.insert(key.to_string(), value);
+        if !self.query_keys.iter().any(|k| k == key) {
+            self.query_keys.push(key.to_string());
+        }
+    }
+
     /// The normalised entry as a JSON object.
     pub fn as_json(&self) -> &Map<String, Value> {
         &self.map
