@@ -49,7 +49,7 @@ def wait_healthy(port, proc, seconds=120):
     raise RuntimeError("server did not become healthy")
 
 
-def one_request(port, model, max_tokens):
+def one_request(port, model, max_tokens, extra=None):
     """Streamed chat completion: (seconds to first content, completion tokens)."""
     body = json.dumps(
         {
@@ -59,6 +59,7 @@ def one_request(port, model, max_tokens):
             "temperature": 0,
             "stream": True,
             "stream_options": {"include_usage": True},
+            **(extra or {}),
         }
     )
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
@@ -86,7 +87,7 @@ def one_request(port, model, max_tokens):
     return ttft or 0.0, tokens if tokens is not None else chunks
 
 
-def load(port, model, concurrency, requests, max_tokens):
+def load(port, model, concurrency, requests, max_tokens, extra=None):
     results, lock = [], threading.Lock()
     todo = list(range(requests))
 
@@ -96,7 +97,7 @@ def load(port, model, concurrency, requests, max_tokens):
                 if not todo:
                     return
                 todo.pop()
-            r = one_request(port, model, max_tokens)
+            r = one_request(port, model, max_tokens, extra)
             with lock:
                 results.append(r)
 
@@ -134,6 +135,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", default="1,4,8")
+    ap.add_argument("--prompt-cache", action="store_true", help="let llama-server reuse the previous prompt's KV cells")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -168,6 +170,10 @@ def main():
     }
     ports = {"llama-server": lp, "lmhost": hp}
     model = {"llama-server": "bench-model", "lmhost": "bench-model"}
+    # lmhost keeps no prompt cache: llama-server must not reuse the previous
+    # request's KV cells either, or it evaluates one token where lmhost
+    # evaluates the prompt (--prompt-cache keeps it on, to show what it is worth).
+    extra = {"llama-server": {"cache_prompt": args.prompt_cache}, "lmhost": None}
     try:
         for name, proc in servers.items():
             wait_healthy(ports[name], proc)
@@ -177,7 +183,7 @@ def main():
         for _ in range(args.rounds):
             for c in levels:
                 for name in servers:
-                    t, firsts = load(ports[name], model[name], c, max(8, 2 * c), args.max_tokens)
+                    t, firsts = load(ports[name], model[name], c, max(8, 2 * c), args.max_tokens, extra[name])
                     tps[(name, c)].append(t)
                     ttft[(name, c)].extend(firsts)
         rss = {name: rss_mib(proc.pid) for name, proc in servers.items()}
@@ -186,7 +192,8 @@ def main():
             proc.terminate()
             proc.wait()
     med = statistics.median
-    print(f"threads {args.threads}, slots {args.slots}, context {args.ctx} per slot, {args.max_tokens} tokens per answer, {args.rounds} rounds")
+    print(f"threads {args.threads}, slots {args.slots}, context {args.ctx} per slot, {args.max_tokens} tokens per answer, "
+          f"{args.rounds} rounds, llama-server prompt cache {'on' if args.prompt_cache else 'off'}")
     print("| concurrency | llama-server out t/s | lmhost out t/s | ÷ | TTFT p50 / p99 ms llama-server | lmhost | ÷ p50 |")
     print("|---|---|---|---|---|---|---|")
     for c in levels:
