@@ -140,6 +140,8 @@ pub fn indent(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value,
     let blank = arg(2, "blank")?.is_some_and(|v| v.is_true());
     kwargs.assert_all_used()?;
     // `s += "\n"` then `splitlines()`, as jinja2 does.
+    let lines_in = text.matches('\n').count() + 1;
+    crate::pyops::check_size(text.len() + (lines_in + 1) * indention.len())?;
     let with_newline = format!("{text}\n");
     let lines = python_splitlines(&with_newline);
     let mut out = String::with_capacity(text.len() + lines.len() * indention.len());
@@ -220,7 +222,7 @@ fn parse_float(text: &str) -> Option<f64> {
     t.replace('_', "").parse::<f64>().ok()
 }
 
-fn int_value(n: i128) -> Value {
+pub(crate) fn int_value(n: i128) -> Value {
     i64::try_from(n).map_or_else(|_| Value::from(n), Value::from)
 }
 
@@ -310,6 +312,13 @@ pub fn replace(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value
     };
     kwargs.assert_all_used()?;
     let (text, old, new) = (str_of(value)?, str_of(&old)?, str_of(&new)?);
+    let hits = if old.is_empty() {
+        text.chars().count() + 1
+    } else {
+        text.matches(old.as_str()).count()
+    };
+    let hits = usize::try_from(count).map_or(hits, |n| hits.min(n));
+    crate::pyops::check_size(text.len() + hits.saturating_mul(new.len()))?;
     Ok(Value::from(match usize::try_from(count) {
         Ok(n) => text.replacen(&old, &new, n),
         Err(_) => text.replace(&old, &new),
@@ -451,6 +460,15 @@ mod tests {
         for (template, expected) in cases {
             assert_eq!(render(template).unwrap(), expected, "{template}");
         }
+    }
+
+    #[test]
+    fn indent_and_replace_refuse_to_build_a_huge_string() {
+        let indent = "{{ ('a\n' * 100000)|indent(60000) }}";
+        assert!(render(indent).unwrap_err().contains("over"));
+        let replace = "{{ ('a' * 100000)|replace('a', 'b' * 1000) }}";
+        assert!(render(replace).unwrap_err().contains("over"));
+        assert_eq!(render("{{ 'ab'|replace('', '-') }}").unwrap(), "-a-b-");
     }
 
     #[test]

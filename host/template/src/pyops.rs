@@ -161,6 +161,7 @@ pub fn concat(parts: Rest<Value>) -> Result<Value, Error> {
         }
         let text = crate::python::string_filter(part)?;
         out.push_str(text.as_str().unwrap_or_default());
+        check_size(out.len())?;
     }
     Ok(Value::from(out))
 }
@@ -170,11 +171,30 @@ pub fn add(first: Value, rest: Rest<Value>) -> Result<Value, Error> {
     rest.iter().try_fold(first, |sum, next| add2(&sum, next))
 }
 
+/// Longest list `+` builds (it copies both sides, where minijinja's own `+`
+/// chains them lazily; the renderer's memory cap would stop a doubling loop
+/// later, this stops it with a message).
+const MAX_LIST: usize = 1 << 24;
+
+/// Strings `+`, `~` and the filters of `filters.rs` build stay under the size
+/// a printed value may have.
+pub(crate) fn check_size(bytes: usize) -> Result<(), Error> {
+    if bytes > crate::python::MAX_PRINTED {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("a string is over {} bytes", crate::python::MAX_PRINTED),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn add2(a: &Value, b: &Value) -> Result<Value, Error> {
     let markup = |v: &Value| v.kind() == ValueKind::String && v.is_safe();
     if markup(a) || markup(b) {
         return match (a.as_str(), b.as_str()) {
             (Some(x), Some(y)) => {
+                check_size(x.len() + y.len())?;
                 let mut out = String::with_capacity(x.len() + y.len());
                 escape_unless_markup(a, x, &mut out);
                 escape_unless_markup(b, y, &mut out);
@@ -189,11 +209,19 @@ fn add2(a: &Value, b: &Value) -> Result<Value, Error> {
     match (a.kind(), b.kind()) {
         (ValueKind::String, ValueKind::String) => {
             let (x, y) = (a.as_str().unwrap_or_default(), b.as_str().unwrap_or_default());
+            check_size(x.len() + y.len())?;
             Ok(Value::from([x, y].concat()))
         }
-        (ValueKind::Seq, ValueKind::Seq) => {
-            let mut items: Vec<Value> = a.try_iter()?.collect();
-            items.extend(b.try_iter()?);
+        // What `[1] * n` or `list + list` makes in minijinja is a list in Python.
+        (ValueKind::Seq | ValueKind::Iterable, ValueKind::Seq | ValueKind::Iterable)
+            if !is_generator(a) && !is_generator(b) =>
+        {
+            let too_long = || Error::new(ErrorKind::InvalidOperation, format!("a list over {MAX_LIST} items"));
+            let mut items: Vec<Value> = a.try_iter()?.take(MAX_LIST + 1).collect();
+            items.extend(b.try_iter()?.take(MAX_LIST + 1 - items.len().min(MAX_LIST + 1)));
+            if items.len() > MAX_LIST {
+                return Err(too_long());
+            }
             Ok(Value::from(items))
         }
         (ValueKind::Number | ValueKind::Bool, ValueKind::Number | ValueKind::Bool) => number_add(a, b),
@@ -210,7 +238,7 @@ fn number_add(a: &Value, b: &Value) -> Result<Value, Error> {
     if let (Some(x), Some(y)) = (int(a), int(b)) {
         return x
             .checked_add(y)
-            .map(|n| i64::try_from(n).map_or_else(|_| Value::from(n), Value::from))
+            .map(crate::filters::int_value)
             .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "integer overflow in `+`"));
     }
     let float = |v: &Value| int(v).map(|n| n as f64).or_else(|| f64::try_from(v.clone()).ok());
@@ -346,6 +374,24 @@ mod tests {
         );
         for bad in ["{{ xs|map('upper')|length }}", "{{ xs|selectattr('k')|tojson }}"] {
             assert!(render(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lists_made_by_repetition_add_as_lists() {
+        assert_eq!(render("{{ 'q'|e }}{{ [1] * 2 + [2] }}").unwrap(), "q[1, 1, 2]");
+        assert!(render("{{ 'q'|e }}{{ xs|map('upper') + xs|map('upper') }}").is_err());
+    }
+
+    #[test]
+    fn doubling_strings_and_lists_stops_with_an_error() {
+        for template in [
+            "{{ 'q'|e }}{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+            "{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "{{ 'q'|e }}{% set ns = namespace(l=[1] * 1000) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+        ] {
+            let err = render(template).unwrap_err();
+            assert!(err.contains("over"), "{template}: {err}");
         }
     }
 

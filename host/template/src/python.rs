@@ -26,7 +26,7 @@ const MAX_DEPTH: usize = 256;
 
 /// Longest text one printed list or dict may make (the render's output cap
 /// applies only once it is written).
-const MAX_PRINTED: usize = 16 << 20;
+pub(crate) const MAX_PRINTED: usize = 16 << 20;
 
 fn check_printed(out: &str) -> Result<(), Error> {
     if out.len() > MAX_PRINTED {
