@@ -222,10 +222,6 @@ fn parse_float(text: &str) -> Option<f64> {
     t.replace('_', "").parse::<f64>().ok()
 }
 
-pub(crate) fn int_value(n: i128) -> Value {
-    i64::try_from(n).map_or_else(|_| Value::from(n), Value::from)
-}
-
 fn as_float(value: &Value) -> Option<f64> {
     match value.kind() {
         ValueKind::Bool => Some(f64::from(u8::from(value.is_true()))),
@@ -254,11 +250,11 @@ pub fn int(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Er
         _ => None,
     };
     if let Some(n) = parsed {
-        return Ok(int_value(n));
+        return Ok(crate::pyops::int_value(n));
     }
     match as_float(value) {
         Some(f) if f.is_infinite() => Err(bad("int: cannot convert float infinity to integer")),
-        Some(f) if !f.is_nan() => Ok(int_value(f.trunc() as i128)),
+        Some(f) if !f.is_nan() => Ok(crate::pyops::int_value(f.trunc() as i128)),
         _ => Ok(default),
     }
 }

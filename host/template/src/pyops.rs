@@ -166,6 +166,11 @@ pub fn concat(parts: Rest<Value>) -> Result<Value, Error> {
     Ok(Value::from(out))
 }
 
+/// An integer as the smallest value kind that holds it.
+pub(crate) fn int_value(n: i128) -> Value {
+    i64::try_from(n).map_or_else(|_| Value::from(n), Value::from)
+}
+
 /// Python's `a + b + …` (left to right), with `Markup`'s escaping.
 pub fn add(first: Value, rest: Rest<Value>) -> Result<Value, Error> {
     rest.iter().try_fold(first, |sum, next| add2(&sum, next))
@@ -238,7 +243,7 @@ fn number_add(a: &Value, b: &Value) -> Result<Value, Error> {
     if let (Some(x), Some(y)) = (int(a), int(b)) {
         return x
             .checked_add(y)
-            .map(crate::filters::int_value)
+            .map(int_value)
             .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "integer overflow in `+`"));
     }
     let float = |v: &Value| int(v).map(|n| n as f64).or_else(|| f64::try_from(v.clone()).ok());
