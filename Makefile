@@ -84,13 +84,23 @@ $(PY_VENV)/.installed: python/requirements-test.txt python/requirements-swarm.tx
 	$(PY) -m pip install --quiet --no-deps -r python/requirements-swarm.txt
 	@touch $@
 
-# maturin bundles libgomp by patching the module's library in place, and that
-# file is a hard link to cargo's own artifact: cargo would then keep the patched
-# copy, and the next wheel would not find the renamed libgomp. Removing it makes
-# cargo link it afresh (seconds; nothing is recompiled).
+# llama.cpp's shared libraries (libllama, libggml*, the CPU backend modules:
+# host/build.rs) and the OpenMP runtime they link go into the package as
+# lmhost/_native/, which the extension module finds through its rpath
+# (python/build.rs) and where the CPU module is chosen from. maturin does not
+# bundle them itself (`--auditwheel skip`): it would rename the libraries, and
+# the modules, loaded at run time, would then not find the ggml they link.
+PY_NATIVE := python/lmhost/_native
+
+# The first maturin run compiles (and so leaves the libraries in the target
+# folder); the second, a no-op for cargo, packages them.
+MATURIN := PATH=$(CURDIR)/$(PY_VENV)/bin:$$PATH maturin build --release --auditwheel skip --manifest-path python/Cargo.toml --out $(WHEELS)
+
 python: setup $(PY_VENV)/.installed
-	rm -f $(CARGO_TARGET_DIR)/release/deps/lib_lmhost.so $(CARGO_TARGET_DIR)/maturin/lib_lmhost.so
-	rm -rf $(WHEELS) && PATH=$(CURDIR)/$(PY_VENV)/bin:$$PATH maturin build --release --manifest-path python/Cargo.toml --out $(WHEELS)
+	rm -rf $(WHEELS) $(PY_NATIVE) && mkdir -p $(PY_NATIVE)
+	$(MATURIN) --quiet
+	cp -L $(CARGO_TARGET_DIR)/release/lib{llama,ggml}*.so.[0-9] $(CARGO_TARGET_DIR)/release/libggml-cpu-*.so "$$(gcc -print-file-name=libgomp.so.1)" $(PY_NATIVE)/
+	rm -rf $(WHEELS) && $(MATURIN)
 	$(PY) -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/lmhost-*.whl
 
 # The adapters alone (host/build.rs does this as part of every build).

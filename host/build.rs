@@ -68,6 +68,10 @@ fn main() {
         .map(|profile_dir| profile_dir.join("wasm-guests"))
         .unwrap_or_else(|| out_dir.join("wasm-guests"));
 
+    if let Some(profile_dir) = out_dir.ancestors().nth(3) {
+        llama_libraries(profile_dir);
+    }
+
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&guests)
@@ -97,6 +101,57 @@ fn main() {
     println!("cargo:rustc-env=LMHOST_GUEST_DIR={}", wasm_dir.display());
     let code = guest_table(&wasm_dir);
     std::fs::write(out_dir.join("guests.rs"), code).expect("cannot write guests.rs");
+}
+
+/// llama.cpp and ggml are shared libraries (feature `llama`: llama-cpp-sys-2's
+/// `dynamic-backends`). They are placed in the profile folder and its `deps/`
+/// and `examples/`, beside the binaries, the test binaries and the examples,
+/// which find them there (an rpath of `$ORIGIN`; DT_RPATH rather than
+/// DT_RUNPATH, so that it also serves the libraries' dependencies on each
+/// other), with the CPU backend modules, where `engines/llama/cpu.rs` looks
+/// first. (llama-cpp-sys-2 links `libllama.so` and the like there itself, but
+/// those are its symlinks to the versioned names the binaries need, which it
+/// does not place: its links dangle.) Symlinks are placed as symlinks, files as
+/// hard links (a copy across file systems).
+fn llama_libraries(profile_dir: &Path) {
+    let Ok(modules) = env::var("DEP_LLAMA_BACKENDS_DIR") else {
+        return;
+    };
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_BACKENDS_DIR");
+    for kind in ["bins", "examples"] {
+        println!("cargo:rustc-link-arg-{kind}=-Wl,-rpath,$ORIGIN");
+        println!("cargo:rustc-link-arg-{kind}=-Wl,--disable-new-dtags");
+    }
+    let modules = PathBuf::from(modules);
+    let libs = modules.parent().map(|out| out.join("lib")).unwrap_or_default();
+    let mut files = Vec::new();
+    for (dir, prefix) in [(&modules, "libggml-"), (&libs, "lib")] {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read llama.cpp's {}: {e}", dir.display()));
+        files.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with(prefix) && name.contains(".so")
+        }));
+    }
+    assert!(
+        files.iter().any(|f| f.starts_with(&modules)),
+        "llama.cpp's backend folder {} holds no modules",
+        modules.display()
+    );
+    for dir in [profile_dir.to_path_buf(), profile_dir.join("deps"), profile_dir.join("examples")] {
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in &files {
+            let dest = dir.join(file.file_name().unwrap());
+            // Replaced every time: a library rebuilt since must not stay stale.
+            let _ = std::fs::remove_file(&dest);
+            let placed = match std::fs::read_link(file) {
+                Ok(target) => std::os::unix::fs::symlink(target, &dest),
+                Err(_) => std::fs::hard_link(file, &dest).or_else(|_| std::fs::copy(file, &dest).map(|_| ())),
+            };
+            placed.unwrap_or_else(|e| panic!("cannot place {} in {}: {e}", file.display(), dir.display()));
+        }
+    }
 }
 
 /// The component file cargo writes for the package `name`.

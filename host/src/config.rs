@@ -8,8 +8,8 @@
 //! read are: `LMHOST_HOME`, `HOME`, `LMHOST_MODELS_DIR`, `LMHOST_ADAPTERS_DIR`,
 //! `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`, `XDG_CACHE_HOME`, `HF_TOKEN`,
 //! `HF_HUB_OFFLINE`, the API-key variables of the backend table (when
-//! [`HostConfig::keys_from_env`] is set), `LMHOST_TRUSTED_REGISTRIES` and
-//! `LMHOST_LLAMA_LOG`.
+//! [`HostConfig::keys_from_env`] is set), `LMHOST_TRUSTED_REGISTRIES`,
+//! `LMHOST_LLAMA_LOG` and `LMHOST_LLAMA_CPU`.
 //!
 //! Imports only the backend table, credentials and the sandbox's limit types;
 //! must not import engines, the registry or the model layer.
@@ -36,6 +36,12 @@ fn home_from(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
             .unwrap_or_else(|| PathBuf::from("."))
             .join(".lmhost")
     })
+}
+
+/// The llama.cpp CPU variant to load instead of the best one for this CPU
+/// (`LMHOST_LLAMA_CPU`, e.g. `haswell`), for comparing variants.
+pub fn llama_cpu_variant() -> Option<String> {
+    env_var("LMHOST_LLAMA_CPU").filter(|v| !v.is_empty())
 }
 
 /// Whether llama.cpp's own log is shown (`LMHOST_LLAMA_LOG` set).

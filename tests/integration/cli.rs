@@ -541,3 +541,98 @@ fn threads_on_the_command_line_win_over_the_registry() {
     let line = loaded(&["--threads", "1"]);
     assert!(line.contains("threads=1 threads_batch=1"), "{line}");
 }
+
+/// `lmhost list devices --json` without `LD_LIBRARY_PATH`: the binary finds
+/// llama.cpp's libraries and CPU modules beside itself.
+fn devices(home: &Path, cpu: Option<&str>) -> (Output, serde_json::Value) {
+    let mut command = lmhost_command();
+    command
+        .args(["list", "devices", "--json"])
+        .env("LMHOST_HOME", home)
+        .env_remove("LD_LIBRARY_PATH");
+    match cpu {
+        Some(v) => command.env("LMHOST_LLAMA_CPU", v),
+        None => command.env_remove("LMHOST_LLAMA_CPU"),
+    };
+    let out = command.output().expect("lmhost runs");
+    let rows = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out, rows)
+}
+
+#[test]
+fn list_devices_names_the_cpu_variant_chosen_for_this_cpu() {
+    let tmp = TempDir::new("cli-devices");
+    let (out, rows) = devices(tmp.path(), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cpu = rows
+        .as_array()
+        .and_then(|r| r.iter().find(|d| d["kind"] == "cpu"))
+        .unwrap_or_else(|| panic!("no cpu device in {rows}"));
+    let variant = cpu["variant"].as_str().unwrap_or_else(|| panic!("no variant in {cpu}"));
+    assert_eq!(cpu["variant_reason"], "best");
+    // The module sits beside the binary that loaded it.
+    let module = Path::new(cpu["module"].as_str().unwrap());
+    assert_eq!(module.file_name().unwrap(), format!("libggml-cpu-{variant}.so").as_str());
+    let exe = Path::new(env!("CARGO_BIN_EXE_lmhost-under-test"));
+    assert_eq!(module.parent(), exe.parent(), "{}", module.display());
+    // Every variant the build made is listed, most capable first; the one
+    // chosen is usable, and none ranked above it is.
+    let variants = cpu["variants"].as_array().unwrap();
+    assert!(variants.len() >= 10, "{variants:?}");
+    let at = variants.iter().position(|v| v["variant"] == variant).unwrap();
+    assert_eq!(variants[at]["usable"], true);
+    for v in &variants[..at] {
+        assert_eq!(v["usable"], false, "{v} ranks above {variant} and is usable");
+        assert!(!v["missing"].as_array().unwrap().is_empty(), "{v}");
+    }
+    assert!(variants.iter().any(|v| v["variant"] == "x64" && v["usable"] == true));
+    // AMX counts only when the OS grants it; without it in /proc/cpuinfo (where
+    // Linux lists it only when enabled) the AMX variant is never chosen.
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if !cpuinfo.contains(" amx_int8") {
+        assert_ne!(variant, "sapphirerapids");
+    }
+    // The text listing says the same.
+    let out = lmhost_command()
+        .args(["list", "devices"])
+        .env("LMHOST_HOME", tmp.path())
+        .env_remove("LMHOST_LLAMA_CPU")
+        .output()
+        .unwrap();
+    let listing = text(&out.stdout);
+    assert!(listing.contains(&format!("llama.cpp CPU variant: {variant} (the most capable usable here)")), "{listing}");
+}
+
+#[test]
+fn lmhost_llama_cpu_picks_another_variant_that_still_answers() {
+    let tmp = TempDir::new("cli-cpu-variant");
+    let (out, rows) = devices(tmp.path(), Some("x64"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cpu = rows.as_array().unwrap().iter().find(|d| d["kind"] == "cpu").unwrap();
+    assert_eq!((cpu["variant"].as_str(), cpu["variant_reason"].as_str()), (Some("x64"), Some("LMHOST_LLAMA_CPU")));
+    // A variant that does not exist: no variant is named, and a model load names the variable.
+    let (out, rows) = devices(tmp.path(), Some("pentium-pro"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(rows.as_array().unwrap().iter().all(|d| d.get("variant").is_none()), "{rows}");
+    if smollm().is_none() {
+        return;
+    }
+    let run = |variant: &str| {
+        lmhost_command()
+            .args(["run", "-m", "SmolLM2-135M-Instruct", "-l", "12"])
+            .arg("What is the capital of France? Answer in one sentence.")
+            .env("LMHOST_HOME", tmp.path())
+            .env("LMHOST_LLAMA_CPU", variant)
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap()
+    };
+    let out = run("pentium-pro");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("LMHOST_LLAMA_CPU is `pentium-pro`") && err.contains("haswell"), "{err}");
+    // The plainest variant (no SIMD beyond x86-64's SSE2) computes the same answer.
+    let out = run("x64");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Paris"), "{}", text(&out.stdout));
+}

@@ -9,25 +9,59 @@ use serde_json::json;
 use crate::{Host, HostConfig};
 
 pub(super) fn devices(as_json: bool) -> Result<()> {
+    // The CPU module chosen for this CPU (engines/llama/cpu.rs), on the CPU row.
+    let cpu = crate::engines::cpu_backend();
     let rows: Vec<_> = crate::engines::devices()
         .into_iter()
         .map(|(backend, name, description, kind, memory)| {
-            json!({"backend": backend, "name": name, "description": description, "kind": kind, "memory_bytes": memory})
+            let mut row = json!({"backend": backend, "name": name, "description": description, "kind": kind, "memory_bytes": memory});
+            if let (Ok(c), "cpu") = (&cpu, kind) {
+                row["variant"] = json!(c.variant);
+                row["module"] = json!(c.module.display().to_string());
+                row["variant_reason"] = json!(c.reason);
+                row["variants"] = c
+                    .candidates
+                    .iter()
+                    .map(|(v, missing)| json!({"variant": v, "usable": missing.is_empty(), "missing": missing}))
+                    .collect();
+            }
+            row
         })
         .collect();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        for r in &rows {
-            println!(
-                "{:6} {:12} {:10} {:>8} MiB  {}",
-                r["kind"].as_str().unwrap_or_default(),
-                r["name"].as_str().unwrap_or_default(),
-                r["backend"].as_str().unwrap_or_default(),
-                r["memory_bytes"].as_u64().unwrap_or(0) >> 20,
-                r["description"].as_str().unwrap_or_default()
-            );
+        return Ok(());
+    }
+    for r in &rows {
+        println!(
+            "{:6} {:12} {:10} {:>8} MiB  {}",
+            r["kind"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default(),
+            r["backend"].as_str().unwrap_or_default(),
+            r["memory_bytes"].as_u64().unwrap_or(0) >> 20,
+            r["description"].as_str().unwrap_or_default()
+        );
+    }
+    match cpu {
+        Ok(c) => {
+            let usable: Vec<_> = c.candidates.iter().filter(|(_, m)| m.is_empty()).map(|(v, _)| v.as_str()).collect();
+            let not: Vec<_> = c
+                .candidates
+                .iter()
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(v, m)| format!("{v} ({})", m.join(", ")))
+                .collect();
+            let why = if c.reason == "best" { "the most capable usable here" } else { "set by LMHOST_LLAMA_CPU" };
+            println!("\nllama.cpp CPU variant: {} ({why}), {}", c.variant, c.module.display());
+            println!("  usable here: {}", usable.join(" "));
+            if !not.is_empty() {
+                println!("  not usable here: {}", not.join(", "));
+            }
+            for (name, loaded) in &c.others {
+                println!("  backend module {name}: {}", if *loaded { "loaded" } else { "could not be loaded" });
+            }
         }
+        Err(e) => println!("\nllama.cpp CPU variant: none ({e})"),
     }
     Ok(())
 }

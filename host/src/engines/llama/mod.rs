@@ -8,8 +8,11 @@
 //! checked against the context before any decoding: prompt + `max_tokens` over
 //! `n_ctx` fails with both numbers instead of being truncated.
 
+mod cpu;
 mod grammar;
 mod scheduler;
+
+pub use cpu::CpuChoice;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,16 +42,39 @@ const KV_MEMORY_SHARE: u64 = 4;
 /// costs an `n_ctx`-sized KV stream.
 const DEFAULT_PARALLEL: u32 = 4;
 
-/// The process's llama.cpp backend (initialised once, logs silenced unless `LMHOST_LLAMA_LOG` is set).
+/// The process's llama.cpp backend (initialised once, logs silenced unless
+/// `LMHOST_LLAMA_LOG` is set), with its CPU module loaded ([`cpu_backend`]).
 pub fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
+        let quiet = !crate::config::llama_log_enabled();
+        if quiet {
+            silence_logs();
+        }
+        // Before llama.cpp's initialisation: with no backend registered, it
+        // loads ggml's own choice of CPU module (see `cpu.rs`).
+        let _ = cpu::load();
         let mut backend = LlamaBackend::init().expect("llama.cpp backend initialises once");
-        if !crate::config::llama_log_enabled() {
+        if quiet {
             backend.void_logs();
         }
         backend
     })
+}
+
+/// llama.cpp's and ggml's log callback set to one that drops everything (the
+/// modules log as they load, before a [`LlamaBackend`] exists to do it).
+fn silence_logs() {
+    unsafe extern "C" fn drop_log(_: llama_cpp_sys_2::ggml_log_level, _: *const std::ffi::c_char, _: *mut std::ffi::c_void) {}
+    // SAFETY: sets a process-wide callback to a function that does nothing.
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(drop_log), std::ptr::null_mut()) };
+}
+
+/// The CPU backend module this process runs llama.cpp on (the variant chosen
+/// for this CPU, see `cpu.rs`), or why there is none.
+pub fn cpu_backend() -> Result<&'static CpuChoice, &'static str> {
+    backend();
+    cpu::load().as_ref().map_err(String::as_str)
 }
 
 /// Whether this build of llama.cpp sees a GPU to offload layers to. (llama.cpp's
@@ -186,6 +212,13 @@ impl LlamaEngine {
                  GPU support: build with `--features cuda`, or set `execute_on: cpu`"
                     .into(),
             ));
+        }
+        if let Err(message) = cpu_backend() {
+            return Err(EngineError::Load {
+                model: name.clone(),
+                path: path.to_path_buf(),
+                message: message.to_string(),
+            });
         }
         let requested_ctx = settings.n_ctx;
         let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
