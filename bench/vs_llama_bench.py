@@ -59,12 +59,13 @@ BACKGROUND = (
 PROMPT = BACKGROUND + "Ignore all of that. Count from 1 to 300, one number per line, and nothing else."
 
 
-def lmhost_run(binary, gen, threads):
+def lmhost_run(binary, gen, threads, env=None):
     spec = {"model_name": "SmolLM2-135M-Instruct"}
     if threads:
         spec["threads"] = threads
     cmd = [binary, "run", "-m", json.dumps(spec), "--json", "-l", str(gen), PROMPT]
-    g = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout)
+    env = {**os.environ, **(env or {})}
+    g = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout)
     usage, timings = g["usage"], g["timings"]
     return (
         usage["prompt_tokens"],

@@ -3,7 +3,7 @@
 slot, slots and threads; streamed chat completions at concurrency 1, 4 and 8,
 servers measured in turn (llama-server, lmhost, llama-server, ...), medians.
 Reports output tokens/s, p50/p99 time to first token and resident memory after
-the runs.
+the runs (1 s after the last answer).
 
     bench/vs_llama_server.py --llama-server "$(bench/llama-bench.sh avx2)/llama-server" --rounds 3
 
@@ -186,6 +186,8 @@ def main():
                     t, firsts = load(ports[name], model[name], c, max(8, 2 * c), args.max_tokens, extra[name])
                     tps[(name, c)].append(t)
                     ttft[(name, c)].extend(firsts)
+        # At rest: lmhost hands free heap back to the OS after 200 ms idle.
+        time.sleep(1)
         rss = {name: rss_mib(proc.pid) for name, proc in servers.items()}
     finally:
         for proc in servers.values():
