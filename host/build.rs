@@ -126,7 +126,8 @@ fn llama_libraries(profile_dir: &Path) {
     let libs = modules.parent().map(|out| out.join("lib")).unwrap_or_default();
     let mut files = Vec::new();
     for (dir, prefix) in [(&modules, "libggml-"), (&libs, "lib")] {
-        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read llama.cpp's {}: {e}", dir.display()));
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read llama.cpp's {}: {e}", dir.display()));
         files.extend(entries.flatten().map(|e| e.path()).filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             name.starts_with(prefix) && name.contains(".so")
@@ -137,7 +138,11 @@ fn llama_libraries(profile_dir: &Path) {
         "llama.cpp's backend folder {} holds no modules",
         modules.display()
     );
-    for dir in [profile_dir.to_path_buf(), profile_dir.join("deps"), profile_dir.join("examples")] {
+    for dir in [
+        profile_dir.to_path_buf(),
+        profile_dir.join("deps"),
+        profile_dir.join("examples"),
+    ] {
         if !dir.is_dir() {
             continue;
         }

@@ -572,7 +572,10 @@ fn list_devices_names_the_cpu_variant_chosen_for_this_cpu() {
     assert_eq!(cpu["variant_reason"], "best");
     // The module sits beside the binary that loaded it.
     let module = Path::new(cpu["module"].as_str().unwrap());
-    assert_eq!(module.file_name().unwrap(), format!("libggml-cpu-{variant}.so").as_str());
+    assert_eq!(
+        module.file_name().unwrap(),
+        format!("libggml-cpu-{variant}.so").as_str()
+    );
     let exe = Path::new(env!("CARGO_BIN_EXE_lmhost-under-test"));
     assert_eq!(module.parent(), exe.parent(), "{}", module.display());
     // Every variant the build made is listed, most capable first; the one
@@ -600,7 +603,12 @@ fn list_devices_names_the_cpu_variant_chosen_for_this_cpu() {
         .output()
         .unwrap();
     let listing = text(&out.stdout);
-    assert!(listing.contains(&format!("llama.cpp CPU variant: {variant} (the most capable usable here)")), "{listing}");
+    assert!(
+        listing.contains(&format!(
+            "llama.cpp CPU variant: {variant} (the most capable usable here)"
+        )),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -609,11 +617,17 @@ fn lmhost_llama_cpu_picks_another_variant_that_still_answers() {
     let (out, rows) = devices(tmp.path(), Some("x64"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let cpu = rows.as_array().unwrap().iter().find(|d| d["kind"] == "cpu").unwrap();
-    assert_eq!((cpu["variant"].as_str(), cpu["variant_reason"].as_str()), (Some("x64"), Some("LMHOST_LLAMA_CPU")));
+    assert_eq!(
+        (cpu["variant"].as_str(), cpu["variant_reason"].as_str()),
+        (Some("x64"), Some("LMHOST_LLAMA_CPU"))
+    );
     // A variant that does not exist: no variant is named, and a model load names the variable.
     let (out, rows) = devices(tmp.path(), Some("pentium-pro"));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(rows.as_array().unwrap().iter().all(|d| d.get("variant").is_none()), "{rows}");
+    assert!(
+        rows.as_array().unwrap().iter().all(|d| d.get("variant").is_none()),
+        "{rows}"
+    );
     if smollm().is_none() {
         return;
     }
@@ -630,7 +644,10 @@ fn lmhost_llama_cpu_picks_another_variant_that_still_answers() {
     let out = run("pentium-pro");
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("LMHOST_LLAMA_CPU is `pentium-pro`") && err.contains("haswell"), "{err}");
+    assert!(
+        err.contains("LMHOST_LLAMA_CPU is `pentium-pro`") && err.contains("haswell"),
+        "{err}"
+    );
     // The plainest variant (no SIMD beyond x86-64's SSE2) computes the same answer.
     let out = run("x64");
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -44,21 +44,33 @@ pub(super) fn devices(as_json: bool) -> Result<()> {
     }
     match cpu {
         Ok(c) => {
-            let usable: Vec<_> = c.candidates.iter().filter(|(_, m)| m.is_empty()).map(|(v, _)| v.as_str()).collect();
+            let usable: Vec<_> = c
+                .candidates
+                .iter()
+                .filter(|(_, m)| m.is_empty())
+                .map(|(v, _)| v.as_str())
+                .collect();
             let not: Vec<_> = c
                 .candidates
                 .iter()
                 .filter(|(_, m)| !m.is_empty())
                 .map(|(v, m)| format!("{v} ({})", m.join(", ")))
                 .collect();
-            let why = if c.reason == "best" { "the most capable usable here" } else { "set by LMHOST_LLAMA_CPU" };
+            let why = if c.reason == "best" {
+                "the most capable usable here"
+            } else {
+                "set by LMHOST_LLAMA_CPU"
+            };
             println!("\nllama.cpp CPU variant: {} ({why}), {}", c.variant, c.module.display());
             println!("  usable here: {}", usable.join(" "));
             if !not.is_empty() {
                 println!("  not usable here: {}", not.join(", "));
             }
             for (name, loaded) in &c.others {
-                println!("  backend module {name}: {}", if *loaded { "loaded" } else { "could not be loaded" });
+                println!(
+                    "  backend module {name}: {}",
+                    if *loaded { "loaded" } else { "could not be loaded" }
+                );
             }
         }
         Err(e) => println!("\nllama.cpp CPU variant: none ({e})"),

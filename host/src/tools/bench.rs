@@ -394,7 +394,8 @@ struct BareLoop {
 
 impl BareLoop {
     fn load(path: &std::path::Path, threads: u32) -> std::result::Result<Self, String> {
-        let model = LlamaModel::load_from_file(crate::engines::llama_backend(), path, &LlamaModelParams::default())
+        let backend = crate::engines::llama_backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| format!("bare load: {e}"))?;
         Ok(Self {
             model,
@@ -414,7 +415,7 @@ impl BareLoop {
             .with_n_threads_batch(self.threads);
         let mut ctx = self
             .model
-            .new_context(crate::engines::llama_backend(), params)
+            .new_context(crate::engines::llama_backend()?, params)
             .map_err(|e| e.to_string())?;
         let mut batch = LlamaBatch::new(512.max(tokens.len()), 1);
         let started = Instant::now();

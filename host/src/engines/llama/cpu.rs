@@ -65,13 +65,26 @@ const VARIANTS: &[(&str, &[Isa])] = &[
     ("skylakex", &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512]),
     ("cannonlake", &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vbmi]),
     ("cascadelake", &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vnni]),
-    ("icelake", &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vbmi, Avx512Vnni]),
-    ("cooperlake", &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vnni, Avx512Bf16]),
-    ("zen4", &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vbmi, Avx512Vnni, Avx512Bf16]),
+    (
+        "icelake",
+        &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vbmi, Avx512Vnni],
+    ),
+    (
+        "cooperlake",
+        &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vnni, Avx512Bf16],
+    ),
+    (
+        "zen4",
+        &[
+            Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vbmi, Avx512Vnni, Avx512Bf16,
+        ],
+    ),
     ("alderlake", &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, AvxVnni]),
     (
         "sapphirerapids",
-        &[Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vbmi, Avx512Vnni, Avx512Bf16, AmxTile, AmxInt8],
+        &[
+            Sse42, Avx, F16c, Fma, Avx2, Bmi2, Avx512, Avx512Vbmi, Avx512Vnni, Avx512Bf16, AmxTile, AmxInt8,
+        ],
     ),
 ];
 
@@ -217,7 +230,10 @@ fn search_folders() -> Vec<PathBuf> {
     if let Some(dir) = ggml_library_folder() {
         folders.push(dir);
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         folders.push(dir);
     }
     if let Some(dir) = llama_cpp_sys_2::BACKENDS_DIR {
@@ -243,12 +259,17 @@ fn ggml_library_folder() -> Option<PathBuf> {
     }
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
     let path = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()));
+    let path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+        path.to_bytes(),
+    ));
     path.parent().map(Path::to_path_buf)
 }
 
+/// Module files by name: (variant or backend, path).
+type Modules = Vec<(String, PathBuf)>;
+
 /// The module files of one folder: (CPU variants, other backends).
-fn modules_in(dir: &Path) -> (Vec<(String, PathBuf)>, Vec<(String, PathBuf)>) {
+fn modules_in(dir: &Path) -> (Modules, Modules) {
     let (mut cpus, mut others) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let file = entry.file_name();
@@ -264,10 +285,19 @@ fn modules_in(dir: &Path) -> (Vec<(String, PathBuf)>, Vec<(String, PathBuf)>) {
     (cpus, others)
 }
 
+/// A module found, ranked.
+struct Ranked {
+    score: u32,
+    variant: String,
+    module: PathBuf,
+    /// What this process lacks for it (empty: usable).
+    missing: Vec<&'static str>,
+}
+
 /// Choose among `found` (variant, module): the override if given and usable,
 /// else the most capable usable variant.
-fn choose(found: Vec<(String, PathBuf)>, forced: Option<&str>) -> Result<CpuChoice, String> {
-    let mut ranked: Vec<(u32, String, PathBuf, Vec<&'static str>)> = Vec::new();
+fn choose(found: Modules, forced: Option<&str>) -> Result<CpuChoice, String> {
+    let mut ranked = Vec::new();
     for (variant, module) in found {
         // A module the table does not know (a newer llama.cpp) is not guessed at.
         let Some((_, isas)) = VARIANTS.iter().find(|(v, _)| *v == variant) else {
@@ -275,37 +305,40 @@ fn choose(found: Vec<(String, PathBuf)>, forced: Option<&str>) -> Result<CpuChoi
             continue;
         };
         let (score, missing) = assess(isas);
-        ranked.push((score, variant, module, missing));
+        ranked.push(Ranked {
+            score,
+            variant,
+            module,
+            missing,
+        });
     }
-    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let candidates: Vec<_> = ranked.iter().map(|(_, v, _, m)| (v.clone(), m.clone())).collect();
-    let usable = |v: &&(u32, String, PathBuf, Vec<&'static str>)| v.3.is_empty();
+    ranked.sort_by(|a, b| b.score.cmp(&a.score).then(a.variant.cmp(&b.variant)));
     let (pick, reason) = match forced {
         Some(name) => {
-            let Some(entry) = ranked.iter().find(|r| r.1 == name) else {
-                let known: Vec<_> = ranked.iter().map(|r| r.1.as_str()).collect();
+            let Some(entry) = ranked.iter().find(|r| r.variant == name) else {
+                let known: Vec<_> = ranked.iter().map(|r| r.variant.as_str()).collect();
                 return Err(format!(
                     "LMHOST_LLAMA_CPU is `{name}`, but no such llama.cpp CPU module was built (variants: {})",
                     known.join(", ")
                 ));
             };
-            if !entry.3.is_empty() {
+            if !entry.missing.is_empty() {
                 return Err(format!(
                     "LMHOST_LLAMA_CPU is `{name}`, but this CPU or OS lacks {} for it",
-                    entry.3.join(", ")
+                    entry.missing.join(", ")
                 ));
             }
             (entry, "LMHOST_LLAMA_CPU")
         }
-        None => match ranked.iter().find(usable) {
+        None => match ranked.iter().find(|r| r.missing.is_empty()) {
             Some(entry) => (entry, "best"),
             None => return Err("no llama.cpp CPU module is usable on this CPU".into()),
         },
     };
     Ok(CpuChoice {
-        variant: pick.1.clone(),
-        module: pick.2.clone(),
-        candidates,
+        variant: pick.variant.clone(),
+        module: pick.module.clone(),
+        candidates: ranked.iter().map(|r| (r.variant.clone(), r.missing.clone())).collect(),
         reason,
         others: Vec::new(),
     })
@@ -358,7 +391,7 @@ fn register(module: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn found(names: &[&str]) -> Vec<(String, PathBuf)> {
+    fn found(names: &[&str]) -> Modules {
         names
             .iter()
             .map(|n| (n.to_string(), PathBuf::from(format!("libggml-cpu-{n}.so"))))

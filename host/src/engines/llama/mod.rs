@@ -43,45 +43,59 @@ const KV_MEMORY_SHARE: u64 = 4;
 const DEFAULT_PARALLEL: u32 = 4;
 
 /// The process's llama.cpp backend (initialised once, logs silenced unless
-/// `LMHOST_LLAMA_LOG` is set), with its CPU module loaded ([`cpu_backend`]).
-pub fn backend() -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
-        let quiet = !crate::config::llama_log_enabled();
-        if quiet {
-            silence_logs();
-        }
-        // Before llama.cpp's initialisation: with no backend registered, it
-        // loads ggml's own choice of CPU module (see `cpu.rs`).
-        let _ = cpu::load();
-        let mut backend = LlamaBackend::init().expect("llama.cpp backend initialises once");
-        if quiet {
-            backend.void_logs();
-        }
-        backend
-    })
-}
-
-/// llama.cpp's and ggml's log callback set to one that drops everything (the
-/// modules log as they load, before a [`LlamaBackend`] exists to do it).
-fn silence_logs() {
-    unsafe extern "C" fn drop_log(_: llama_cpp_sys_2::ggml_log_level, _: *const std::ffi::c_char, _: *mut std::ffi::c_void) {}
-    // SAFETY: sets a process-wide callback to a function that does nothing.
-    unsafe { llama_cpp_sys_2::llama_log_set(Some(drop_log), std::ptr::null_mut()) };
+/// `LMHOST_LLAMA_LOG` is set), with its CPU module loaded (`cpu.rs`); the
+/// reason there is none if no CPU module could be loaded.
+///
+/// The module is registered before llama.cpp initialises: with no backend
+/// registered, llama.cpp loads ggml's own choice from ggml's own search path,
+/// which trusts cpuid alone and includes the working directory. So without a
+/// module of ours llama.cpp is not initialised at all.
+pub fn backend() -> Result<&'static LlamaBackend, &'static str> {
+    static BACKEND: OnceLock<Result<LlamaBackend, &'static str>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let quiet = !crate::config::llama_log_enabled();
+            if quiet {
+                silence_logs();
+            }
+            cpu::load().as_ref().map_err(String::as_str)?;
+            let mut backend = LlamaBackend::init().map_err(|_| "llama.cpp's backend was initialised twice")?;
+            if quiet {
+                backend.void_logs();
+            }
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| *e)
 }
 
 /// The CPU backend module this process runs llama.cpp on (the variant chosen
 /// for this CPU, see `cpu.rs`), or why there is none.
 pub fn cpu_backend() -> Result<&'static CpuChoice, &'static str> {
-    backend();
+    backend()?;
     cpu::load().as_ref().map_err(String::as_str)
+}
+
+/// llama.cpp's and ggml's log callback set to one that drops everything (the
+/// modules log as they load, before a [`LlamaBackend`] exists to do it).
+fn silence_logs() {
+    unsafe extern "C" fn drop_log(
+        _: llama_cpp_sys_2::ggml_log_level,
+        _: *const std::ffi::c_char,
+        _: *mut std::ffi::c_void,
+    ) {
+    }
+    // SAFETY: sets a process-wide callback to a function that does nothing.
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(drop_log), std::ptr::null_mut()) };
 }
 
 /// Whether this build of llama.cpp sees a GPU to offload layers to. (llama.cpp's
 /// own `supports_gpu_offload` also counts RPC and says yes on CPU-only builds.)
 pub fn gpu_offload_supported() -> bool {
     use llama_cpp_2::LlamaBackendDeviceType::{Gpu, IntegratedGpu};
-    backend();
+    if backend().is_err() {
+        return false;
+    }
     llama_cpp_2::list_llama_ggml_backend_devices()
         .iter()
         .any(|d| matches!(d.device_type, Gpu | IntegratedGpu))
@@ -138,7 +152,9 @@ fn available_memory() -> Option<u64> {
 /// The compute devices llama.cpp sees: (backend, name, description, kind, total memory in bytes).
 pub fn devices() -> Vec<(String, String, String, &'static str, usize)> {
     use llama_cpp_2::LlamaBackendDeviceType as T;
-    backend();
+    if backend().is_err() {
+        return Vec::new();
+    }
     llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
         .map(|d| {
@@ -213,13 +229,11 @@ impl LlamaEngine {
                     .into(),
             ));
         }
-        if let Err(message) = cpu_backend() {
-            return Err(EngineError::Load {
-                model: name.clone(),
-                path: path.to_path_buf(),
-                message: message.to_string(),
-            });
-        }
+        let llama = backend().map_err(|message| EngineError::Load {
+            model: name.clone(),
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        })?;
         let requested_ctx = settings.n_ctx;
         let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
         // The header is untrusted (hub downloads): the same bounded walk as
@@ -235,7 +249,7 @@ impl LlamaEngine {
                 message: format!("not a readable GGUF file: {message}"),
             });
         }
-        let model = LlamaModel::load_from_file(backend(), path, &params).map_err(|e| EngineError::Load {
+        let model = LlamaModel::load_from_file(llama, path, &params).map_err(|e| EngineError::Load {
             model: name.clone(),
             path: path.to_path_buf(),
             message: format!("{e} (is it a GGUF file?)"),
@@ -267,7 +281,7 @@ impl LlamaEngine {
             threads,
             threads_batch,
         };
-        let jobs = scheduler::start(model.clone(), config).map_err(|message| EngineError::Load {
+        let jobs = scheduler::start(llama, model.clone(), config).map_err(|message| EngineError::Load {
             model: name.clone(),
             path: path.to_path_buf(),
             message,

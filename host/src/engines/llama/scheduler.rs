@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
@@ -31,7 +32,6 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
-use super::backend;
 use crate::engines::text::TextAccumulator;
 use crate::engines::{EngineOutput, FinishReason};
 
@@ -77,7 +77,11 @@ pub(super) struct SchedulerConfig {
 }
 
 /// Start the decoding thread; its context is created before this returns.
-pub(super) fn start(model: Arc<LlamaModel>, config: SchedulerConfig) -> Result<mpsc::Sender<Job>, String> {
+pub(super) fn start(
+    backend: &'static LlamaBackend,
+    model: Arc<LlamaModel>,
+    config: SchedulerConfig,
+) -> Result<mpsc::Sender<Job>, String> {
     let (jobs, receiver) = mpsc::channel::<Job>();
     let (ready, started) = mpsc::channel::<Result<(), String>>();
     std::thread::Builder::new()
@@ -91,7 +95,7 @@ pub(super) fn start(model: Arc<LlamaModel>, config: SchedulerConfig) -> Result<m
                 .with_kv_unified(false)
                 .with_n_threads(config.threads)
                 .with_n_threads_batch(config.threads_batch);
-            let ctx = match model.new_context(backend(), params) {
+            let ctx = match model.new_context(backend, params) {
                 Ok(ctx) => {
                     let _ = ready.send(Ok(()));
                     ctx
