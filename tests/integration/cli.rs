@@ -653,3 +653,71 @@ fn lmhost_llama_cpu_picks_another_variant_that_still_answers() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Paris"), "{}", text(&out.stdout));
 }
+
+/// After a quiet spell following a request, the llama.cpp scheduler hands the
+/// heap's free memory back (`malloc_trim`), which `-vv` logs with resident
+/// memory before and after; the chat goes on answering afterwards.
+#[test]
+fn an_idle_llama_model_gives_free_heap_back() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::time::Duration;
+    if smollm().is_none() {
+        return;
+    }
+    let tmp = TempDir::new("cli-trim");
+    let mut child = lmhost_command()
+        .args(["-vv", "chat", "-m", "SmolLM2-135M-Instruct", "-l", "8"])
+        .env("LMHOST_HOME", tmp.path())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (answers, answered) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let printed = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = answers.send(());
+            all.push(line);
+        }
+        all
+    });
+    stdin.write_all(b"Hi\n").unwrap();
+    stdin.flush().unwrap();
+    answered
+        .recv_timeout(Duration::from_secs(120))
+        .expect("no answer to the first turn");
+    // Quiet: the scheduler trims 200 ms after its last work.
+    std::thread::sleep(Duration::from_secs(1));
+    stdin.write_all(b"Name a colour.\n").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert!(printed.join().unwrap().len() >= 2, "the second turn got no answer");
+    let log = log.join().unwrap();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("heap trimmed"))
+        .unwrap_or_else(|| panic!("no trim in {log}"));
+    let kib = |key: &str| -> u64 {
+        let at = line.find(key).unwrap_or_else(|| panic!("no {key} in {line}")) + key.len() + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (before, after) = (kib("rss_before_kib"), kib("rss_after_kib"));
+    assert!(before > 50_000 && after > 0, "{line}");
+    // Trimming never grows the process (other threads may allocate meanwhile: 8 MiB of slack).
+    assert!(after <= before + 8 * 1024, "{line}");
+}

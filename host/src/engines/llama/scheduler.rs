@@ -128,11 +128,29 @@ pub(super) fn start(
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let started = Instant::now();
+        let (before, started) = (resident_kib(), Instant::now());
         // SAFETY: malloc_trim only returns free pages to the kernel.
         unsafe { libc::malloc_trim(0) };
-        tracing::trace!(elapsed_us = started.elapsed().as_micros() as u64, "heap trimmed");
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        tracing::debug!(
+            elapsed_us,
+            rss_before_kib = before,
+            rss_after_kib = resident_kib(),
+            "heap trimmed"
+        );
     }
+}
+
+/// This process's resident memory in KiB (`/proc/self/statm`), 0 where unknown.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn resident_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4
 }
 
 /// A request occupying a sequence slot.
