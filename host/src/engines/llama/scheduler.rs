@@ -150,7 +150,9 @@ fn resident_kib() -> u64 {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    pages * 4
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096) / 1024
 }
 
 /// A request occupying a sequence slot.
@@ -199,26 +201,21 @@ impl<'m> Scheduler<'m> {
     }
 
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        // Loading left garbage too (the model's and the adapters' set-up).
-        let mut worked = true;
         loop {
             if self.idle() {
-                let next = if worked {
-                    match jobs.recv_timeout(TRIM_AFTER_IDLE) {
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            trim_heap();
-                            jobs.recv().map_err(|_| ())
-                        }
-                        other => other.map_err(|_| ()),
+                // Quiet after work (or after loading, which left garbage too):
+                // trim once, then wait as long as it takes.
+                let next = match jobs.recv_timeout(TRIM_AFTER_IDLE) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        trim_heap();
+                        jobs.recv().ok()
                     }
-                } else {
-                    jobs.recv().map_err(|_| ())
+                    other => other.ok(),
                 };
                 match next {
-                    Ok(job) => self.queue.push_back(job),
-                    Err(()) => return, // the engine was dropped
+                    Some(job) => self.queue.push_back(job),
+                    None => return, // the engine was dropped
                 }
-                worked = true;
             }
             while let Ok(job) = jobs.try_recv() {
                 self.queue.push_back(job);
