@@ -31,12 +31,19 @@ MINIMAL_FEATURES := --no-default-features --features remote,server
 # there, the third-party-server test runs; otherwise it stays ignored.
 LMHOST_LLAMA_SERVER ?= $(HOME)/.cache/lmhost/llama.cpp/build-avx2/bin/llama-server
 export LMHOST_LLAMA_SERVER
+# lmhost with llama.cpp's CUDA module (scripts/build-cuda.sh, about an hour):
+# when it is there, the test that it runs on this machine's CPU runs too.
+LMHOST_CUDA_BUILD ?= $(HOME)/.cache/lmhost/target-cuda/release/lmhost
+export LMHOST_CUDA_BUILD
 
 test: setup model adapters
 	cargo test --release --workspace
 	@if [ -x "$(LMHOST_LLAMA_SERVER)" ]; then \
 		cargo test --release -p lmhost-tests --test integration third_party -- --ignored; \
 	else echo "ignored: third_party::openai_compatible_against_llama_server (no $(LMHOST_LLAMA_SERVER); bench/llama-bench.sh builds it)"; fi
+	@if [ -x "$(LMHOST_CUDA_BUILD)" ]; then \
+		cargo test --release -p lmhost-tests --test integration backend_modules -- --ignored; \
+	else echo "ignored: backend_modules::the_cuda_build_runs_on_the_cpu_where_there_is_no_gpu (no $(LMHOST_CUDA_BUILD); scripts/build-cuda.sh builds it)"; fi
 	$(MAKE) python
 	cd python/tests && ../../$(PY) -m pytest -q -p no:cacheprovider
 	@if cargo tree -p lmhost $(MINIMAL_FEATURES) -e normal,build --prefix none | grep -E '^(llama-cpp|candle-|cmake )'; then \

@@ -59,8 +59,8 @@ BACKGROUND = (
 PROMPT = BACKGROUND + "Ignore all of that. Count from 1 to 300, one number per line, and nothing else."
 
 
-def lmhost_run(binary, gen, threads, env=None):
-    spec = {"model_name": "SmolLM2-135M-Instruct"}
+def lmhost_run(binary, gen, threads, env=None, spec=None):
+    spec = dict(spec or {"model_name": "SmolLM2-135M-Instruct"})
     if threads:
         spec["threads"] = threads
     cmd = [binary, "run", "-m", json.dumps(spec), "--json", "-l", str(gen), PROMPT]

@@ -44,6 +44,12 @@ pub fn llama_cpu_variant() -> Option<String> {
     env_var("LMHOST_LLAMA_CPU").filter(|v| !v.is_empty())
 }
 
+/// The candle engine's kernels to use instead of the most capable this CPU
+/// runs (`LMHOST_CANDLE_SIMD`: `vnni`, `avx2` or `scalar`), for comparing them.
+pub fn candle_simd() -> Option<String> {
+    env_var("LMHOST_CANDLE_SIMD").filter(|v| !v.is_empty())
+}
+
 /// Whether llama.cpp's own log is shown (`LMHOST_LLAMA_LOG` set).
 pub fn llama_log_enabled() -> bool {
     std::env::var_os("LMHOST_LLAMA_LOG").is_some()

@@ -1,6 +1,7 @@
 //! lmhost's integration tests: one binary, a module per area.
 
 mod adapters;
+mod backend_modules;
 mod candle;
 mod cli;
 mod conformance;

@@ -24,6 +24,14 @@ pub(super) fn devices(as_json: bool) -> Result<()> {
                     .iter()
                     .map(|(v, missing)| json!({"variant": v, "usable": missing.is_empty(), "missing": missing}))
                     .collect();
+                row["modules"] = c
+                    .others
+                    .iter()
+                    .map(|m| {
+                        json!({"backend": m.name, "module": m.path.display().to_string(),
+                               "loaded": m.loaded.is_ok(), "error": m.loaded.as_ref().err()})
+                    })
+                    .collect();
             }
             row
         })
@@ -66,11 +74,12 @@ pub(super) fn devices(as_json: bool) -> Result<()> {
             if !not.is_empty() {
                 println!("  not usable here: {}", not.join(", "));
             }
-            for (name, loaded) in &c.others {
-                println!(
-                    "  backend module {name}: {}",
-                    if *loaded { "loaded" } else { "could not be loaded" }
-                );
+            for m in &c.others {
+                match &m.loaded {
+                    Ok(()) => println!("  backend module {}: loaded, {}", m.name, m.path.display()),
+                    // The loader's message names the file.
+                    Err(e) => println!("  backend module {}: not loaded ({e})", m.name),
+                }
             }
         }
         Err(e) => println!("\nllama.cpp CPU variant: none ({e})"),

@@ -42,7 +42,9 @@ pub use http::{HttpEngine, HttpInput, HttpOutput, HttpPolicy};
 pub use hub::{HubError, HubOptions};
 pub use human::HumanEngine;
 #[cfg(feature = "llama")]
-pub use llama::{backend as llama_backend, cpu_backend, devices, gpu_offload_supported, CpuChoice, LlamaEngine};
+pub use llama::{
+    backend as llama_backend, cpu_backend, devices, gpu_offload_supported, BackendModule, CpuChoice, LlamaEngine,
+};
 pub use mock::MockEngine;
 
 use crate::backends::{find_backend, runnable_backend_names, EngineKind};

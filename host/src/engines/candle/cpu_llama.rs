@@ -19,7 +19,7 @@ use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::Device;
 use rayon::prelude::*;
 
-use super::kernels::{matmul_many, quantize, Act, Format, Matrix, BLOCK};
+use super::kernels::{matmul_many, quantize, Act, Format, Matrix, Simd, BLOCK};
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -86,6 +86,8 @@ pub(super) fn unsupported(content: &gguf_file::Content) -> Option<String> {
 impl CpuLlama {
     /// Load the weights of a llama GGUF whose [`unsupported`] is `None`.
     pub(super) fn load(content: &gguf_file::Content, file: &mut File) -> Result<Self, String> {
+        let simd = Simd::get()?;
+        tracing::debug!(kernels = simd.name(), "candle engine's integer kernels");
         let md = &content.metadata;
         let int = |key: &str| -> Result<usize, String> {
             md.get(key)

@@ -16,7 +16,7 @@
 //! Forward passes run on a thread pool of `threads` (default: every core).
 //!
 //! One request at a time per loaded model (the KV cache lives in the model);
-//! others wait their turn. `execute_on: "gpu"` needs a build with `--features cuda`.
+//! others wait their turn. `execute_on: "gpu"` needs a build with `--features candle-cuda`.
 
 mod cpu_llama;
 mod kernels;
@@ -218,14 +218,14 @@ impl CandleEngine {
     }
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "candle-cuda")]
 fn gpu() -> Result<Device, String> {
     Device::new_cuda(0).map_err(|e| format!("`execute_on` is gpu, but no CUDA device is usable: {e}"))
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "candle-cuda"))]
 fn gpu() -> Result<Device, String> {
-    Err("`execute_on` is gpu, but this build of lmhost has no CUDA support (build with `--features cuda`)".into())
+    Err("`execute_on` is gpu, but this build of lmhost has no CUDA support for candle (build with `--features candle-cuda`)".into())
 }
 
 type Loaded = (Runner, Vocab, Option<String>, u32);

@@ -201,8 +201,21 @@ pub struct CpuChoice {
     pub candidates: Vec<(String, Vec<&'static str>)>,
     /// Why it is this one: `best` (the most capable usable) or `LMHOST_LLAMA_CPU`.
     pub reason: &'static str,
-    /// Other backend modules loaded beside it (`cuda`), and those that failed to load.
-    pub others: Vec<(String, bool)>,
+    /// Other backend modules found beside it (`cuda`), loaded or not.
+    pub others: Vec<BackendModule>,
+}
+
+/// A backend module other than the CPU's, found beside the CPU modules.
+#[derive(Clone, Debug)]
+pub struct BackendModule {
+    /// The backend (`cuda`).
+    pub name: String,
+    /// The module file.
+    pub path: PathBuf,
+    /// Registered with llama.cpp, or why not: the loader's own words (a CUDA
+    /// module on a machine without the NVIDIA driver: `libcuda.so.1: cannot
+    /// open shared object file`).
+    pub loaded: Result<(), String>,
 }
 
 /// The variant's rank (ggml's score) and the sets it needs that are missing here.
@@ -365,12 +378,47 @@ pub(super) fn load() -> &'static Result<CpuChoice, String> {
         let mut choice = choose(cpus, forced.as_deref())?;
         register(&choice.module).map_err(|e| format!("{e} ({})", dir.display()))?;
         for (name, path) in others {
-            let loaded = register(&path).is_ok();
-            choice.others.push((name, loaded));
+            let loaded = open_other(&path);
+            match &loaded {
+                Ok(()) => tracing::debug!(backend = %name, module = %path.display(), "llama.cpp backend module loaded"),
+                Err(e) => tracing::debug!(backend = %name, module = %path.display(), error = %e, "llama.cpp backend module not loaded"),
+            }
+            choice.others.push(BackendModule { name, path, loaded });
         }
         tracing::debug!(variant = %choice.variant, module = %choice.module.display(), reason = choice.reason, "llama.cpp CPU backend");
         Ok(choice)
     })
+}
+
+/// Register a non-CPU module, or say why it cannot be. ggml's loader only
+/// logs the reason (and llama.cpp's log is silenced), so the module is opened
+/// here first to keep the loader's message: a GPU module that cannot find its
+/// driver or runtime is the common case, not an error, on a CPU-only machine.
+fn open_other(module: &Path) -> Result<(), String> {
+    let path = CString::new(module.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("a NUL byte in the path {}", module.display()))?;
+    // SAFETY: a NUL-terminated path; the same flags ggml's loader uses, so the
+    // module is resolved and initialised exactly once, here or there.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        // SAFETY: dlerror returns this thread's last loader message (or null),
+        // a NUL-terminated string valid until the next loader call.
+        let message = unsafe { libc::dlerror() };
+        let message = if message.is_null() {
+            "the loader gave no reason".to_string()
+        } else {
+            // SAFETY: non-null, so a NUL-terminated string of the loader's.
+            unsafe { std::ffi::CStr::from_ptr(message) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        return Err(message);
+    }
+    let registered = register(module);
+    // SAFETY: the handle opened above; ggml holds its own reference when it
+    // registered the module, so this only drops ours.
+    unsafe { libc::dlclose(handle) };
+    registered
 }
 
 /// `ggml_backend_load`: open a module and register its backend.

@@ -12,7 +12,7 @@ mod cpu;
 mod grammar;
 mod scheduler;
 
-pub use cpu::CpuChoice;
+pub use cpu::{BackendModule, CpuChoice};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,6 +99,27 @@ pub fn gpu_offload_supported() -> bool {
     llama_cpp_2::list_llama_ggml_backend_devices()
         .iter()
         .any(|d| matches!(d.device_type, Gpu | IntegratedGpu))
+}
+
+/// Why llama.cpp has no GPU device here, for the error of an entry that asks
+/// for one: no GPU module in this build, a module that did not load (and the
+/// loader's reason), or one that loaded and found no device.
+fn no_gpu_reason() -> String {
+    let modules = match cpu_backend() {
+        Ok(choice) => &choice.others,
+        Err(e) => return format!("llama.cpp is not initialised ({e})"),
+    };
+    if modules.is_empty() {
+        return "this build of lmhost has no GPU backend module (scripts/build-cuda.sh builds one)".into();
+    }
+    let said: Vec<_> = modules
+        .iter()
+        .map(|m| match &m.loaded {
+            Ok(()) => format!("the {} module loaded but found no device", m.name),
+            Err(e) => format!("the {} module did not load ({e})", m.name),
+        })
+        .collect();
+    format!("llama.cpp has no GPU device: {}", said.join("; "))
 }
 
 /// Threads when the entry sets no `threads`: (generation, prompt). Prompt
@@ -223,11 +244,10 @@ impl LlamaEngine {
         };
         let gpu_layers = gpu_layers(&settings);
         if gpu_layers > 0 && !gpu_offload_supported() {
-            return Err(invalid(
-                "it asks for GPU layers (`execute_on: gpu` or `gpu_layers_offloaded`), but this build of lmhost has no \
-                 GPU support: build with `--features cuda`, or set `execute_on: cpu`"
-                    .into(),
-            ));
+            return Err(invalid(format!(
+                "it asks for GPU layers (`execute_on: gpu` or `gpu_layers_offloaded`), but {}; or set `execute_on: cpu`",
+                no_gpu_reason()
+            )));
         }
         let llama = backend().map_err(|message| EngineError::Load {
             model: name.clone(),

@@ -5,14 +5,21 @@
 //! load so the kernels convert nothing. Activations are quantized per 32 values to
 //! 8 bits (scale and scaled sum), and each dot product runs on integers, as
 //! llama.cpp does: so the results match its arithmetic, and a block of 32 weights
-//! costs one 256-bit multiply-add. AVX2 is chosen at run time (the release binary
-//! stays portable); elsewhere a scalar loop computes the same sums.
+//! costs one 256-bit multiply-add (two AVX2 instructions, or one AVX-512 VNNI
+//! `vpdpbusd`). The instruction sets are chosen at run time (the release
+//! binary stays portable, [`Simd`]); elsewhere a scalar loop computes the same
+//! sums.
 //!
 //! A matrix product runs over blocks of output rows in parallel (rayon's pool);
 //! each weight row is read once for all tokens of a prompt.
 
 use half::f16;
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+use x86::{avx2, vnni};
 
 /// Values per quantization block.
 pub(super) const BLOCK: usize = 32;
@@ -181,7 +188,7 @@ impl Matrix {
     }
 
     /// Rows `first..first + out.len()` times one token's blocks.
-    fn rows_times(&self, first: usize, x: &[Act], out: &mut [f32], simd: bool) {
+    fn rows_times(&self, first: usize, x: &[Act], out: &mut [f32], simd: Simd) {
         let per_row = self.cols() / BLOCK;
         for (r, o) in (first..).zip(out) {
             *o = match self {
@@ -195,19 +202,22 @@ impl Matrix {
 impl Matrix {
     /// Row `r` times every token of `x`: four tokens at a time, so each weight
     /// block is loaded and unpacked once for four dot products.
-    fn row_times_tokens(&self, r: usize, x: &[Act], out: &mut [f32], simd: bool) {
+    fn row_times_tokens(&self, r: usize, x: &[Act], out: &mut [f32], simd: Simd) {
         let per_row = self.cols() / BLOCK;
         let token = |t: usize| &x[t * per_row..(t + 1) * per_row];
         let mut t = 0;
         #[cfg(target_arch = "x86_64")]
-        if simd {
+        if simd != Simd::Scalar {
+            let row = r * per_row..(r + 1) * per_row;
             while t + 4 <= out.len() {
                 let xs = [token(t), token(t + 1), token(t + 2), token(t + 3)];
-                // SAFETY: AVX2 and FMA were detected on this CPU.
+                // SAFETY: `simd` is a level this CPU and OS support (`Simd::get`).
                 let four = unsafe {
-                    match self {
-                        Matrix::Q4 { blocks, .. } => avx2::dot4_q4(&blocks[r * per_row..(r + 1) * per_row], xs),
-                        Matrix::Q8 { blocks, .. } => avx2::dot4_q8(&blocks[r * per_row..(r + 1) * per_row], xs),
+                    match (self, simd) {
+                        (Matrix::Q4 { blocks, .. }, Simd::Vnni) => vnni::dot4_q4(&blocks[row.clone()], xs),
+                        (Matrix::Q8 { blocks, .. }, Simd::Vnni) => vnni::dot4_q8(&blocks[row.clone()], xs),
+                        (Matrix::Q4 { blocks, .. }, _) => avx2::dot4_q4(&blocks[row.clone()], xs),
+                        (Matrix::Q8 { blocks, .. }, _) => avx2::dot4_q8(&blocks[row.clone()], xs),
                     }
                 };
                 out[t..t + 4].copy_from_slice(&four);
@@ -227,12 +237,16 @@ const TASK_ROWS: usize = 32;
 /// gate and up), each `(matrix, out)` as in [`Matrix::matmul`]. Each task takes
 /// a few rows of one matrix for every token, so a prompt reads each weight once.
 pub(super) fn matmul_many(x: &[Act], jobs: &mut [(&Matrix, &mut [f32])]) {
+    matmul_many_with(Simd::get().unwrap_or(Simd::Scalar), x, jobs);
+}
+
+/// [`matmul_many`] on the kernels of `simd` (one this CPU supports).
+fn matmul_many_with(simd: Simd, x: &[Act], jobs: &mut [(&Matrix, &mut [f32])]) {
     let Some(cols) = jobs.first().map(|(m, _)| m.cols()) else {
         return;
     };
     let per_row = cols / BLOCK;
     let tokens = x.len() / per_row;
-    let simd = has_avx2();
     if tokens == 1 {
         let tasks: Vec<(&Matrix, usize, &mut [f32])> = jobs
             .iter_mut()
@@ -313,33 +327,90 @@ fn quantize_block(v: &[f32]) -> Act {
     }
 }
 
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+/// The instruction sets the kernels use, chosen once per process: the most
+/// capable this CPU and OS support, or `LMHOST_CANDLE_SIMD` (`vnni`,
+/// `avx2`, `scalar`) for comparing them (BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Simd {
+    Scalar,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512 VNNI on 256-bit vectors (with AVX2 and FMA).
+    Vnni,
+}
+
+impl Simd {
+    const ALL: [(Simd, &'static str); 3] = [(Simd::Vnni, "vnni"), (Simd::Avx2, "avx2"), (Simd::Scalar, "scalar")];
+
+    /// Whether this process may use it (`is_x86_feature_detected!` checks
+    /// the OS's saved-state bits too).
+    fn usable(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Simd::Scalar => true,
+                Simd::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                Simd::Vnni => {
+                    Simd::Avx2.usable()
+                        && is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512vl")
+                        && is_x86_feature_detected!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Simd::Scalar
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The level for this process, or why `LMHOST_CANDLE_SIMD` cannot be had.
+    pub(super) fn get() -> Result<Simd, &'static str> {
+        static LEVEL: std::sync::OnceLock<Result<Simd, String>> = std::sync::OnceLock::new();
+        let level = LEVEL.get_or_init(|| match crate::config::candle_simd() {
+            None => Ok(Simd::ALL
+                .iter()
+                .map(|(s, _)| *s)
+                .find(|s| s.usable())
+                .unwrap_or(Simd::Scalar)),
+            Some(name) => match Simd::ALL.iter().find(|(_, n)| *n == name) {
+                Some((s, _)) if s.usable() => Ok(*s),
+                Some(_) => Err(format!(
+                    "LMHOST_CANDLE_SIMD is `{name}`, which this CPU or OS does not support"
+                )),
+                None => Err(format!(
+                    "LMHOST_CANDLE_SIMD is `{name}`; it may be vnni, avx2 or scalar"
+                )),
+            },
+        });
+        level.as_ref().map(|s| *s).map_err(String::as_str)
+    }
+
+    /// Its name, as `LMHOST_CANDLE_SIMD` spells it.
+    pub(super) fn name(self) -> &'static str {
+        Simd::ALL.iter().find(|(s, _)| *s == self).map_or("scalar", |(_, n)| n)
     }
 }
 
-fn dot_q4(w: &[Q4], x: &[Act], simd: bool) -> f32 {
+fn dot_q4(w: &[Q4], x: &[Act], simd: Simd) -> f32 {
+    // SAFETY: `simd` is a level this CPU and OS support (`Simd::get`).
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: AVX2 and FMA were detected on this CPU.
-        return unsafe { avx2::dot_q4(w, x) };
+    match simd {
+        Simd::Vnni => return unsafe { vnni::dot_q4(w, x) },
+        Simd::Avx2 => return unsafe { avx2::dot_q4(w, x) },
+        Simd::Scalar => {}
     }
     let _ = simd;
     dot_q4_scalar(w, x)
 }
 
-fn dot_q8(w: &[Q8], x: &[Act], simd: bool) -> f32 {
+fn dot_q8(w: &[Q8], x: &[Act], simd: Simd) -> f32 {
+    // SAFETY: `simd` is a level this CPU and OS support (`Simd::get`).
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: AVX2 and FMA were detected on this CPU.
-        return unsafe { avx2::dot_q8(w, x) };
+    match simd {
+        Simd::Vnni => return unsafe { vnni::dot_q8(w, x) },
+        Simd::Avx2 => return unsafe { avx2::dot_q8(w, x) },
+        Simd::Scalar => {}
     }
     let _ = simd;
     dot_q8_scalar(w, x)
@@ -367,140 +438,6 @@ fn dot_q8_scalar(w: &[Q8], x: &[Act]) -> f32 {
             w.d * x.d * sum as f32
         })
         .sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{Act, Q4, Q8};
-
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    /// One block's 32 products `q_w q_x` summed in eight lanes (as f32).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn products_q4(w: &Q4, x: &Act) -> __m256 {
-        // SAFETY: `qs` holds 16 (weights) and 32 (activations) bytes; unaligned loads.
-        let (packed, qx) = unsafe {
-            (
-                _mm_loadu_si128(w.qs.as_ptr().cast()),
-                _mm256_loadu_si256(x.qs.as_ptr().cast()),
-            )
-        };
-        // Low nibbles are values 0..16, high nibbles 16..32.
-        let qw = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed),
-            _mm256_set1_epi8(0x0f),
-        );
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), _mm256_set1_epi16(1)))
-    }
-
-    /// One block's 32 products `q_w q_x` summed in eight lanes (as f32).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn products_q8(w: &Q8, x: &Act) -> __m256 {
-        // SAFETY: both hold 32 bytes; unaligned loads.
-        let (qw, qx) = unsafe {
-            (
-                _mm256_loadu_si256(w.qs.as_ptr().cast()),
-                _mm256_loadu_si256(x.qs.as_ptr().cast()),
-            )
-        };
-        // |w| · (x with w's sign): an unsigned × signed multiply-add.
-        let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
-    }
-
-    /// One weight row times four tokens: each block unpacked once.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot4_q4(w: &[Q4], x: [&[Act]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut off = [0.0f32; 4];
-        for (b, w) in w.iter().enumerate() {
-            // SAFETY: `qs` holds 16 bytes; an unaligned load.
-            let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
-            let qw = _mm256_and_si256(
-                _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed),
-                _mm256_set1_epi8(0x0f),
-            );
-            for k in 0..4 {
-                let x = &x[k][b];
-                // SAFETY: `qs` holds 32 bytes; an unaligned load.
-                let qx = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
-                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(qw, qx), _mm256_set1_epi16(1)));
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), p, acc[k]);
-                off[k] += w.m * x.s;
-            }
-        }
-        let mut out = off;
-        for (o, acc) in out.iter_mut().zip(acc) {
-            *o += hsum(acc);
-        }
-        out
-    }
-
-    /// One weight row times four tokens.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot4_q8(w: &[Q8], x: [&[Act]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (b, w) in w.iter().enumerate() {
-            for k in 0..4 {
-                let x = &x[k][b];
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products_q8(w, x), acc[k]);
-            }
-        }
-        let mut out = [0.0; 4];
-        for (o, acc) in out.iter_mut().zip(acc) {
-            *o = hsum(acc);
-        }
-        out
-    }
-
-    // Two blocks per step into two accumulators: one chain of dependent
-    // multiply-adds would wait on its own latency every block.
-
-    /// Σ over blocks of `d_w d_x Σ q_w q_x + m_w s_x`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_q4(w: &[Q4], x: &[Act]) -> f32 {
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (mut off0, mut off1) = (0.0f32, 0.0f32);
-        let (wp, xp) = (w.chunks_exact(2), x.chunks_exact(2));
-        let tail = wp.remainder().iter().zip(xp.remainder());
-        for (w, x) in wp.zip(xp) {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w[0].d * x[0].d), products_q4(&w[0], &x[0]), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(w[1].d * x[1].d), products_q4(&w[1], &x[1]), acc1);
-            off0 += w[0].m * x[0].s;
-            off1 += w[1].m * x[1].s;
-        }
-        for (w, x) in tail {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products_q4(w, x), acc0);
-            off0 += w.m * x.s;
-        }
-        hsum(_mm256_add_ps(acc0, acc1)) + (off0 + off1)
-    }
-
-    /// Σ over blocks of `d_w d_x Σ q_w q_x`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_q8(w: &[Q8], x: &[Act]) -> f32 {
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (wp, xp) = (w.chunks_exact(2), x.chunks_exact(2));
-        let tail = wp.remainder().iter().zip(xp.remainder());
-        for (w, x) in wp.zip(xp) {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w[0].d * x[0].d), products_q8(&w[0], &x[0]), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(w[1].d * x[1].d), products_q8(&w[1], &x[1]), acc1);
-        }
-        for (w, x) in tail {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(w.d * x.d), products_q8(w, x), acc0);
-        }
-        hsum(_mm256_add_ps(acc0, acc1))
-    }
 }
 
 #[cfg(test)]
@@ -554,35 +491,41 @@ mod tests {
     }
 
     #[test]
-    fn every_format_multiplies_like_its_dequantized_values() {
-        let (rows, cols) = (70, 96);
-        for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
-            let m = Matrix::from_gguf(format, rows, cols, &bytes(format, 7, rows * cols / BLOCK)).unwrap();
-            for tokens in [1, 3, 6] {
-                let mut x = Vec::new();
-                quantize(&values(11, tokens * cols), &mut x);
-                let mut out = vec![0.0; rows * tokens];
-                m.matmul(&x, &mut out);
-                let want = reference(&m, &x, tokens);
-                for (got, want) in out.iter().zip(&want) {
-                    // Q4 offsets use the f16-rounded scaled sum (as llama.cpp does):
-                    // about 5e-4 of each block's offset term. A wrong nibble order or
-                    // scale is off by whole units.
-                    assert!(
-                        (got - want).abs() <= 1e-2 * want.abs().max(1.0),
-                        "{format:?}: {got} vs {want}"
-                    );
+    fn every_format_multiplies_like_its_dequantized_values_on_every_kernel() {
+        let levels: Vec<Simd> = Simd::ALL.iter().map(|(s, _)| *s).filter(|s| s.usable()).collect();
+        eprintln!("kernels tested here: {levels:?}");
+        let rows = 70;
+        // 3 and 7 blocks a row: every tail of the two- and four-block loops.
+        for cols in [96, 224] {
+            for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
+                let m = Matrix::from_gguf(format, rows, cols, &bytes(format, 7, rows * cols / BLOCK)).unwrap();
+                // 6 tokens: four at a time, then two alone.
+                for tokens in [1, 3, 6] {
+                    let mut x = Vec::new();
+                    quantize(&values(11, tokens * cols), &mut x);
+                    let want = reference(&m, &x, tokens);
+                    let mut scalar = vec![0.0; rows * tokens];
+                    matmul_many_with(Simd::Scalar, &x, &mut [(&m, &mut scalar)]);
+                    for &simd in &levels {
+                        let mut out = vec![0.0; rows * tokens];
+                        matmul_many_with(simd, &x, &mut [(&m, &mut out)]);
+                        for ((got, want), exact) in out.iter().zip(&want).zip(&scalar) {
+                            // Q4 offsets use the f16-rounded scaled sum (as llama.cpp
+                            // does): about 5e-4 of each block's offset term. A wrong
+                            // nibble order or scale is off by whole units.
+                            assert!(
+                                (got - want).abs() <= 1e-2 * want.abs().max(1.0),
+                                "{simd:?} {format:?}: {got} vs {want}"
+                            );
+                            // Every kernel computes the scalar loop's integer sums;
+                            // only the order of the f32 additions differs.
+                            assert!(
+                                (got - exact).abs() <= 1e-4 * exact.abs().max(1.0),
+                                "{simd:?} {format:?} {cols} cols, {tokens} tokens: {got} vs scalar {exact}"
+                            );
+                        }
+                    }
                 }
-                // The scalar loop gives the same sums as the SIMD one.
-                let w = match &m {
-                    Matrix::Q4 { blocks, .. } => dot_q4(&blocks[..cols / BLOCK], &x[..cols / BLOCK], false),
-                    Matrix::Q8 { blocks, .. } => dot_q8(&blocks[..cols / BLOCK], &x[..cols / BLOCK], false),
-                };
-                assert!(
-                    (w - out[0]).abs() <= 1e-4 * w.abs().max(1.0),
-                    "{format:?}: scalar {w} vs {}",
-                    out[0]
-                );
             }
         }
     }
