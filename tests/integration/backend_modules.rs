@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use lmhost_tests::{smollm, TempDir};
 
-/// Question and the word of the answer, as elsewhere.
+/// The question the SmolLM2 tests ask (the answer names Paris).
 const QUESTION: &str = "What is the capital of France? Answer in one sentence.";
 
 fn text(bytes: &[u8]) -> String {
@@ -66,6 +66,16 @@ fn install_copy(dir: &Path) -> PathBuf {
     binary
 }
 
+/// The default SmolLM2 entry (on the CPU) answers the question.
+fn answers_on_the_cpu(binary: &Path, home: &Path) {
+    let out = lmhost_at(binary, home)
+        .args(["run", "-m", "SmolLM2-135M-Instruct", "-l", "12", QUESTION])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Paris"), "{}", text(&out.stdout));
+}
+
 #[test]
 fn a_backend_module_that_cannot_load_is_reported_and_the_cpu_answers() {
     let tmp = TempDir::new("backend-modules");
@@ -108,12 +118,7 @@ fn a_backend_module_that_cannot_load_is_reported_and_the_cpu_answers() {
     if smollm().is_none() {
         return;
     }
-    let out = lmhost_at(&binary, tmp.path())
-        .args(["run", "-m", "SmolLM2-135M-Instruct", "-l", "12", QUESTION])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Paris"), "{}", text(&out.stdout));
+    answers_on_the_cpu(&binary, tmp.path());
     // Asking for the GPU names the module and why it did not load.
     let out = lmhost_at(&binary, tmp.path())
         .args([
@@ -182,10 +187,5 @@ fn the_cuda_build_runs_on_the_cpu_where_there_is_no_gpu() {
     if smollm().is_none() {
         return;
     }
-    let out = lmhost_at(&binary, tmp.path())
-        .args(["run", "-m", "SmolLM2-135M-Instruct", "-l", "12", QUESTION])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Paris"), "{}", text(&out.stdout));
+    answers_on_the_cpu(&binary, tmp.path());
 }

@@ -210,17 +210,26 @@ impl CandleEngine {
         }
     }
 
-    fn failed(&self, e: impl std::fmt::Display) -> EngineError {
+    fn failed(&self, e: candle_core::Error) -> EngineError {
         EngineError::Inference {
             model: self.name.clone(),
-            message: e.to_string(),
+            message: plain(e),
         }
+    }
+}
+
+/// A candle error's message without the backtrace candle attaches to it when
+/// `RUST_BACKTRACE` is set: an API error or a load error is no place for one.
+fn plain(e: candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => plain(*inner),
+        e => e.to_string(),
     }
 }
 
 #[cfg(feature = "candle-cuda")]
 fn gpu() -> Result<Device, String> {
-    Device::new_cuda(0).map_err(|e| format!("`execute_on` is gpu, but no CUDA device is usable: {e}"))
+    Device::new_cuda(0).map_err(|e| format!("`execute_on` is gpu, but no CUDA device is usable: {}", plain(e)))
 }
 
 #[cfg(not(feature = "candle-cuda"))]
@@ -271,7 +280,7 @@ fn load_gguf(path: &Path, device: &Device, own: bool) -> Result<Loaded, String> 
             Some(why) => tracing::info!(path = %path.display(), "candle's kernels run this GGUF: {why}"),
         }
     }
-    let model = quantized_llama::ModelWeights::from_gguf(content, &mut file, device).map_err(|e| e.to_string())?;
+    let model = quantized_llama::ModelWeights::from_gguf(content, &mut file, device).map_err(plain)?;
     // candle's model keeps rotary tables for this many positions only.
     let trained = trained.min(quantized_llama::MAX_SEQ_LEN as u32);
     Ok((Runner::Gguf(model), vocab, template, trained))
@@ -339,9 +348,8 @@ fn load_safetensors(dir: &Path, device: &Device) -> Result<Loaded, String> {
     }
     let dtype = DType::F32;
     // SAFETY: the files are mapped read-only and not changed while the model lives.
-    let vb =
-        unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(|e| e.to_string())?;
-    let model = llama::Llama::load(vb, &config).map_err(|e| e.to_string())?;
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&files, dtype, device) }.map_err(plain)?;
+    let model = llama::Llama::load(vb, &config).map_err(plain)?;
     Ok((Runner::Llama { model, config, dtype }, vocab, template, trained))
 }
 
@@ -417,5 +425,18 @@ impl LocalEngine for CandleEngine {
             generation_time: total.saturating_sub(prompt_time),
             time_to_first_token: first_token,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn candle_errors_lose_their_backtrace() {
+        let wrapped = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("no CUDA device".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert!(wrapped.to_string().len() > "no CUDA device".len());
+        assert_eq!(super::plain(wrapped), "no CUDA device");
     }
 }
