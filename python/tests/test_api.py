@@ -180,12 +180,22 @@ def test_agenerate_runs_calls_concurrently_and_cancels(host: lmhost.Host, smollm
 
 def test_generate_batch_decodes_together_and_matches_single_calls(smollm2: lmhost.Model) -> None:
     questions = [QUESTION, "Name a colour.", "What is two plus two?", "Say hello in French."]
-    single_started = time.monotonic()
-    singles = [smollm2.generate(q, max_tokens=24) for q in questions]
-    single_s = time.monotonic() - single_started
-    batch_started = time.monotonic()
-    batch = smollm2.generate_batch(questions, max_tokens=24)
-    batch_s = time.monotonic() - batch_started
+
+    def timed(run):
+        started = time.monotonic()
+        out = run()
+        return out, time.monotonic() - started
+
+    # The best of two rounds each: one stall of a shared 2-core machine is not
+    # the batch decoding one request after another, which every round shows.
+    rounds = [
+        (timed(lambda: [smollm2.generate(q, max_tokens=24) for q in questions]),
+         timed(lambda: smollm2.generate_batch(questions, max_tokens=24)))
+        for _ in range(2)
+    ]
+    (singles, _), (batch, _) = rounds[0]
+    single_s = min(single[1] for single, _ in rounds)
+    batch_s = min(batched[1] for _, batched in rounds)
     # Greedy decoding is bit-identical alone or batched (one KV stream per slot).
     assert [g.response for g in batch] == [g.response for g in singles]
     assert [g.prompt for g in batch] == [g.prompt for g in singles]
