@@ -12,11 +12,10 @@ forward and backward), medians. Ratios are to the first kernel set given.
 
 import argparse
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vs_llama_bench import ROOT, lmhost_run  # noqa: E402
+from vs_llama_bench import ROOT, compare, lmhost_run  # noqa: E402
 
 
 def main():
@@ -31,22 +30,9 @@ def main():
     kernels = args.kernels.split(",")
     spec = {"model_name": "SmolLM2-135M-Instruct-candle", "backend": "huggingface_local",
             "model_path": args.model, "premade_chat_template": True}
-    pp = {k: [] for k in kernels}
-    tg = {k: [] for k in kernels}
-    for r in range(args.rounds):
-        # Forward, then backward: no kernel set always runs first after a pause.
-        for k in kernels if r % 2 == 0 else kernels[::-1]:
-            _, _, p, t = lmhost_run(args.lmhost, args.gen, args.threads, {"LMHOST_CANDLE_SIMD": k}, spec)
-            pp[k].append(p)
-            tg[k].append(t)
-    med = statistics.median
-    first = kernels[0]
     print(f"threads {args.threads}, {args.rounds} rounds")
-    print(f"| kernels | prompt t/s | generation t/s | ÷ {first} (prompt, gen) |")
-    print("|---|---|---|---|")
-    for k in kernels:
-        print(f"| {k} | {med(pp[k]):.1f} | {med(tg[k]):.1f} | "
-              f"{med(pp[k]) / med(pp[first]):.3f}, {med(tg[k]) / med(tg[first]):.3f} |")
+    compare(kernels, lambda k: lmhost_run(args.lmhost, args.gen, args.threads, {"LMHOST_CANDLE_SIMD": k}, spec)[2:],
+            args.rounds, "kernels")
     return 0
 
 

@@ -14,12 +14,11 @@ devices`); every other variant is shown as a ratio to it.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vs_llama_bench import ROOT, lmhost_run  # noqa: E402
+from vs_llama_bench import ROOT, compare, lmhost_run  # noqa: E402
 
 
 def usable_variants(binary):
@@ -40,21 +39,9 @@ def main():
     chosen, usable = usable_variants(args.lmhost)
     variants = args.variants.split(",") if args.variants else usable
     variants = [chosen] + [v for v in variants if v != chosen]
-    pp = {v: [] for v in variants}
-    tg = {v: [] for v in variants}
-    for r in range(args.rounds):
-        # Forward, then backward: no variant always runs first after a pause.
-        for v in variants if r % 2 == 0 else variants[::-1]:
-            _, _, p, t = lmhost_run(args.lmhost, args.gen, args.threads, {"LMHOST_LLAMA_CPU": v})
-            pp[v].append(p)
-            tg[v].append(t)
-    med = statistics.median
     print(f"threads {args.threads or 'default'}, {args.rounds} rounds, chosen here: {chosen}")
-    print("| variant | prompt t/s | generation t/s | ÷ chosen (prompt, gen) |")
-    print("|---|---|---|---|")
-    for v in variants:
-        print(f"| {v}{' (chosen)' if v == chosen else ''} | {med(pp[v]):.1f} | {med(tg[v]):.1f} | "
-              f"{med(pp[v]) / med(pp[chosen]):.3f}, {med(tg[v]) / med(tg[chosen]):.3f} |")
+    compare(variants, lambda v: lmhost_run(args.lmhost, args.gen, args.threads, {"LMHOST_LLAMA_CPU": v})[2:],
+            args.rounds, "variant")
     return 0
 
 

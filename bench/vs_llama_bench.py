@@ -75,6 +75,26 @@ def lmhost_run(binary, gen, threads, env=None, spec=None):
     )
 
 
+def compare(names, measure, rounds, label):
+    """`measure(name)` -> (prompt t/s, generation t/s) for each name in every
+    round, forward then backward (no name always runs first after a pause);
+    prints the medians as a table with ratios to the first name."""
+    pp = {n: [] for n in names}
+    tg = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names if r % 2 == 0 else names[::-1]:
+            p, t = measure(n)
+            pp[n].append(p)
+            tg[n].append(t)
+    med = statistics.median
+    first = names[0]
+    print(f"| {label} | prompt t/s | generation t/s | ÷ {first} (prompt, gen) |")
+    print("|---|---|---|---|")
+    for n in names:
+        print(f"| {n} | {med(pp[n]):.1f} | {med(tg[n]):.1f} | "
+              f"{med(pp[n]) / med(pp[first]):.3f}, {med(tg[n]) / med(tg[first]):.3f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-bench", required=True, help="directory holding llama-bench (bench/llama-bench.sh prints it)")

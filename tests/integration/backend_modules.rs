@@ -139,13 +139,7 @@ fn a_backend_module_that_cannot_load_is_reported_and_the_cpu_answers() {
 
 /// Where `scripts/build-cuda.sh` puts its build.
 fn cuda_build() -> Option<PathBuf> {
-    let path = std::env::var_os("LMHOST_CUDA_BUILD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-            home.join(".cache/lmhost/target-cuda/release/lmhost")
-        });
-    path.is_file().then_some(path)
+    lmhost_tests::script_build("LMHOST_CUDA_BUILD", "target-cuda/release/lmhost")
 }
 
 /// Whether this machine has the NVIDIA driver's library where the loader finds it.

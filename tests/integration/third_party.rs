@@ -16,13 +16,7 @@ use crate::remote::remote_host;
 
 /// Where `bench/llama-bench.sh avx2` puts llama-server.
 fn llama_server() -> Option<PathBuf> {
-    let path = std::env::var_os("LMHOST_LLAMA_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-            home.join(".cache/lmhost/llama.cpp/build-avx2/bin/llama-server")
-        });
-    path.is_file().then_some(path)
+    lmhost_tests::script_build("LMHOST_LLAMA_SERVER", "llama.cpp/build-avx2/bin/llama-server")
 }
 
 /// A running llama-server, killed on drop.

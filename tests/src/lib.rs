@@ -30,6 +30,17 @@ pub fn compat_registry() -> Option<PathBuf> {
         .find(|p| p.extension().is_some_and(|e| e == "json"))
 }
 
+/// A binary the repo's scripts build outside `make` (llama.cpp's server, the
+/// CUDA build): the file `var` names, else `cached` under `~/.cache/lmhost/`,
+/// where the scripts put it; `None` when it is not there.
+pub fn script_build(var: &str, cached: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        home.join(".cache/lmhost").join(cached)
+    });
+    path.is_file().then_some(path)
+}
+
 /// The default model's file name.
 pub const SMOLLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
